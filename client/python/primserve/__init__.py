@@ -1,0 +1,23 @@
+"""Python client for primserve, the position-encoding / attention / logistic-regression service.
+
+Example::
+
+    >>> import numpy as np
+    >>> import primserve
+    >>> with primserve.Client("localhost:50051", timeout=30) as c:
+    ...     table = c.sinusoidal(16, dim=8, layout="split")            # np.float32 [16, 8]
+    ...     q = c.apply_rope(np.random.randn(2, 4, 16, 64), pairing="half_split")
+    ...     c.health()
+    'SERVING'
+
+Errors from the server raise ``primserve.Error`` (``.code`` is a ``grpc.StatusCode``,
+``.message`` the server's explanation). ``to_tensor`` / ``from_tensor`` convert between numpy
+arrays and the ``primserve.v1.Tensor`` wire message for use with the raw stubs in
+``primserve.v1``.
+"""
+
+from primserve.client import Client, Error
+from primserve.tensors import from_tensor, to_tensor
+
+__all__ = ["Client", "Error", "to_tensor", "from_tensor"]
+__version__ = "0.1.0"

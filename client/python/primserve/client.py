@@ -1,0 +1,218 @@
+"""A small synchronous client for the primserve gRPC service: numpy in, numpy out.
+
+Example::
+
+    >>> import numpy as np
+    >>> import primserve
+    >>> with primserve.Client("localhost:50051") as c:
+    ...     table = c.sinusoidal(8, dim=4)                      # [8, 4] float32
+    ...     q = c.apply_rope(np.ones((2, 8, 64)), pairing="half_split")
+    ...     c.health()
+    'SERVING'
+"""
+
+import grpc
+import numpy as np
+
+from primserve.tensors import from_tensor, to_tensor
+from primserve.v1 import position_encoding_pb2 as pe_pb2
+from primserve.v1 import position_encoding_pb2_grpc as pe_grpc
+
+__all__ = ["Client", "Error"]
+
+_LAYOUTS = {
+    "interleaved": pe_pb2.SINUSOIDAL_LAYOUT_INTERLEAVED,
+    "split": pe_pb2.SINUSOIDAL_LAYOUT_SPLIT,
+}
+_KINDS = {"1d": pe_pb2.ROPE_KIND_ROPE_1D, "2d": pe_pb2.ROPE_KIND_ROPE_2D}
+_PAIRINGS = {
+    "interleaved": pe_pb2.ROPE_PAIRING_INTERLEAVED,
+    "half_split": pe_pb2.ROPE_PAIRING_HALF_SPLIT,
+}
+_HEALTH_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+
+
+class Error(Exception):
+    """A failed primserve call: ``code`` is the ``grpc.StatusCode``, ``message`` the server's text.
+
+    Example::
+
+        >>> try:
+        ...     c.sinusoidal(4, dim=3)
+        ... except primserve.Error as e:
+        ...     print(e.code, e.message)
+        StatusCode.INVALID_ARGUMENT dim: expected an even number > 0 (sin/cos pairs), got 3
+    """
+
+    def __init__(self, code, message):
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _enum(table, value, what):
+    """Maps a case-insensitive name (or an enum number) to the proto enum value."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    try:
+        return table[str(value).lower()]
+    except KeyError:
+        raise ValueError(f"{what} must be one of {sorted(table)}, got {value!r}") from None
+
+
+def _reals(values):
+    """A list of Python floats from any 1-D array-like (None gives [])."""
+    if values is None:
+        return []
+    return np.asarray(values, dtype=np.float64).reshape(-1).tolist()
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _read_varint(buf, i):
+    shift = value = 0
+    while True:
+        byte = buf[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, i
+
+
+def _health_status(buf):
+    """Field 1 (varint) of a serialized grpc.health.v1.HealthCheckResponse; other fields skipped."""
+    status, i = 0, 0
+    while i < len(buf):
+        key, i = _read_varint(buf, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _read_varint(buf, i)
+            if field == 1:
+                status = value
+        elif wire == 2:
+            length, i = _read_varint(buf, i)
+            i += length
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        else:
+            raise ValueError(f"HealthCheckResponse: unsupported wire type {wire}")
+    return status
+
+
+class Client:
+    """A connection to a primserve server.
+
+    ``address`` is a gRPC target (``host:port``, ``dns:///name:port``, ...). ``max_message_bytes``
+    bounds requests and responses (match the server's ``--max_message_bytes``). ``timeout`` is
+    the default per-call deadline in seconds (None: no deadline); every method also takes
+    ``timeout=``. Pass ``credentials`` (``grpc.ssl_channel_credentials(...)``) for TLS.
+    Failed calls raise ``primserve.Error``. Use it as a context manager, or call ``close()``.
+
+    Example::
+
+        >>> with primserve.Client("localhost:50051", timeout=10) as c:
+        ...     c.sinusoidal(dim=4, positions=[0.0, 1.0])
+        array([[0.        , 1.        , 0.        , 1.        ],
+               [0.84147096, 0.5403023 , 0.00999983, 0.99995   ]], dtype=float32)
+    """
+
+    def __init__(self, address, max_message_bytes=64 << 20, timeout=None, credentials=None):
+        options = [
+            ("grpc.max_send_message_length", int(max_message_bytes)),
+            ("grpc.max_receive_message_length", int(max_message_bytes)),
+        ]
+        if credentials is None:
+            self._channel = grpc.insecure_channel(address, options=options)
+        else:
+            self._channel = grpc.secure_channel(address, credentials, options=options)
+        self.address = address
+        self.timeout = timeout
+        self._position_encoding = pe_grpc.PositionEncodingStub(self._channel)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __repr__(self):
+        return f"primserve.Client({self.address!r})"
+
+    def close(self):
+        """Closes the channel; the client is unusable afterwards."""
+        self._channel.close()
+
+    def _call(self, method, request, timeout):
+        try:
+            return method(request, timeout=self.timeout if timeout is None else timeout)
+        except grpc.RpcError as e:
+            raise Error(e.code(), e.details()) from None
+
+    def sinusoidal(self, length=None, *, dim, base=0, layout="interleaved", positions=None,
+                   timeout=None):
+        """The sinusoidal position table, float32 [length, dim] (MATH.md section 1).
+
+        Rows are positions 0..length-1, or the real ``positions`` when given (then ``length``
+        is ignored). ``dim`` must be even; ``base`` 0 means 10000; ``layout`` is
+        ``'interleaved'`` (sin, cos, sin, cos, ...) or ``'split'`` (all sines, then all cosines).
+
+        Example::
+
+            >>> c.sinusoidal(2, dim=4)[1]
+            array([0.84147096, 0.5403023 , 0.00999983, 0.99995   ], dtype=float32)
+        """
+        request = pe_pb2.SinusoidalRequest(
+            length=int(length or 0), positions=_reals(positions), dim=int(dim), base=float(base),
+            layout=_enum(_LAYOUTS, layout, "layout"))
+        return from_tensor(self._call(self._position_encoding.Sinusoidal, request, timeout).output)
+
+    def apply_rope(self, x, kind="1d", pairing="interleaved", positions=None, positions_x=None,
+                   positions_y=None, grid=None, base=0, rotary_dim=0, inverse=False,
+                   timeout=None):
+        """Rotates ``x`` [..., seq, dim] by RoPE and returns the float32 result (MATH.md 2-3).
+
+        ``kind`` ``'1d'`` uses ``positions`` (seq reals; default 0..seq-1). ``kind`` ``'2d'``
+        uses ``positions_x`` + ``positions_y`` or ``grid=(height, width)`` (token t sits at
+        (t // width, t % width)). ``pairing`` is ``'interleaved'`` (2i, 2i+1) or
+        ``'half_split'`` (i, i + d/2). ``rotary_dim`` 0 rotates all features; ``inverse``
+        applies R_m^T, undoing a rotation.
+
+        Example::
+
+            >>> c.apply_rope(np.array([[1.0, 2.0, 3.0, 4.0]]), positions=[1.0])
+            array([[-1.1426396,  1.9220756,  2.9598508,  4.0297995]], dtype=float32)
+        """
+        height, width = (0, 0) if grid is None else (int(grid[0]), int(grid[1]))
+        request = pe_pb2.ApplyRopeRequest(
+            input=to_tensor(x), kind=_enum(_KINDS, kind, "kind"),
+            pairing=_enum(_PAIRINGS, pairing, "pairing"), positions=_reals(positions),
+            positions_x=_reals(positions_x), positions_y=_reals(positions_y),
+            grid_height=height, grid_width=width, base=float(base), rotary_dim=int(rotary_dim),
+            inverse=bool(inverse))
+        return from_tensor(self._call(self._position_encoding.ApplyRope, request, timeout).output)
+
+    def health(self, service="", timeout=None):
+        """The standard gRPC health status of ``service`` ('' = the server) as a string.
+
+        One of ``'SERVING'``, ``'NOT_SERVING'``, ``'SERVICE_UNKNOWN'``, ``'UNKNOWN'``; an
+        unknown service name raises ``Error`` with ``NOT_FOUND``.
+
+        Example::
+
+            >>> c.health(), c.health("primserve.v1.PositionEncoding")
+            ('SERVING', 'SERVING')
+        """
+        payload = service.encode("utf-8")
+        request = b"\x0a" + _varint(len(payload)) + payload if payload else b""
+        check = self._channel.unary_unary("/grpc.health.v1.Health/Check")
+        return _HEALTH_STATUS.get(_health_status(self._call(check, request, timeout)), "UNKNOWN")

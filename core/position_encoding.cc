@@ -1,0 +1,305 @@
+#include "core/position_encoding.h"
+
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/parallel.h"
+#include "core/status_macros.h"
+
+namespace primserve {
+namespace {
+
+absl::Status CheckBase(double base) {
+  if (!std::isfinite(base) || base <= 0.0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("base: expected a finite number > 0 (0 on the wire means 10000), got ", base));
+  }
+  return absl::OkStatus();
+}
+
+// theta_i = base^(-2i/width) for i = 0 .. width/2 - 1, in double.
+std::vector<double> Frequencies(double base, int64_t width) {
+  std::vector<double> theta(static_cast<size_t>(width / 2));
+  for (size_t i = 0; i < theta.size(); ++i) {
+    theta[i] = std::pow(base, -2.0 * static_cast<double>(i) / static_cast<double>(width));
+  }
+  return theta;
+}
+
+// The rotation kernels. Each output pair depends only on the same input pair, so `in == out`
+// is safe and the loops vectorise (the compiler adds an overlap check instead of `restrict`).
+// target_clones builds an AVX-512 and an AVX2 body and picks one at load time, so one binary
+// runs at full width on Zen 4 and still runs on older x86-64.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define PRIMSERVE_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PRIMSERVE_MULTIVERSION
+#endif
+
+struct RowKernelArgs {
+  const float* in;
+  float* out;
+  const float* cos;  // [seq_len, pairs]
+  const float* sin;
+  int64_t seq_len;
+  int64_t dim;
+  int64_t rotary_dim;
+  int64_t segments;    // Half-split pairing only: 1 for 1-D, 2 for 2-D.
+  int64_t row_offset;  // Row r of `in` sits at position index (r + row_offset) % seq_len.
+};
+
+// out[2p] = a cos - b sin, out[2p+1] = b cos + a sin with (a, b) = (x[2p], x[2p+1]).
+PRIMSERVE_MULTIVERSION
+void RotateRowsInterleaved(const RowKernelArgs& k, int64_t row_begin, int64_t row_end) {
+  const int64_t pairs = k.rotary_dim / 2;
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t s = (row + k.row_offset) % k.seq_len;
+    const float* x = k.in + row * k.dim;
+    float* y = k.out + row * k.dim;
+    const float* c = k.cos + s * pairs;
+    const float* sn = k.sin + s * pairs;
+    for (int64_t p = 0; p < pairs; ++p) {
+      const float a = x[2 * p];
+      const float b = x[2 * p + 1];
+      y[2 * p] = a * c[p] - b * sn[p];
+      y[2 * p + 1] = b * c[p] + a * sn[p];
+    }
+    if (y != x) std::memcpy(y + k.rotary_dim, x + k.rotary_dim, sizeof(float) * (k.dim - k.rotary_dim));
+  }
+}
+
+// Within each segment of width w: (a, b) = (x[i], x[i + w/2]), the rotate_half convention.
+PRIMSERVE_MULTIVERSION
+void RotateRowsHalfSplit(const RowKernelArgs& k, int64_t row_begin, int64_t row_end) {
+  const int64_t pairs = k.rotary_dim / 2;
+  const int64_t width = k.rotary_dim / k.segments;
+  const int64_t half = width / 2;
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t s = (row + k.row_offset) % k.seq_len;
+    const float* x = k.in + row * k.dim;
+    float* y = k.out + row * k.dim;
+    for (int64_t seg = 0; seg < k.segments; ++seg) {
+      const float* xa = x + seg * width;
+      const float* xb = xa + half;
+      float* ya = y + seg * width;
+      float* yb = ya + half;
+      const float* c = k.cos + s * pairs + seg * half;
+      const float* sn = k.sin + s * pairs + seg * half;
+      for (int64_t i = 0; i < half; ++i) {
+        const float a = xa[i];
+        const float b = xb[i];
+        ya[i] = a * c[i] - b * sn[i];
+        yb[i] = b * c[i] + a * sn[i];
+      }
+    }
+    if (y != x) std::memcpy(y + k.rotary_dim, x + k.rotary_dim, sizeof(float) * (k.dim - k.rotary_dim));
+  }
+}
+
+// Below this many elements a call stays on the calling thread: forking a team costs more.
+constexpr int64_t kParallelMinElements = int64_t{1} << 16;
+
+}  // namespace
+
+absl::StatusOr<Tensor> SinusoidalTable(absl::Span<const double> positions,
+                                       const SinusoidalOptions& options) {
+  if (options.dim <= 0 || options.dim % 2 != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dim: expected an even number > 0 (sin/cos pairs), got ", options.dim));
+  }
+  RETURN_IF_ERROR(CheckBase(options.base));
+  if (positions.empty()) {
+    return absl::InvalidArgumentError("positions: expected length > 0 or at least one position, got none");
+  }
+  RETURN_IF_ERROR(CheckFinite(positions, "positions"));
+  const int64_t num_positions = static_cast<int64_t>(positions.size());
+  const Shape shape = {num_positions, options.dim};
+  RETURN_IF_ERROR(CheckedElementCount(shape, "output", options.max_elements).status());
+
+  const std::vector<double> theta = Frequencies(options.base, options.dim);
+  const int64_t pairs = options.dim / 2;
+  Tensor table = Tensor::Zeros(shape);
+  float* out = table.values.data();
+  const bool interleaved = options.layout == SinusoidalLayout::kInterleaved;
+  const int64_t dim = options.dim;
+  ParallelFor(num_positions, num_positions * dim >= kParallelMinElements, [&](int64_t k) {
+    float* row = out + k * dim;
+    for (int64_t i = 0; i < pairs; ++i) {
+      const double angle = positions[static_cast<size_t>(k)] * theta[static_cast<size_t>(i)];
+      const float s = static_cast<float>(std::sin(angle));
+      const float c = static_cast<float>(std::cos(angle));
+      if (interleaved) {
+        row[2 * i] = s;
+        row[2 * i + 1] = c;
+      } else {
+        row[i] = s;
+        row[pairs + i] = c;
+      }
+    }
+  });
+  return table;
+}
+
+absl::StatusOr<Tensor> SinusoidalTable(int64_t length, const SinusoidalOptions& options) {
+  if (length <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("length: expected > 0 when positions is empty, got ", length));
+  }
+  // Validate the size before building the positions vector.
+  if (options.dim > 0) {
+    RETURN_IF_ERROR(CheckedElementCount({length, options.dim}, "output", options.max_elements).status());
+  }
+  std::vector<double> positions(static_cast<size_t>(length));
+  for (int64_t k = 0; k < length; ++k) positions[static_cast<size_t>(k)] = static_cast<double>(k);
+  return SinusoidalTable(positions, options);
+}
+
+absl::StatusOr<RopeTable> RopeTable::Create(const RopeSpec& spec, int64_t seq_len, int64_t dim) {
+  if (seq_len < 0 || dim < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("input.shape: expected seq_len, dim >= 0, got ", seq_len, ", ", dim));
+  }
+  const bool two_d = spec.kind == RopeKind::k2D;
+  const int64_t multiple = two_d ? 4 : 2;
+  const char* why = two_d ? "2-D RoPE splits it into two halves of rotation pairs" : "features rotate in pairs";
+  if (dim % multiple != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("input.shape[-1]: expected dim to be a multiple of ",
+                                                   multiple, " (", why, "), got ", dim));
+  }
+  const int64_t rotary_dim = spec.rotary_dim == 0 ? dim : spec.rotary_dim;
+  if (rotary_dim < 0 || rotary_dim > dim || rotary_dim % multiple != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("rotary_dim: expected 0 (all) or a multiple of ", multiple,
+                                                   " in [", multiple, ", ", dim, "] (", why, "), got ",
+                                                   spec.rotary_dim));
+  }
+  RETURN_IF_ERROR(CheckBase(spec.base));
+
+  // Resolve one (1-D) or two (2-D) position lists of length seq_len.
+  std::vector<double> pos_x;
+  std::vector<double> pos_y;
+  if (!two_d) {
+    if (!spec.positions_x.empty() || !spec.positions_y.empty() || spec.grid_height != 0 ||
+        spec.grid_width != 0) {
+      return absl::InvalidArgumentError(
+          "kind: positions_x, positions_y, grid_height and grid_width are for ROPE_2D; 1-D RoPE takes positions");
+    }
+    if (spec.positions.empty()) {
+      pos_x.resize(static_cast<size_t>(seq_len));
+      for (int64_t s = 0; s < seq_len; ++s) pos_x[static_cast<size_t>(s)] = static_cast<double>(s);
+    } else {
+      if (static_cast<int64_t>(spec.positions.size()) != seq_len) {
+        return absl::InvalidArgumentError(absl::StrCat("positions: expected ", seq_len,
+                                                       " values (one per row of the seq axis), got ",
+                                                       spec.positions.size()));
+      }
+      RETURN_IF_ERROR(CheckFinite(spec.positions, "positions"));
+      pos_x = spec.positions;
+    }
+  } else {
+    if (!spec.positions.empty()) {
+      return absl::InvalidArgumentError(
+          "positions: ROPE_2D takes positions_x + positions_y or grid_height + grid_width, not positions");
+    }
+    const bool explicit_xy = !spec.positions_x.empty() || !spec.positions_y.empty();
+    const bool grid = spec.grid_height != 0 || spec.grid_width != 0;
+    if (explicit_xy == grid) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kind: ROPE_2D needs exactly one of positions_x + positions_y or grid_height + grid_width, got ",
+          explicit_xy ? "both" : "neither"));
+    }
+    if (explicit_xy) {
+      for (const auto& [field, values] : {std::pair<const char*, const std::vector<double>*>{"positions_x", &spec.positions_x},
+                                          {"positions_y", &spec.positions_y}}) {
+        if (static_cast<int64_t>(values->size()) != seq_len) {
+          return absl::InvalidArgumentError(absl::StrCat(field, ": expected ", seq_len,
+                                                         " values (one per row of the seq axis), got ",
+                                                         values->size()));
+        }
+        RETURN_IF_ERROR(CheckFinite(*values, field));
+      }
+      pos_x = spec.positions_x;
+      pos_y = spec.positions_y;
+    } else {
+      // Division, not h * w, so that huge extents cannot overflow.
+      if (spec.grid_height <= 0 || spec.grid_width <= 0 || seq_len % spec.grid_width != 0 ||
+          seq_len / spec.grid_width != spec.grid_height) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "grid_height, grid_width: expected positive extents whose product is seq_len = ", seq_len, ", got ",
+            spec.grid_height, " x ", spec.grid_width));
+      }
+      pos_x.resize(static_cast<size_t>(seq_len));
+      pos_y.resize(static_cast<size_t>(seq_len));
+      for (int64_t t = 0; t < seq_len; ++t) {
+        pos_x[static_cast<size_t>(t)] = static_cast<double>(t / spec.grid_width);
+        pos_y[static_cast<size_t>(t)] = static_cast<double>(t % spec.grid_width);
+      }
+    }
+  }
+
+  RopeTable table;
+  table.kind_ = spec.kind;
+  table.pairing_ = spec.pairing;
+  table.seq_len_ = seq_len;
+  table.dim_ = dim;
+  table.rotary_dim_ = rotary_dim;
+  const int64_t pairs = rotary_dim / 2;
+  // 2-D: each half is a 1-D RoPE of width rotary_dim / 2 (theta_i = base^(-4i/r)).
+  const int64_t width = two_d ? rotary_dim / 2 : rotary_dim;
+  const std::vector<double> theta = Frequencies(spec.base, width);
+  const int64_t half_pairs = width / 2;
+  table.cos_.resize(static_cast<size_t>(seq_len * pairs));
+  table.sin_.resize(static_cast<size_t>(seq_len * pairs));
+  const double sign = spec.inverse ? -1.0 : 1.0;
+  ParallelFor(seq_len, seq_len * pairs >= kParallelMinElements / 4, [&](int64_t s) {
+    for (int64_t p = 0; p < pairs; ++p) {
+      const bool y_half = p >= half_pairs && two_d;
+      const double pos = y_half ? pos_y[static_cast<size_t>(s)] : pos_x[static_cast<size_t>(s)];
+      const double angle = sign * pos * theta[static_cast<size_t>(p % half_pairs)];
+      table.cos_[static_cast<size_t>(s * pairs + p)] = static_cast<float>(std::cos(angle));
+      table.sin_[static_cast<size_t>(s * pairs + p)] = static_cast<float>(std::sin(angle));
+    }
+  });
+  return table;
+}
+
+void RopeTable::Apply(const float* input, float* output, int64_t num_slices) const {
+  const int64_t rows = num_slices * seq_len_;
+  if (rows == 0 || dim_ == 0) return;
+  RowKernelArgs args{input, output, cos_.data(), sin_.data(), seq_len_, dim_, rotary_dim_,
+                     kind_ == RopeKind::k2D ? 2 : 1, /*row_offset=*/0};
+  auto kernel = pairing_ == RopePairing::kInterleaved ? RotateRowsInterleaved : RotateRowsHalfSplit;
+  ParallelForRange(rows, rows * dim_ >= kParallelMinElements,
+                   [&](int64_t begin, int64_t end) { kernel(args, begin, end); });
+}
+
+void RopeTable::ApplyRow(const float* input, float* output, int64_t s) const {
+  RowKernelArgs args{input, output, cos_.data(), sin_.data(), seq_len_, dim_,
+                     rotary_dim_, kind_ == RopeKind::k2D ? 2 : 1, /*row_offset=*/s};
+  if (pairing_ == RopePairing::kInterleaved) {
+    RotateRowsInterleaved(args, 0, 1);
+  } else {
+    RotateRowsHalfSplit(args, 0, 1);
+  }
+}
+
+absl::StatusOr<Tensor> ApplyRope(const Tensor& input, const RopeSpec& spec) {
+  if (input.rank() < 2) {
+    return absl::InvalidArgumentError(absl::StrCat("input.shape: expected rank >= 2 ([..., seq, dim]), got ",
+                                                   ShapeToString(input.shape)));
+  }
+  const int64_t seq_len = input.dim(input.rank() - 2);
+  const int64_t dim = input.dim(input.rank() - 1);
+  ASSIGN_OR_RETURN(RopeTable table, RopeTable::Create(spec, seq_len, dim));
+  RETURN_IF_ERROR(CheckFinite(input.values, "input"));
+  Tensor output;
+  output.shape = input.shape;
+  output.values.resize(input.values.size());
+  const int64_t slice = seq_len * dim;
+  const int64_t num_slices = slice == 0 ? 0 : static_cast<int64_t>(input.values.size()) / slice;
+  table.Apply(input.values.data(), output.values.data(), num_slices);
+  return output;
+}
+
+}  // namespace primserve

@@ -1,0 +1,100 @@
+// primserve-server: serves the primserve gRPC services.
+//
+// Every flag can also come from the environment as PRIMSERVE_<FLAG NAME IN CAPITALS>
+// (e.g. PRIMSERVE_ADDRESS=0.0.0.0:6000); a flag on the command line wins over the environment.
+// SIGTERM / SIGINT: health turns NOT_SERVING, new calls are refused, in-flight calls get
+// --shutdown_grace_seconds to finish, and the process exits 0.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/time/time.h"
+#include "server/log.h"
+#include "server/server.h"
+
+ABSL_FLAG(std::string, address, "0.0.0.0:50051", "host:port of the gRPC data port");
+ABSL_FLAG(std::string, admin_address, "",
+          "host:port that also serves health and reflection (empty: only --address)");
+ABSL_FLAG(std::string, model_dir, "models", "model repository directory (created if missing)");
+ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20, "largest request or response message");
+ABSL_FLAG(int, compute_threads, 0, "threads per kernel / oneDNN primitive (0: available cores)");
+ABSL_FLAG(double, shutdown_grace_seconds, 10.0, "how long in-flight calls may run after SIGTERM");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
+
+namespace {
+
+constexpr const char* kEnvFlags[] = {"address",         "admin_address",       "model_dir", "max_message_bytes",
+                                     "compute_threads", "shutdown_grace_seconds", "log_level"};
+
+// PRIMSERVE_<NAME> environment variables become flag values before the command line is parsed.
+bool ApplyEnvironmentOverrides() {
+  for (const char* name : kEnvFlags) {
+    const std::string env_name = "PRIMSERVE_" + absl::AsciiStrToUpper(name);
+    const char* value = std::getenv(env_name.c_str());
+    if (value == nullptr) continue;
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    std::string error;
+    if (flag == nullptr || !flag->ParseFrom(value, &error)) {
+      primserve::Log(primserve::LogLevel::kError, env_name, ": cannot parse \"", value, "\": ", error);
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("primserve-server: numerical primitives over gRPC. Flags may also be set as "
+                               "PRIMSERVE_<FLAG> environment variables.");
+  if (!ApplyEnvironmentOverrides()) return 2;
+  absl::ParseCommandLine(argc, argv);
+
+  absl::StatusOr<primserve::LogLevel> level = primserve::ParseLogLevel(absl::GetFlag(FLAGS_log_level));
+  if (!level.ok()) {
+    primserve::Log(primserve::LogLevel::kError, level.status().message());
+    return 2;
+  }
+  primserve::SetLogLevel(*level);
+
+  // Block the signals before any thread starts, so that every thread inherits the mask and
+  // only the waiter below receives them (synchronously, outside async-signal context).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  primserve::ServerOptions options;
+  options.address = absl::GetFlag(FLAGS_address);
+  options.admin_address = absl::GetFlag(FLAGS_admin_address);
+  options.model_dir = absl::GetFlag(FLAGS_model_dir);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.compute_threads = absl::GetFlag(FLAGS_compute_threads);
+  absl::StatusOr<std::unique_ptr<primserve::PrimServer>> server = primserve::PrimServer::Start(options);
+  if (!server.ok()) {
+    primserve::Log(primserve::LogLevel::kError, "cannot start: ", server.status().ToString());
+    return 1;
+  }
+
+  const absl::Duration grace = absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  std::thread waiter([&] {
+    int signal_number = 0;
+    sigwait(&signals, &signal_number);
+    primserve::Log(primserve::LogLevel::kInfo, "received ", signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
+                   ": health NOT_SERVING, draining in-flight calls for up to ", absl::FormatDuration(grace));
+    (*server)->Shutdown(grace);
+  });
+  (*server)->Wait();
+  waiter.join();
+  primserve::Log(primserve::LogLevel::kInfo, "primserve stopped");
+  return 0;
+}

@@ -1,0 +1,85 @@
+#include "server/server.h"
+
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "core/dnnl_context.h"
+#include "core/parallel.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server_builder.h"
+#include "server/limits.h"
+#include "server/log.h"
+#include "server/services.h"
+
+namespace primserve {
+
+absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOptions& options) {
+  if (options.max_message_bytes < 1024 || options.max_message_bytes > (int64_t{2} << 30) - 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_message_bytes: expected a value in [1024, 2147483647] (gRPC's int limit), got ",
+        options.max_message_bytes));
+  }
+  if (options.compute_threads < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("compute_threads: expected >= 0 (0 = all available cores), got ", options.compute_threads));
+  }
+  std::error_code error;
+  std::filesystem::create_directories(options.model_dir, error);
+  if (error) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model_dir: cannot create \"", options.model_dir, "\": ", error.message()));
+  }
+  SetComputeThreads(options.compute_threads);
+  DnnlEngine();  // Create the engine now, not on the first request.
+
+  std::unique_ptr<PrimServer> server(new PrimServer());
+  const Limits limits = Limits::ForMessageBytes(options.max_message_bytes);
+  server->services_.push_back(std::make_unique<PositionEncodingService>(limits));
+  server->service_names_ = {v1::PositionEncoding::service_full_name()};
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  // Plaintext for now; TLS and tokens arrive with the production-serving work.
+  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &server->port_);
+  int admin_port = 0;
+  if (!options.admin_address.empty() && options.admin_address != options.address) {
+    builder.AddListeningPort(options.admin_address, grpc::InsecureServerCredentials(), &admin_port);
+  }
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  for (auto& service : server->services_) builder.RegisterService(service.get());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("address: cannot listen on ", options.address,
+                                               options.admin_address.empty() ? "" : " / ", options.admin_address,
+                                               " (in use, or not a valid host:port)"));
+  }
+  grpc::HealthCheckServiceInterface* health = server->server_->GetHealthCheckService();
+  health->SetServingStatus("", true);
+  for (const std::string& name : server->service_names_) health->SetServingStatus(name, true);
+  Log(LogLevel::kInfo, "primserve listening on ", options.address, " (port ", server->port_, ")",
+      admin_port ? absl::StrCat(", admin on ", options.admin_address) : std::string(), "; ",
+      ComputeThreads(), " compute threads; ", DnnlVersionString(), "; model_dir ", options.model_dir);
+  return server;
+}
+
+PrimServer::~PrimServer() {
+  Shutdown(absl::ZeroDuration());
+  Wait();
+}
+
+void PrimServer::Shutdown(absl::Duration grace) {
+  if (server_ == nullptr || shut_down_.exchange(true)) return;
+  // NOT_SERVING first, so load balancers and probes stop sending before the listener closes.
+  server_->GetHealthCheckService()->Shutdown();
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+}
+
+void PrimServer::Wait() {
+  if (server_ != nullptr) server_->Wait();
+}
+
+}  // namespace primserve

@@ -1,0 +1,63 @@
+// PrimServer: builds, starts and stops the gRPC server with every primserve service, the
+// standard grpc.health.v1.Health service and server reflection.
+//
+// Example:
+//   ASSIGN_OR_RETURN(auto server, PrimServer::Start(options));
+//   ... server->Shutdown(absl::Seconds(10)); server->Wait();
+#ifndef PRIMSERVE_SERVER_SERVER_H_
+#define PRIMSERVE_SERVER_SERVER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/server.h"
+
+namespace primserve {
+
+struct ServerOptions {
+  std::string address = "0.0.0.0:50051";
+  // Health (and, later, metrics) also listen here; empty means only `address`.
+  std::string admin_address;
+  std::string model_dir = "models";
+  int64_t max_message_bytes = int64_t{64} << 20;
+  int compute_threads = 0;  // 0: the cores available to the process (cgroup-aware).
+};
+
+class PrimServer {
+ public:
+  // Creates the model directory, sizes the compute threads, binds and starts serving; health
+  // is SERVING for "" and every primserve service once this returns.
+  // Errors: INVALID_ARGUMENT (bad option), UNAVAILABLE (address cannot be bound),
+  // FAILED_PRECONDITION (model directory cannot be created).
+  static absl::StatusOr<std::unique_ptr<PrimServer>> Start(const ServerOptions& options);
+
+  ~PrimServer();
+
+  // The bound port of `address` (useful with port 0).
+  int port() const { return port_; }
+  const std::vector<std::string>& service_names() const { return service_names_; }
+
+  // Health turns NOT_SERVING at once, new calls are refused, in-flight calls get up to `grace`
+  // to finish and are cancelled after it. Idempotent.
+  void Shutdown(absl::Duration grace);
+  // Blocks until the server has shut down.
+  void Wait();
+
+ private:
+  PrimServer() = default;
+
+  std::vector<std::unique_ptr<grpc::Service>> services_;
+  std::vector<std::string> service_names_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  std::atomic<bool> shut_down_{false};
+};
+
+}  // namespace primserve
+
+#endif  // PRIMSERVE_SERVER_SERVER_H_

@@ -1,0 +1,32 @@
+// gRPC service classes. Each method is one line: call the handler, map the status.
+#ifndef PRIMSERVE_SERVER_SERVICES_H_
+#define PRIMSERVE_SERVER_SERVICES_H_
+
+#include "primserve/v1/position_encoding.grpc.pb.h"
+#include "server/limits.h"
+#include "server/position_encoding_handlers.h"
+#include "server/status_mapping.h"
+
+namespace primserve {
+
+class PositionEncodingService final : public v1::PositionEncoding::Service {
+ public:
+  explicit PositionEncodingService(Limits limits) : limits_(limits) {}
+
+  grpc::Status Sinusoidal(grpc::ServerContext*, const v1::SinusoidalRequest* request,
+                          v1::SinusoidalResponse* response) override {
+    return ToGrpcStatus(HandleSinusoidal(limits_, *request, response));
+  }
+
+  grpc::Status ApplyRope(grpc::ServerContext*, const v1::ApplyRopeRequest* request,
+                         v1::ApplyRopeResponse* response) override {
+    return ToGrpcStatus(HandleApplyRope(limits_, *request, response));
+  }
+
+ private:
+  const Limits limits_;
+};
+
+}  // namespace primserve
+
+#endif  // PRIMSERVE_SERVER_SERVICES_H_

@@ -1,0 +1,18 @@
+# Fails when a file under CORE_DIR includes a gRPC or generated protobuf header, or when the
+# core library's link line names gRPC or protobuf.
+file(GLOB_RECURSE sources "${CORE_DIR}/*.h" "${CORE_DIR}/*.cc" "${CORE_DIR}/CMakeLists.txt")
+set(bad "")
+foreach(f IN LISTS sources)
+  file(STRINGS "${f}" lines REGEX "#include[ \t]*[<\"](grpc|grpcpp|google/protobuf)/|#include[ \t]*[<\"][^>\"]*\\.pb\\.h|gRPC::|protobuf::")
+  foreach(line IN LISTS lines)
+    string(APPEND bad "\n  ${f}: ${line}")
+  endforeach()
+endforeach()
+if(bad)
+  message(FATAL_ERROR "core/ must not depend on gRPC or protobuf:${bad}")
+endif()
+list(LENGTH sources n)
+if(n EQUAL 0)
+  message(FATAL_ERROR "no core sources found under ${CORE_DIR}")
+endif()
+message(STATUS "checked ${n} core files: no gRPC or protobuf dependency")
