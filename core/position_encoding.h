@@ -111,9 +111,10 @@ class RopeTable {
   std::vector<float> sin_;
 };
 
-// Rotates `input` [..., seq_len, dim] (rank >= 2). Errors as RopeTable::Create, plus
-// INVALID_ARGUMENT for rank < 2 or non-finite input values.
-absl::StatusOr<Tensor> ApplyRope(const Tensor& input, const RopeSpec& spec);
+// Rotates `input` [..., seq_len, dim] (rank >= 2) in place and returns it (pass an rvalue to
+// avoid a copy). Errors as RopeTable::Create, plus INVALID_ARGUMENT for rank < 2 or non-finite
+// input values.
+absl::StatusOr<Tensor> ApplyRope(Tensor input, const RopeSpec& spec);
 
 }  // namespace primserve
 

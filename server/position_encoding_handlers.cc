@@ -1,5 +1,6 @@
 #include "server/position_encoding_handlers.h"
 
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -78,8 +79,8 @@ absl::Status HandleApplyRope(const Limits& limits, const v1::ApplyRopeRequest& r
   spec.positions_y.assign(request.positions_y().begin(), request.positions_y().end());
   spec.grid_height = request.grid_height();
   spec.grid_width = request.grid_width();
-  ASSIGN_OR_RETURN(const Tensor input, TensorFromProto(request.input(), "input", limits.max_elements));
-  ASSIGN_OR_RETURN(const Tensor output, ApplyRope(input, spec));
+  ASSIGN_OR_RETURN(Tensor input, TensorFromProto(request.input(), "input", limits.max_elements));
+  ASSIGN_OR_RETURN(const Tensor output, ApplyRope(std::move(input), spec));
   TensorToProto(output, response->mutable_output());
   return absl::OkStatus();
 }

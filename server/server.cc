@@ -1,5 +1,6 @@
 #include "server/server.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <system_error>
 
@@ -12,6 +13,7 @@
 #include "server/limits.h"
 #include "server/log.h"
 #include "server/services.h"
+#include "server/call_tracker.h"
 
 namespace primserve {
 
@@ -36,7 +38,7 @@ absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOption
 
   std::unique_ptr<PrimServer> server(new PrimServer());
   const Limits limits = Limits::ForMessageBytes(options.max_message_bytes);
-  server->services_.push_back(std::make_unique<PositionEncodingService>(limits));
+  server->services_.push_back(std::make_unique<PositionEncodingService>(limits, &server->tracker_));
   server->service_names_ = {v1::PositionEncoding::service_full_name()};
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -75,7 +77,16 @@ void PrimServer::Shutdown(absl::Duration grace) {
   if (server_ == nullptr || shut_down_.exchange(true)) return;
   // NOT_SERVING first, so load balancers and probes stop sending before the listener closes.
   server_->GetHealthCheckService()->Shutdown();
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+  const absl::Time deadline = absl::Now() + grace;
+  const int64_t unfinished = tracker_.Drain(deadline);
+  if (unfinished > 0) {
+    Log(LogLevel::kWarning, "grace period over: cancelling ", unfinished, " unfinished call(s)");
+  }
+  // Every handler has returned; their responses may still be on the wire. Give them a short
+  // flush window rather than the rest of the grace period: gRPC keeps polling until the
+  // Shutdown deadline before the process can exit (see call_tracker.h).
+  constexpr absl::Duration kFlushWindow = absl::Seconds(2);
+  server_->Shutdown(absl::ToChronoTime(std::min(deadline, absl::Now() + kFlushWindow)));
 }
 
 void PrimServer::Wait() {

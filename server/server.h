@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
+#include "server/call_tracker.h"
 
 namespace primserve {
 
@@ -42,8 +43,8 @@ class PrimServer {
   int port() const { return port_; }
   const std::vector<std::string>& service_names() const { return service_names_; }
 
-  // Health turns NOT_SERVING at once, new calls are refused, in-flight calls get up to `grace`
-  // to finish and are cancelled after it. Idempotent.
+  // Health turns NOT_SERVING at once, new calls get UNAVAILABLE, in-flight calls get up to
+  // `grace` to finish and are cancelled after it. Idempotent; blocks until done.
   void Shutdown(absl::Duration grace);
   // Blocks until the server has shut down.
   void Wait();
@@ -51,6 +52,7 @@ class PrimServer {
  private:
   PrimServer() = default;
 
+  CallTracker tracker_;
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::vector<std::string> service_names_;
   std::unique_ptr<grpc::Server> server_;

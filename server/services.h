@@ -1,8 +1,9 @@
-// gRPC service classes. Each method is one line: call the handler, map the status.
+// gRPC service classes. Each method is one line: admit the call, run the handler, map the status.
 #ifndef PRIMSERVE_SERVER_SERVICES_H_
 #define PRIMSERVE_SERVER_SERVICES_H_
 
 #include "primserve/v1/position_encoding.grpc.pb.h"
+#include "server/call_tracker.h"
 #include "server/limits.h"
 #include "server/position_encoding_handlers.h"
 #include "server/status_mapping.h"
@@ -11,20 +12,21 @@ namespace primserve {
 
 class PositionEncodingService final : public v1::PositionEncoding::Service {
  public:
-  explicit PositionEncodingService(Limits limits) : limits_(limits) {}
+  PositionEncodingService(Limits limits, CallTracker* tracker) : limits_(limits), tracker_(*tracker) {}
 
   grpc::Status Sinusoidal(grpc::ServerContext*, const v1::SinusoidalRequest* request,
                           v1::SinusoidalResponse* response) override {
-    return ToGrpcStatus(HandleSinusoidal(limits_, *request, response));
+    return Serve(tracker_, [&] { return HandleSinusoidal(limits_, *request, response); });
   }
 
   grpc::Status ApplyRope(grpc::ServerContext*, const v1::ApplyRopeRequest* request,
                          v1::ApplyRopeResponse* response) override {
-    return ToGrpcStatus(HandleApplyRope(limits_, *request, response));
+    return Serve(tracker_, [&] { return HandleApplyRope(limits_, *request, response); });
   }
 
  private:
   const Limits limits_;
+  CallTracker& tracker_;
 };
 
 }  // namespace primserve

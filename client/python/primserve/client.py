@@ -45,9 +45,12 @@ class Error(Exception):
     """
 
     def __init__(self, code, message):
-        super().__init__(f"{code.name}: {message}")
+        super().__init__(code, message)
         self.code = code
         self.message = message
+
+    def __str__(self):
+        return f"{self.code.name}: {self.message}"
 
 
 def _enum(table, value, what):
@@ -190,7 +193,7 @@ class Client:
         Example::
 
             >>> c.apply_rope(np.array([[1.0, 2.0, 3.0, 4.0]]), positions=[1.0])
-            array([[-1.1426396,  1.9220756,  2.9598508,  4.0297995]], dtype=float32)
+            array([[-1.1426396,  1.9220755,  2.9598508,  4.0297995]], dtype=float32)
         """
         height, width = (0, 0) if grid is None else (int(grid[0]), int(grid[1]))
         request = pe_pb2.ApplyRopeRequest(

@@ -1,0 +1,66 @@
+// Shared pieces of the Google Benchmark suites: a reporter that, after the normal console
+// table, prints each benchmark's throughput as a ratio to the baseline measured in the same run.
+//
+// Benchmarks name their baseline with a label: a run labelled "baseline:<key>" is the baseline
+// for every run labelled "vs:<key>".
+#ifndef PRIMSERVE_BENCH_BENCH_UTIL_H_
+#define PRIMSERVE_BENCH_BENCH_UTIL_H_
+
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace primserve {
+namespace bench {
+
+class RatioReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& run : runs) {
+      if (run.run_type != Run::RT_Iteration || run.error_occurred) continue;
+      auto it = run.counters.find("bytes_per_second");
+      if (it == run.counters.end()) continue;
+      const double rate = it->second.value;
+      const std::string& label = run.report_label;
+      if (label.rfind("baseline:", 0) == 0) baselines_[label.substr(9)] = rate;
+      if (label.rfind("vs:", 0) == 0) measured_.emplace_back(run.benchmark_name(), std::make_pair(label.substr(3), rate));
+    }
+  }
+
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    std::printf("\n%-60s %10s %10s %8s\n", "benchmark", "GB/s", "base GB/s", "ratio");
+    for (const auto& [name, key_rate] : measured_) {
+      const auto& [key, rate] = key_rate;
+      auto base = baselines_.find(key);
+      if (base == baselines_.end()) continue;
+      std::printf("%-60s %10.2f %10.2f %8.2fx  (baseline %s)\n", name.c_str(), rate / 1e9, base->second / 1e9,
+                  rate / base->second, key.c_str());
+    }
+    std::fflush(stdout);
+  }
+
+ private:
+  std::map<std::string, double> baselines_;
+  std::vector<std::pair<std::string, std::pair<std::string, double>>> measured_;
+};
+
+}  // namespace bench
+}  // namespace primserve
+
+#define PRIMSERVE_BENCHMARK_MAIN()                                 \
+  int main(int argc, char** argv) {                                \
+    benchmark::Initialize(&argc, argv);                            \
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1; \
+    primserve::bench::RatioReporter reporter;                      \
+    benchmark::RunSpecifiedBenchmarks(&reporter);                  \
+    benchmark::Shutdown();                                         \
+    return 0;                                                      \
+  }
+
+#endif  // PRIMSERVE_BENCH_BENCH_UTIL_H_

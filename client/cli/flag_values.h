@@ -1,0 +1,43 @@
+// Parsing of the CLI's structured flag values into request fields. Every error is a UsageError
+// (exit 2) whose message names the flag and quotes the value.
+//
+// Example:
+//   absl::StatusOr<std::vector<double>> positions = ParseRealList("positions", "1,2.5,-3");
+//   absl::StatusOr<Grid> grid = ParseGrid("grid", "4x8");   // {height 4, width 8}
+//   absl::StatusOr<v1::RopePairing> pairing = ParsePairing("half_split");
+#ifndef PRIMSERVE_CLIENT_CLI_FLAG_VALUES_H_
+#define PRIMSERVE_CLIENT_CLI_FLAG_VALUES_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "primserve/v1/position_encoding.pb.h"
+
+namespace primserve {
+namespace cli {
+
+// A comma-separated list of real numbers ("1,2.5,-3"; spaces around items allowed). Empty
+// lists and empty items are usage errors. NaN / Inf parse and are left to the server to reject.
+absl::StatusOr<std::vector<double>> ParseRealList(absl::string_view flag, absl::string_view text);
+
+struct Grid {
+  int64_t height = 0;
+  int64_t width = 0;
+};
+
+// "HxW" with positive integers H and W.
+absl::StatusOr<Grid> ParseGrid(absl::string_view flag, absl::string_view text);
+
+// "interleaved" or "split" (case-insensitive).
+absl::StatusOr<v1::SinusoidalLayout> ParseLayout(absl::string_view text);
+// "interleaved" or "half_split" (case-insensitive).
+absl::StatusOr<v1::RopePairing> ParsePairing(absl::string_view text);
+// "1d" or "2d" (case-insensitive).
+absl::StatusOr<v1::RopeKind> ParseRopeKind(absl::string_view text);
+
+}  // namespace cli
+}  // namespace primserve
+
+#endif  // PRIMSERVE_CLIENT_CLI_FLAG_VALUES_H_

@@ -1,0 +1,212 @@
+#include "client/cli/npy.h"
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "client/cli/npy_header.h"
+
+namespace primserve {
+namespace cli {
+namespace {
+
+constexpr absl::string_view kMagic = "\x93NUMPY";
+// Data starts at a multiple of this (numpy >= 1.14 aligns to 64 for memory mapping).
+constexpr size_t kAlignment = 64;
+
+absl::Status ContentError(absl::string_view name, absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat(name, ": ", problem));
+}
+
+// Little-endian loads, independent of the host byte order.
+uint64_t LoadLittleEndian(const char* bytes, int width) {
+  uint64_t value = 0;
+  for (int i = width - 1; i >= 0; --i) value = (value << 8) | static_cast<unsigned char>(bytes[i]);
+  return value;
+}
+
+void AppendLittleEndian(uint64_t value, int width, std::string* out) {
+  for (int i = 0; i < width; ++i) out->push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+}
+
+// Sets `count` to the element count of `shape`; false when an extent is negative or it overflows.
+bool CheckedElementCount(const std::vector<int64_t>& shape, int64_t* count) {
+  for (int64_t extent : shape) {
+    if (extent < 0) return false;
+  }
+  // A zero extent empties the array however large the others are: no overflow to report.
+  for (int64_t extent : shape) {
+    if (extent == 0) {
+      *count = 0;
+      return true;
+    }
+  }
+  int64_t product = 1;
+  for (int64_t extent : shape) {
+    if (product > std::numeric_limits<int64_t>::max() / extent) return false;
+    product *= extent;
+  }
+  *count = product;
+  return true;
+}
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return absl::StrCat("(", absl::StrJoin(shape, ", "), shape.size() == 1 ? ",)" : ")");
+}
+
+void DecodeValues(absl::string_view data, int item_bytes, std::vector<float>* values) {
+  for (size_t i = 0; i < values->size(); ++i) {
+    const uint64_t bits = LoadLittleEndian(data.data() + i * item_bytes, item_bytes);
+    if (item_bytes == 4) {
+      const uint32_t bits32 = static_cast<uint32_t>(bits);
+      std::memcpy(&(*values)[i], &bits32, sizeof(float));
+    } else {
+      double value;
+      std::memcpy(&value, &bits, sizeof(double));
+      (*values)[i] = static_cast<float>(value);  // Round to nearest; beyond float range -> +-inf.
+    }
+  }
+}
+
+struct FileCloser {
+  void operator()(std::FILE* file) const { std::fclose(file); }
+};
+
+}  // namespace
+
+absl::StatusOr<client::Tensor> ParseNpy(absl::string_view bytes, absl::string_view name) {
+  if (bytes.substr(0, kMagic.size()) != kMagic) {
+    return ContentError(name, "bad magic: not a .npy file (it must start with \\x93NUMPY)");
+  }
+  if (bytes.size() < kMagic.size() + 2) return ContentError(name, "truncated header: the file ends in the preamble");
+  const int major = static_cast<unsigned char>(bytes[6]);
+  const int minor = static_cast<unsigned char>(bytes[7]);
+  if ((major != 1 && major != 2 && major != 3) || minor != 0) {
+    return ContentError(name, absl::StrCat("unsupported .npy format version ", major, ".", minor,
+                                           " (supported: 1.0, 2.0, 3.0)"));
+  }
+  // Version 1.0 stores the header length in 2 bytes, 2.0 and 3.0 in 4 (3.0 only changes the
+  // header's text encoding from latin-1 to utf-8, which is irrelevant to the keys read here).
+  const int length_bytes = major == 1 ? 2 : 4;
+  const size_t prefix = kMagic.size() + 2 + length_bytes;
+  if (bytes.size() < prefix) return ContentError(name, "truncated header: the file ends in the preamble");
+  const uint64_t header_length = LoadLittleEndian(bytes.data() + kMagic.size() + 2, length_bytes);
+  if (header_length > bytes.size() - prefix) {
+    return ContentError(name, absl::StrCat("header length ", header_length, " exceeds the file (",
+                                           bytes.size() - prefix, " bytes after the preamble)"));
+  }
+  absl::StatusOr<NpyHeader> header = ParseNpyHeader(bytes.substr(prefix, header_length));
+  if (!header.ok()) return ContentError(name, header.status().message());
+
+  int item_bytes = 0;
+  if (header->descr == "<f4") {
+    item_bytes = 4;
+  } else if (header->descr == "<f8") {
+    item_bytes = 8;
+  } else {
+    const bool big_endian = !header->descr.empty() && header->descr[0] == '>';
+    return ContentError(name, absl::StrCat("unsupported dtype '", header->descr, "'",
+                                           big_endian ? " (big-endian)" : "",
+                                           "; supported: '<f4' (float32) and '<f8' (float64)"));
+  }
+  if (header->fortran_order) {
+    return ContentError(name, "fortran_order is True: Fortran (column-major) order is not supported; "
+                              "save a C-order array (numpy.ascontiguousarray)");
+  }
+  int64_t count = 0;
+  if (!CheckedElementCount(header->shape, &count) ||
+      count > std::numeric_limits<int64_t>::max() / item_bytes) {
+    return ContentError(name, absl::StrCat("shape ", ShapeString(header->shape), " is too large"));
+  }
+  // Compare the claimed size with the bytes actually present before allocating anything.
+  const uint64_t needed = static_cast<uint64_t>(count) * item_bytes;
+  const uint64_t present = bytes.size() - prefix - header_length;
+  if (needed != present) {
+    return ContentError(name, absl::StrCat(needed > present ? "truncated data" : "data size mismatch",
+                                           ": shape ", ShapeString(header->shape), " of '", header->descr,
+                                           "' needs ", needed, " bytes, ", present,
+                                           " follow the header"));
+  }
+  client::Tensor tensor;
+  tensor.shape = std::move(header->shape);
+  tensor.values.resize(static_cast<size_t>(count));
+  DecodeValues(bytes.substr(prefix + header_length), item_bytes, &tensor.values);
+  return tensor;
+}
+
+absl::StatusOr<client::Tensor> ReadNpy(absl::string_view path) {
+  const std::string path_string(path);
+  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path_string.c_str(), "rb"));
+  if (file == nullptr) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot open"));
+  // Read in chunks rather than trusting a size from stat: memory stays bounded by what the
+  // file really holds, and pipes (/dev/stdin) work too.
+  std::string bytes;
+  char chunk[1 << 16];
+  size_t read = 0;
+  while ((read = std::fread(chunk, 1, sizeof(chunk), file.get())) > 0) bytes.append(chunk, read);
+  if (std::ferror(file.get())) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot read"));
+  return ParseNpy(bytes, path);
+}
+
+absl::StatusOr<std::string> SerializeNpy(const client::Tensor& tensor) {
+  int64_t count = 0;
+  if (!CheckedElementCount(tensor.shape, &count)) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor shape [", absl::StrJoin(tensor.shape, ", "),
+                                                   "] has a negative extent or overflows"));
+  }
+  if (static_cast<uint64_t>(count) != tensor.values.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor shape [", absl::StrJoin(tensor.shape, ", "),
+                                                   "] needs ", count, " values, got ", tensor.values.size()));
+  }
+  std::string dict = absl::StrCat("{'descr': '<f4', 'fortran_order': False, 'shape': ",
+                                  ShapeString(tensor.shape), ", }");
+  // Pad with spaces and end with '\n' so that the data starts at a multiple of kAlignment.
+  int major = 1;
+  size_t prefix = kMagic.size() + 2 + 2;
+  size_t padded = (prefix + dict.size() + 1 + kAlignment - 1) / kAlignment * kAlignment - prefix;
+  if (padded > std::numeric_limits<uint16_t>::max()) {
+    major = 2;
+    prefix = kMagic.size() + 2 + 4;
+    padded = (prefix + dict.size() + 1 + kAlignment - 1) / kAlignment * kAlignment - prefix;
+  }
+  dict.append(padded - dict.size() - 1, ' ');
+  dict.push_back('\n');
+
+  std::string out(kMagic);
+  out.push_back(static_cast<char>(major));
+  out.push_back(0);
+  AppendLittleEndian(dict.size(), major == 1 ? 2 : 4, &out);
+  out += dict;
+  out.reserve(out.size() + tensor.values.size() * 4);
+  for (float value : tensor.values) {
+    uint32_t bits;
+    std::memcpy(&bits, &value, sizeof(bits));
+    AppendLittleEndian(bits, 4, &out);
+  }
+  return out;
+}
+
+absl::Status WriteNpy(absl::string_view path, const client::Tensor& tensor) {
+  absl::StatusOr<std::string> bytes = SerializeNpy(tensor);
+  if (!bytes.ok()) return absl::Status(bytes.status().code(), absl::StrCat(path, ": ", bytes.status().message()));
+  const std::string path_string(path);
+  std::FILE* file = std::fopen(path_string.c_str(), "wb");
+  if (file == nullptr) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot open for writing"));
+  const bool written = std::fwrite(bytes->data(), 1, bytes->size(), file) == bytes->size();
+  const int write_errno = errno;
+  // fclose flushes: a full disk may only show up here.
+  if (std::fclose(file) != 0 || !written) {
+    return absl::ErrnoToStatus(written ? errno : write_errno, absl::StrCat(path, ": cannot write"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace cli
+}  // namespace primserve

@@ -1,0 +1,50 @@
+// Runs primserve-server as a child process on a free loopback port for end-to-end tests.
+#ifndef PRIMSERVE_TESTS_E2E_SERVER_PROCESS_H_
+#define PRIMSERVE_TESTS_E2E_SERVER_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace primserve {
+namespace testing {
+
+// A free TCP port on 127.0.0.1 (bound then released; the kernel will not reuse it at once).
+int FreePort();
+
+class ServerProcess {
+ public:
+  // Starts `binary --address=127.0.0.1:<free port> --model_dir=<temp dir> extra_args...` and waits
+  // until health reports SERVING (up to `timeout`).
+  static absl::StatusOr<ServerProcess> Start(const std::string& binary, const std::vector<std::string>& extra_args,
+                                             absl::Duration timeout = absl::Seconds(30));
+  ServerProcess(ServerProcess&& other) noexcept;
+  ServerProcess& operator=(ServerProcess&&) = delete;
+  ~ServerProcess();  // SIGKILLs the server if it is still running.
+
+  std::string address() const;
+  int port() const { return port_; }
+  void Signal(int signal_number) const;
+  // Waits for exit (up to `timeout`); the exit code, or an error if killed by a signal / timed out.
+  absl::StatusOr<int> WaitForExit(absl::Duration timeout);
+  // The server's stderr so far.
+  std::string Log() const;
+
+ private:
+  ServerProcess() = default;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::string dir_;
+};
+
+// The server binary: $PRIMSERVE_SERVER, else the path CMake compiled in.
+std::string ServerBinary();
+
+}  // namespace testing
+}  // namespace primserve
+
+#endif  // PRIMSERVE_TESTS_E2E_SERVER_PROCESS_H_

@@ -1,0 +1,302 @@
+#!/usr/bin/python3
+"""End-to-end test of the primserve Python client against a real primserve-server.
+
+Each test starts the server binary on a free local port (with a model directory in a temporary
+directory), waits for health SERVING, checks results against the golden values of MATH.md and
+against float64 numpy references written here, and stops the server with SIGTERM (exit code 0).
+
+Run from the repository root, after building primserve-server and primserve_python:
+
+    PYTHONPATH=build/python /usr/bin/python3 -m unittest tests/e2e/test_python_client.py -v
+    /usr/bin/python3 tests/e2e/test_python_client.py          # finds build/python by itself
+
+Environment: PRIMSERVE_SERVER (server binary; default build/server/primserve-server),
+PRIMSERVE_PYTHON_DIR (package root used when `primserve` is not importable; default build/python).
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+try:
+    import primserve
+except ImportError:
+    sys.path.insert(0, os.environ.get("PRIMSERVE_PYTHON_DIR", str(REPO_ROOT / "build" / "python")))
+    import primserve
+import grpc
+
+from primserve.v1 import tensor_pb2
+
+SERVER = os.environ.get("PRIMSERVE_SERVER", str(REPO_ROOT / "build" / "server" / "primserve-server"))
+STARTUP_SECONDS = 30.0
+SHUTDOWN_SECONDS = 30.0
+# Numbers on the wire are float32; references are float64.
+ATOL = 2e-6
+RTOL = 2e-6
+
+
+# ---------------------------------------------------------------------------------------------
+# float64 numpy references (MATH.md sections 1-3)
+
+def sinusoidal_ref(positions, dim, base=10000.0, layout="interleaved"):
+    pos = np.asarray(positions, dtype=np.float64)
+    theta = base ** (-2.0 * np.arange(dim // 2) / dim)
+    angle = pos[:, None] * theta[None, :]
+    if layout == "split":
+        return np.concatenate([np.sin(angle), np.cos(angle)], axis=1)
+    out = np.empty((len(pos), dim))
+    out[:, 0::2] = np.sin(angle)
+    out[:, 1::2] = np.cos(angle)
+    return out
+
+
+def rope_ref(x, positions=None, pairing="interleaved", base=10000.0, rotary_dim=0, inverse=False):
+    """1-D RoPE of x [..., seq, dim] in float64; positions default to 0..seq-1."""
+    x = np.asarray(x, dtype=np.float64)
+    seq, dim = x.shape[-2:]
+    r = rotary_dim or dim
+    pos = np.arange(seq, dtype=np.float64) if positions is None else np.asarray(positions, np.float64)
+    theta = base ** (-2.0 * np.arange(r // 2) / r)
+    angle = pos[:, None] * theta[None, :] * (-1.0 if inverse else 1.0)  # [seq, r/2]
+    cos, sin = np.cos(angle), np.sin(angle)
+    if pairing == "interleaved":
+        a, b = np.arange(0, r, 2), np.arange(1, r, 2)
+    else:
+        a, b = np.arange(r // 2), np.arange(r // 2, r)
+    out = x.copy()
+    out[..., a] = x[..., a] * cos - x[..., b] * sin
+    out[..., b] = x[..., b] * cos + x[..., a] * sin
+    return out
+
+
+def rope2d_ref(x, positions_x, positions_y, pairing="interleaved", base=10000.0):
+    """2-D RoPE: row position x rotates features [0, d/2), column position y rotates [d/2, d)."""
+    x = np.asarray(x, dtype=np.float64)
+    half = x.shape[-1] // 2
+    return np.concatenate([rope_ref(x[..., :half], positions_x, pairing, base),
+                           rope_ref(x[..., half:], positions_y, pairing, base)], axis=-1)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+
+class TensorConversionTest(unittest.TestCase):
+    """The wire conversion alone (no server)."""
+
+    def test_round_trip_converts_to_float32_c_order(self):
+        x = np.arange(24, dtype=np.float64).reshape(2, 3, 4).transpose(2, 0, 1)  # not C order
+        t = primserve.to_tensor(x)
+        self.assertEqual(list(t.shape), [4, 2, 3])
+        self.assertEqual(len(t.data), 24 * 4)
+        self.assertEqual(len(t.values), 0)
+        y = primserve.from_tensor(t)
+        self.assertEqual(y.dtype, np.float32)
+        np.testing.assert_array_equal(y, x.astype(np.float32))
+
+    def test_reads_values_and_bfloat16(self):
+        t = tensor_pb2.Tensor(shape=[2, 2], values=[1.0, -2.5, 0.0, 3.0])
+        np.testing.assert_array_equal(primserve.from_tensor(t), [[1.0, -2.5], [0.0, 3.0]])
+        # bfloat16 = upper 16 bits of the float32: 1.0 -> 0x3f80, -2.0 -> 0xc000.
+        t = tensor_pb2.Tensor(shape=[2], dtype=tensor_pb2.DATA_TYPE_BFLOAT16,
+                              data=bytes([0x80, 0x3F, 0x00, 0xC0]))
+        np.testing.assert_array_equal(primserve.from_tensor(t), [1.0, -2.0])
+        with self.assertRaises(ValueError):
+            primserve.from_tensor(tensor_pb2.Tensor(shape=[3], values=[1.0, 2.0]))
+
+
+class PythonClientTest(unittest.TestCase):
+    """The client against a live server, one server per test."""
+
+    def setUp(self):
+        if not os.access(SERVER, os.X_OK):
+            self.fail(f"server binary not found: {SERVER} (build primserve-server or set PRIMSERVE_SERVER)")
+        tmp = tempfile.TemporaryDirectory(prefix="primserve-e2e-")
+        self.addCleanup(tmp.cleanup)
+        self.tmpdir = Path(tmp.name)
+        for attempt in range(3):  # a free port can be taken between probe and bind: retry
+            if self._start_server():
+                return
+        self.fail(f"server did not start:\n{self._server_log()}")
+
+    def _start_server(self):
+        port = free_port()
+        self.log = open(self.tmpdir / "server.log", "wb")
+        self.server = subprocess.Popen(
+            [SERVER, f"--address=127.0.0.1:{port}", f"--model_dir={self.tmpdir / 'models'}"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + STARTUP_SECONDS
+        # Connect only once the port accepts: a channel that fails early backs off for seconds.
+        while time.monotonic() < deadline and self.server.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        self.client = primserve.Client(f"127.0.0.1:{port}", timeout=30)
+        while time.monotonic() < deadline and self.server.poll() is None:
+            try:
+                if self.client.health(timeout=1) == "SERVING":
+                    return True
+            except primserve.Error:
+                pass
+            time.sleep(0.05)
+        self.client.close()
+        if self.server.poll() is None:
+            self.server.kill()
+        self.server.wait()
+        self.log.close()
+        return False
+
+    def _server_log(self):
+        return (self.tmpdir / "server.log").read_text(errors="replace")[-4000:]
+
+    def tearDown(self):
+        self.client.close()
+        self.server.send_signal(signal.SIGTERM)
+        try:
+            code = self.server.wait(timeout=SHUTDOWN_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+            self.server.wait()
+            self.fail(f"server ignored SIGTERM for {SHUTDOWN_SECONDS}s:\n{self._server_log()}")
+        finally:
+            self.log.close()
+        self.assertEqual(code, 0, f"server exit code after SIGTERM:\n{self._server_log()}")
+
+    def assertClose(self, actual, expected, atol=ATOL, rtol=RTOL):
+        self.assertIsInstance(actual, np.ndarray)
+        self.assertEqual(actual.dtype, np.float32)
+        self.assertEqual(actual.shape, np.shape(expected))
+        np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+
+    # -- health ----------------------------------------------------------------------------
+
+    def test_health(self):
+        self.assertEqual(self.client.health(), "SERVING")
+        self.assertEqual(self.client.health("primserve.v1.PositionEncoding"), "SERVING")
+
+    # -- Sinusoidal --------------------------------------------------------------------------
+
+    def test_sinusoidal_golden_d4(self):
+        table = self.client.sinusoidal(2, dim=4)
+        self.assertClose(table, [[0.0, 1.0, 0.0, 1.0],
+                                 [0.8414709848, 0.5403023059, 0.0099998333, 0.9999500004]])
+        split = self.client.sinusoidal(2, dim=4, layout="split")
+        self.assertClose(split, [[0.0, 0.0, 1.0, 1.0],
+                                 [0.8414709848, 0.0099998333, 0.5403023059, 0.9999500004]])
+
+    def test_sinusoidal_dot_depends_on_offset_only(self):
+        table = self.client.sinusoidal(104, dim=4).astype(np.float64)
+        for m in (0, 5, 100):
+            self.assertAlmostEqual(table[m] @ table[m + 3], 0.009557537148542, delta=1e-5)
+
+    def test_sinusoidal_real_positions_dim6_both_layouts(self):
+        positions = [-3.5, -1.0, 0.0, 0.25, 1.0, 2.75, 7.0, 31.5]
+        for layout in ("interleaved", "split"):
+            for base in (0, 500.0):
+                with self.subTest(layout=layout, base=base):
+                    out = self.client.sinusoidal(dim=6, positions=positions, base=base, layout=layout)
+                    self.assertClose(out, sinusoidal_ref(positions, 6, base or 10000.0, layout))
+        # `length` gives 0..length-1 and equals explicit integer positions.
+        self.assertClose(self.client.sinusoidal(5, dim=6),
+                         sinusoidal_ref(np.arange(5), 6))
+
+    # -- ApplyRope ---------------------------------------------------------------------------
+
+    def test_rope_goldens(self):
+        q = np.array([[1.0, 2.0, 3.0, 4.0]])
+        self.assertClose(self.client.apply_rope(q, positions=[1.0]),
+                         [[-1.1426396637, 1.9220755965, 2.9598506679, 4.0297995017]])
+        self.assertClose(self.client.apply_rope(q, pairing="half_split", positions=[1.0]),
+                         [[-1.9841106486, 1.9599006675, 2.4623779024, 4.0197996683]])
+        # Position 0 is the identity; norms are preserved (|R_7 q| = sqrt(30)).
+        self.assertClose(self.client.apply_rope(q), q)
+        self.assertAlmostEqual(float(np.linalg.norm(self.client.apply_rope(q, positions=[7.0]))),
+                               5.4772255751, delta=1e-5)
+
+    def test_rope_random_matches_reference(self):
+        rng = np.random.default_rng(20210301)
+        x = rng.standard_normal((2, 3, 13, 6))
+        real_positions = np.concatenate([[-4.5, -1.0, 0.0, 0.5], rng.uniform(-20.0, 60.0, 9)])
+        for pairing in ("interleaved", "half_split"):
+            for rotary_dim in (0, 4):
+                for positions in (None, real_positions):
+                    with self.subTest(pairing=pairing, rotary_dim=rotary_dim,
+                                      positions=positions is not None):
+                        kwargs = dict(pairing=pairing, rotary_dim=rotary_dim, positions=positions)
+                        y = self.client.apply_rope(x, **kwargs)
+                        self.assertClose(y, rope_ref(x, positions, pairing, rotary_dim=rotary_dim),
+                                         atol=1e-5)
+                        if rotary_dim:
+                            np.testing.assert_array_equal(y[..., rotary_dim:],
+                                                          x[..., rotary_dim:].astype(np.float32))
+                        inv = self.client.apply_rope(x, inverse=True, **kwargs)
+                        self.assertClose(inv, rope_ref(x, positions, pairing, rotary_dim=rotary_dim,
+                                                       inverse=True), atol=1e-5)
+                        back = self.client.apply_rope(y, inverse=True, **kwargs)
+                        self.assertClose(back, x, atol=1e-5)
+
+    def test_rope_base(self):
+        x = np.random.default_rng(7).standard_normal((5, 8))
+        self.assertClose(self.client.apply_rope(x, base=100.0), rope_ref(x, base=100.0), atol=1e-5)
+
+    def test_rope_2d_grid(self):
+        rng = np.random.default_rng(8397)
+        height, width = 3, 4
+        x = rng.standard_normal((2, height * width, 8))
+        rows = np.arange(height * width) // width
+        cols = np.arange(height * width) % width
+        for pairing in ("interleaved", "half_split"):
+            with self.subTest(pairing=pairing):
+                expected = rope2d_ref(x, rows, cols, pairing)
+                self.assertClose(self.client.apply_rope(x, kind="2d", pairing=pairing,
+                                                        grid=(height, width)), expected, atol=1e-5)
+                self.assertClose(self.client.apply_rope(x, kind="2d", pairing=pairing,
+                                                        positions_x=rows, positions_y=cols),
+                                 expected, atol=1e-5)
+        # Not the degenerate rotation by (x + y): swapping x and y changes the result.
+        px, py = [1.0, 2.5], [3.0, -1.0]
+        a = self.client.apply_rope(x[:, :2], kind="2d", positions_x=px, positions_y=py)
+        b = self.client.apply_rope(x[:, :2], kind="2d", positions_x=py, positions_y=px)
+        self.assertClose(a, rope2d_ref(x[:, :2], px, py), atol=1e-5)
+        self.assertGreater(float(np.abs(a - b).max()), 1e-2)
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def test_odd_dim_is_invalid_argument(self):
+        with self.assertRaises(primserve.Error) as ctx:
+            self.client.sinusoidal(4, dim=3)
+        err = ctx.exception
+        self.assertIsInstance(err, Exception)
+        self.assertEqual(err.code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("dim", err.message)
+        self.assertIn("INVALID_ARGUMENT", str(err))
+        with self.assertRaises(primserve.Error) as ctx:
+            self.client.apply_rope(np.ones((4, 5)))
+        self.assertEqual(ctx.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+        # The server is still healthy afterwards.
+        self.assertEqual(self.client.health(), "SERVING")
+
+    def test_bad_option_names_fail_locally(self):
+        with self.assertRaises(ValueError):
+            self.client.apply_rope(np.ones((2, 4)), pairing="neox")
+        with self.assertRaises(ValueError):
+            self.client.sinusoidal(2, dim=4, layout="columns")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
