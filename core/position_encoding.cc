@@ -1,5 +1,6 @@
 #include "core/position_encoding.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <utility>
@@ -26,6 +27,22 @@ std::vector<double> Frequencies(double base, int64_t width) {
     theta[i] = std::pow(base, -2.0 * static_cast<double>(i) / static_cast<double>(width));
   }
   return theta;
+}
+
+// pos * theta must stay finite: with base < 1 the frequencies exceed 1 and a huge position
+// could overflow to Inf, whose sin/cos is NaN.
+absl::Status CheckAngles(absl::Span<const double> positions, const std::vector<double>& theta,
+                         absl::string_view field) {
+  double max_theta = 0.0;
+  for (double t : theta) max_theta = std::max(max_theta, t);
+  for (size_t i = 0; i < positions.size(); ++i) {
+    if (!std::isfinite(positions[i] * max_theta)) {
+      return absl::InvalidArgumentError(absl::StrCat(field, "[", i, "]: position ", positions[i],
+                                                     " times the largest frequency ", max_theta,
+                                                     " overflows; use a smaller position or base >= 1"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 // The rotation kernels. Each output pair depends only on the same input pair, so `in == out`
@@ -119,6 +136,7 @@ absl::StatusOr<Tensor> SinusoidalTable(absl::Span<const double> positions,
   RETURN_IF_ERROR(CheckedElementCount(shape, "output", options.max_elements).status());
 
   const std::vector<double> theta = Frequencies(options.base, options.dim);
+  RETURN_IF_ERROR(CheckAngles(positions, theta, "positions"));
   const int64_t pairs = options.dim / 2;
   Tensor table = Tensor::Zeros(shape);
   float* out = table.values.data();
@@ -250,6 +268,12 @@ absl::StatusOr<RopeTable> RopeTable::Create(const RopeSpec& spec, int64_t seq_le
   // 2-D: each half is a 1-D RoPE of width rotary_dim / 2 (theta_i = base^(-4i/r)).
   const int64_t width = two_d ? rotary_dim / 2 : rotary_dim;
   const std::vector<double> theta = Frequencies(spec.base, width);
+  if (two_d) {
+    RETURN_IF_ERROR(CheckAngles(pos_x, theta, spec.positions_x.empty() ? "grid_height" : "positions_x"));
+    RETURN_IF_ERROR(CheckAngles(pos_y, theta, spec.positions_y.empty() ? "grid_width" : "positions_y"));
+  } else {
+    RETURN_IF_ERROR(CheckAngles(pos_x, theta, "positions"));
+  }
   const int64_t half_pairs = width / 2;
   table.cos_.resize(static_cast<size_t>(seq_len * pairs));
   table.sin_.resize(static_cast<size_t>(seq_len * pairs));

@@ -7,9 +7,14 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <thread>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -96,5 +101,12 @@ int main(int argc, char** argv) {
   (*server)->Wait();
   waiter.join();
   primserve::Log(primserve::LogLevel::kInfo, "primserve stopped");
-  return 0;
+  std::fflush(stderr);
+  // Every call has finished and nothing is left to write. Skip the destructors: after a shutdown
+  // with live client connections, gRPC 1.51 joins an executor thread that polls an internal
+  // ~10 s timer, which would delay the exit for no benefit (measured: 9.5 s).
+#if defined(__SANITIZE_ADDRESS__)
+  __lsan_do_leak_check();
+#endif
+  std::_Exit(0);
 }

@@ -1057,6 +1057,13 @@ TEST(RopeBadInputTest, InvalidArgumentNamingTheField) {
       {"neither grid nor xy", {6, 8}, two, {"positions_x", "grid_height"}},
       // base.
       {"base 0", {6, 8}, spec1([](RopeSpec& s) { s.base = 0; }), {"base"}},
+      // base < 1 makes theta > 1: a huge position would overflow pos * theta to Inf (NaN output).
+      {"angle overflow", {1, 4},
+       spec1([](RopeSpec& s) {
+         s.base = 0.5;
+         s.positions = {1.7e308};
+       }),
+       {"positions[0]", "overflows"}},
       {"base negative", {6, 8}, spec1([](RopeSpec& s) { s.base = -10000; }), {"base"}},
       {"base NaN", {6, 8}, spec1([&](RopeSpec& s) { s.base = nan; }), {"base"}},
       {"base +Inf", {6, 8}, spec1([&](RopeSpec& s) { s.base = inf; }), {"base"}},
@@ -1119,6 +1126,7 @@ TEST(SinusoidalBadInputTest, Errors) {
       {"base 0", 4, 0.0, 4, {}, kMax, absl::StatusCode::kInvalidArgument, "base"},
       {"base negative", 4, -2.0, 0, {1.0}, kMax, absl::StatusCode::kInvalidArgument, "base"},
       {"base NaN", 4, nan, 4, {}, kMax, absl::StatusCode::kInvalidArgument, "base"},
+      {"angle overflow", 4, 0.5, 0, {1.0, 1.7e308}, kMax, absl::StatusCode::kInvalidArgument, "positions[1]"},
       {"position NaN", 4, kDefaultRopeBase, 0, {0, nan}, kMax, absl::StatusCode::kInvalidArgument,
        "positions[1]"},
       {"position -Inf", 4, kDefaultRopeBase, 0, {-std::numeric_limits<double>::infinity()}, kMax,

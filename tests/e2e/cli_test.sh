@@ -7,7 +7,8 @@
 # `primserve-cli health` reports SERVING, checks the golden values of MATH.md sections 1 and 2
 # through the CLI (text output and .npy files read back with numpy), the exit codes and messages
 # of failing calls, and finally that SIGTERM stops the server with exit status 0.
-# Needs /usr/bin/python3 with numpy. The server is always stopped on exit.
+# Needs /usr/bin/python3 with numpy (exit 77, a skip, without it). The server is always stopped
+# on exit.
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then
@@ -17,6 +18,11 @@ fi
 SERVER=$1
 CLI=$2
 PYTHON=/usr/bin/python3
+
+if ! "$PYTHON" -c 'import numpy' 2>/dev/null; then
+  echo "SKIP: $PYTHON with numpy is needed" >&2
+  exit 77  # CTest SKIP_RETURN_CODE.
+fi
 
 WORK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/primserve_cli_test.XXXXXX")
 SERVER_PID=""

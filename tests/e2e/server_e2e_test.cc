@@ -192,6 +192,7 @@ TEST(ServerLifecycle, SigtermDrainsInFlightCallsAndExitsZero) {
   EXPECT_EQ(*code, 0) << server->Log();
   EXPECT_THAT(server->Log(), HasSubstr("SIGTERM"));
   if (!checked_refusal) std::printf("note: the in-flight call finished before the refusal check\n");
+  std::printf("%s", server->Log().c_str());
   // Gone: a new call is UNAVAILABLE.
   client::CallOptions call;
   call.timeout = absl::Seconds(2);
