@@ -1,7 +1,8 @@
 // Shared pieces of the Google Benchmark suites: a reporter that, after the normal console
 // table, prints each benchmark's throughput as a ratio to the baseline measured in the same run.
 //
-// Benchmarks name their baseline with a label: a run labelled "baseline:<key>" is the baseline
+// With --benchmark_repetitions=N the ratio uses the medians. Benchmarks name their baseline
+// with a label: a run labelled "baseline:<key>" is the baseline
 // for every run labelled "vs:<key>".
 #ifndef PRIMSERVE_BENCH_BENCH_UTIL_H_
 #define PRIMSERVE_BENCH_BENCH_UTIL_H_
@@ -22,13 +23,16 @@ class RatioReporter : public benchmark::ConsoleReporter {
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& run : runs) {
-      if (run.run_type != Run::RT_Iteration || run.error_occurred) continue;
+      // Single runs, or the median of repeated runs (--benchmark_repetitions=N).
+      const bool single = run.run_type == Run::RT_Iteration && run.repetitions <= 1;
+      const bool median = run.run_type == Run::RT_Aggregate && run.aggregate_name == "median";
+      if (run.error_occurred || !(single || median)) continue;
       auto it = run.counters.find("bytes_per_second");
       if (it == run.counters.end()) continue;
       const double rate = it->second.value;
       const std::string& label = run.report_label;
       if (label.rfind("baseline:", 0) == 0) baselines_[label.substr(9)] = rate;
-      if (label.rfind("vs:", 0) == 0) measured_.emplace_back(run.benchmark_name(), std::make_pair(label.substr(3), rate));
+      if (label.rfind("vs:", 0) == 0) measured_.emplace_back(run.run_name.str(), std::make_pair(label.substr(3), rate));
     }
   }
 
