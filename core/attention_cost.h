@@ -7,8 +7,10 @@
 //   ffn                  2 * ffn_multiplier * n h^2 d^2   (8 n h^2 d^2 for the usual 4x)
 //   linear_attention     2 n m^2 d^2 per head with head size m d (m = linear_head_multiplier),
 //                        times h heads
-// Crossovers: attention > FFN when n > 2hd (for the 4x FFN); the quadratic term dominates the
-// layer when n > 6hd; linear attention with head size m d wins only when n > ... (16d for m = 4).
+// Crossovers, with f = ffn_multiplier: self-attention > FFN when n > (f - 2) h d (2hd for the
+// 4x FFN); the quadratic term dominates the layer (> projections + FFN) when n > (2 + f) h d
+// (6hd); linear attention with head size m d is cheaper than the quadratic term only when
+// n > m^2 d (16d for m = 4). Each crossover is the length where both sides are equal.
 // Check (h = 12, d = 64): n = 512 gives self_attention 1,610,612,736 and ffn 2,415,919,104;
 // crossovers 1536, 4608, 1024.
 #ifndef PRIMSERVE_CORE_ATTENTION_COST_H_
@@ -34,12 +36,17 @@ struct AttentionCost {
   double self_attention = 0;
   double ffn = 0;
   double linear_attention = 0;
-  double attention_exceeds_ffn_length = 0;      // n where self_attention = ffn
-  double quadratic_dominates_length = 0;        // n where the quadratic term = the rest of the layer
-  double linear_attention_wins_length = 0;      // n where softmax attention = linear attention
+  // self_attention > ffn exactly when seq_len > this; 0 when it holds at every length (f <= 2).
+  double attention_exceeds_ffn_length = 0;
+  // attention_quadratic > projections + ffn exactly when seq_len > this.
+  double quadratic_dominates_length = 0;
+  // linear_attention < attention_quadratic exactly when seq_len > this.
+  double linear_attention_wins_length = 0;
 };
 
-// Errors: INVALID_ARGUMENT naming the field for non-positive sizes or multipliers.
+// Every count and length for `input`; the crossover lengths do not depend on seq_len.
+// Errors: INVALID_ARGUMENT naming the field for sizes < 1 or multipliers that are not finite
+// and > 0.
 absl::StatusOr<AttentionCost> EstimateAttentionCost(const AttentionCostInput& input);
 
 }  // namespace primserve

@@ -11,8 +11,7 @@ dnnl::engine& DnnlEngine() {
   return *engine;
 }
 
-std::string DnnlVersionString() {
-  const dnnl_version_t* v = dnnl_version();
+std::string DnnlIsaName() {
   const char* isa = "unknown";
   switch (dnnl::get_effective_cpu_isa()) {
     case dnnl::cpu_isa::avx512_core_amx: isa = "avx512_core_amx"; break;
@@ -25,6 +24,12 @@ std::string DnnlVersionString() {
     case dnnl::cpu_isa::sse41: isa = "sse41"; break;
     default: break;
   }
+  return isa;
+}
+
+std::string DnnlVersionString() {
+  const dnnl_version_t* v = dnnl_version();
+  const std::string isa = DnnlIsaName();
   return absl::StrCat("oneDNN ", v->major, ".", v->minor, ".", v->patch, " (cpu runtime ",
                       v->cpu_runtime == DNNL_RUNTIME_OMP ? "OpenMP" : "other", ", max ISA ", isa, ")");
 }

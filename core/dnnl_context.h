@@ -21,6 +21,9 @@ namespace primserve {
 // One CPU engine per process (created on first use, thread-safe).
 dnnl::engine& DnnlEngine();
 
+// The best instruction set oneDNN uses on this CPU, e.g. "avx2" or "avx512_core_bf16".
+std::string DnnlIsaName();
+
 // "oneDNN 2.6.3 (cpu runtime: OpenMP, ISA: ...)" for start-up logs and build info.
 std::string DnnlVersionString();
 

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/multiversion.h"
 #include "core/parallel.h"
 #include "core/status_macros.h"
 
@@ -48,13 +49,7 @@ absl::Status CheckAngles(absl::Span<const double> positions, const std::vector<d
 // The rotation kernels. Each output pair depends only on the same input pair, so `in == out`
 // is safe: no iteration reads what another writes. `ivdep` tells the compiler so; without it,
 // its runtime overlap check sees in == out and falls back to scalar code for in-place calls.
-// target_clones builds an AVX-512 and an AVX2 body and picks one at load time, so one binary
-// runs at full width on Zen 4 and still runs on older x86-64.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
-#define PRIMSERVE_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PRIMSERVE_MULTIVERSION
-#endif
+// PRIMSERVE_MULTIVERSION picks an AVX-512, AVX2 or baseline body at load time.
 
 struct RowKernelArgs {
   const float* in;

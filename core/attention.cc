@@ -1,0 +1,257 @@
+#include "core/attention.h"
+
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "core/attention_internal.h"
+#include "core/dnnl_context.h"
+#include "core/status_macros.h"
+#include "core/tile_matmul.h"
+
+namespace primserve {
+namespace {
+
+using attention_internal::Problem;
+
+absl::Status CheckRank4(const Tensor& t, absl::string_view name, absl::string_view axes) {
+  if (t.rank() != 4) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ".shape: expected rank 4 ", axes, ", got ", ShapeToString(t.shape)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckExtent(const Tensor& t, absl::string_view name, int axis, absl::string_view what,
+                         int64_t expected) {
+  if (t.dim(axis) != expected) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ".shape[", axis, "]: expected ", what, " = ", expected,
+                                                   ", got ", t.dim(axis), " (shape ", ShapeToString(t.shape), ")"));
+  }
+  return absl::OkStatus();
+}
+
+// Right-aligned broadcasting of `bias` onto [batch, heads, q_len, k_len]: strides per target axis,
+// 0 where the bias axis is 1 (or absent).
+absl::Status BiasStrides(const Tensor& bias, const int64_t target[4], int64_t strides[4]) {
+  if (bias.rank() > 4) {
+    return absl::InvalidArgumentError(absl::StrCat("bias.shape: expected rank <= 4 broadcastable to [",
+                                                   target[0], ", ", target[1], ", ", target[2], ", ", target[3],
+                                                   "], got ", ShapeToString(bias.shape)));
+  }
+  const int64_t offset = 4 - bias.rank();
+  int64_t stride = 1;
+  for (int64_t axis = 3; axis >= 0; --axis) {
+    strides[axis] = 0;
+    if (axis < offset) continue;
+    const int64_t extent = bias.dim(axis - offset);
+    if (extent != 1 && extent != target[axis]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "bias.shape[", axis - offset, "]: expected 1 or ", target[axis], " to broadcast to [", target[0], ", ",
+          target[1], ", ", target[2], ", ", target[3], "], got ", extent, " (shape ", ShapeToString(bias.shape), ")"));
+    }
+    strides[axis] = extent == 1 ? 0 : stride;
+    stride *= extent;
+  }
+  return absl::OkStatus();
+}
+
+// -Inf is a mask; NaN and +Inf have no meaning as an additive logit.
+absl::Status CheckBiasValues(const Tensor& bias) {
+  for (size_t i = 0; i < bias.values.size(); ++i) {
+    const float x = bias.values[i];
+    if (std::isnan(x) || x == std::numeric_limits<float>::infinity()) {
+      return absl::InvalidArgumentError(absl::StrCat("bias[", i, "]: expected a finite number or -Inf (a mask), got ",
+                                                     std::isnan(x) ? "NaN" : "+Inf"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Prefix(const absl::Status& status, absl::string_view prefix) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat(prefix, status.message()));
+}
+
+// The RoPE tables for queries ([q_len] positions) and keys ([k_len]).
+struct RopeTables {
+  std::optional<RopeTable> q, k;
+};
+
+absl::StatusOr<RopeTables> BuildRopeTables(const AttentionRope& rope, int64_t q_len, int64_t k_len,
+                                           int64_t head_dim) {
+  const bool two_d = rope.kind == RopeKind::k2D;
+  const int64_t multiple = two_d ? 4 : 2;
+  if (head_dim % multiple != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("query.shape[3]: rope needs head_dim to be a multiple of ",
+                                                   multiple, ", got ", head_dim));
+  }
+  RopeSpec base_spec;
+  base_spec.kind = rope.kind;
+  base_spec.pairing = rope.pairing;
+  base_spec.base = rope.base;
+  base_spec.rotary_dim = rope.rotary_dim;
+  RopeSpec k_spec = base_spec;
+  RopeSpec q_spec = base_spec;
+  const int64_t offset = k_len - q_len;  // Queries sit at the end of the keys (bottom-right).
+  if (!two_d) {
+    if (rope.grid_height != 0 || rope.grid_width != 0) {
+      return absl::InvalidArgumentError("rope.grid_height, rope.grid_width: only for ROPE_2D");
+    }
+    if (!rope.key_positions.empty() && static_cast<int64_t>(rope.key_positions.size()) != k_len) {
+      return absl::InvalidArgumentError(absl::StrCat("rope.key_positions: expected ", k_len,
+                                                     " values (k_len) or none, got ", rope.key_positions.size()));
+    }
+    if (!rope.query_positions.empty() && static_cast<int64_t>(rope.query_positions.size()) != q_len) {
+      return absl::InvalidArgumentError(absl::StrCat("rope.query_positions: expected ", q_len,
+                                                     " values (q_len) or none, got ", rope.query_positions.size()));
+    }
+    k_spec.positions = rope.key_positions;
+    q_spec.positions = rope.query_positions;
+    if (q_spec.positions.empty()) {
+      q_spec.positions.resize(static_cast<size_t>(q_len));
+      for (int64_t i = 0; i < q_len; ++i) q_spec.positions[static_cast<size_t>(i)] = static_cast<double>(offset + i);
+    }
+  } else {
+    if (!rope.query_positions.empty() || !rope.key_positions.empty()) {
+      return absl::InvalidArgumentError(
+          "rope.query_positions, rope.key_positions: ROPE_2D takes grid_height and grid_width");
+    }
+    k_spec.grid_height = rope.grid_height;
+    k_spec.grid_width = rope.grid_width;
+    if (rope.grid_width > 0) {
+      // Query i sits at key index offset + i: (floor(t / W), t mod W).
+      q_spec.positions_x.resize(static_cast<size_t>(q_len));
+      q_spec.positions_y.resize(static_cast<size_t>(q_len));
+      for (int64_t i = 0; i < q_len; ++i) {
+        const int64_t t = offset + i;
+        const int64_t row = t >= 0 ? t / rope.grid_width : -((-t + rope.grid_width - 1) / rope.grid_width);
+        q_spec.positions_x[static_cast<size_t>(i)] = static_cast<double>(row);
+        q_spec.positions_y[static_cast<size_t>(i)] = static_cast<double>(t - row * rope.grid_width);
+      }
+    }
+  }
+  RopeTables tables;
+  absl::StatusOr<RopeTable> k_table = RopeTable::Create(k_spec, k_len, head_dim);
+  if (!k_table.ok()) return Prefix(k_table.status(), "rope (keys): ");
+  absl::StatusOr<RopeTable> q_table = RopeTable::Create(q_spec, q_len, head_dim);
+  if (!q_table.ok()) return Prefix(q_table.status(), "rope (queries): ");
+  tables.k.emplace(*std::move(k_table));
+  tables.q.emplace(*std::move(q_table));
+  return tables;
+}
+
+}  // namespace
+
+absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, const Tensor& value,
+                                       const AttentionOptions& options) {
+  RETURN_IF_ERROR(CheckRank4(query, "query", "[batch, num_heads, q_len, head_dim]"));
+  RETURN_IF_ERROR(CheckRank4(key, "key", "[batch, num_kv_heads, k_len, head_dim]"));
+  RETURN_IF_ERROR(CheckRank4(value, "value", "[batch, num_kv_heads, k_len, value_dim]"));
+  Problem p;
+  p.batch = query.dim(0);
+  p.heads = query.dim(1);
+  p.q_len = query.dim(2);
+  p.head_dim = query.dim(3);
+  p.kv_heads = key.dim(1);
+  p.k_len = key.dim(2);
+  p.value_dim = value.dim(3);
+  RETURN_IF_ERROR(CheckExtent(key, "key", 0, "batch (query.shape[0])", p.batch));
+  RETURN_IF_ERROR(CheckExtent(value, "value", 0, "batch (query.shape[0])", p.batch));
+  RETURN_IF_ERROR(CheckExtent(key, "key", 3, "head_dim (query.shape[3])", p.head_dim));
+  RETURN_IF_ERROR(CheckExtent(value, "value", 1, "num_kv_heads (key.shape[1])", p.kv_heads));
+  RETURN_IF_ERROR(CheckExtent(value, "value", 2, "k_len (key.shape[2])", p.k_len));
+  if (p.kv_heads <= 0 ? p.heads != 0 : p.heads % p.kv_heads != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("key.shape[1]: num_kv_heads must divide num_heads = ", p.heads,
+                                                   " (grouped-query attention), got ", p.kv_heads));
+  }
+  if (p.head_dim < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("query.shape[3]: expected head_dim >= 1, got ", p.head_dim));
+  }
+  const bool linear = options.kind == AttentionKind::kLinear;
+  if (linear && options.bias != nullptr) {
+    return absl::InvalidArgumentError("bias: an additive logit bias applies to SOFTMAX attention only, not LINEAR");
+  }
+  if (linear && options.return_weights) {
+    return absl::InvalidArgumentError("return_weights: LINEAR attention has no probability matrix; use SOFTMAX");
+  }
+  if (!std::isfinite(options.scale) || options.scale < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("scale: expected a finite number >= 0 (0 means 1/sqrt(head_dim)), got ", options.scale));
+  }
+  if (options.precision == ComputePrecision::kBF16) {
+    return absl::UnimplementedError(absl::StrCat(
+        "compute_precision: BF16 is not implemented yet; use F32 (this CPU: ", DnnlIsaName(),
+        HasNativeBf16() ? ", native bf16" : ", no native bf16", ")"));
+  }
+  if (!options.key_lengths.empty()) {
+    if (static_cast<int64_t>(options.key_lengths.size()) != p.batch) {
+      return absl::InvalidArgumentError(absl::StrCat("key_lengths: expected ", p.batch, " values (one per batch), got ",
+                                                     options.key_lengths.size()));
+    }
+    for (size_t b = 0; b < options.key_lengths.size(); ++b) {
+      if (options.key_lengths[b] < 0 || options.key_lengths[b] > p.k_len) {
+        return absl::InvalidArgumentError(absl::StrCat("key_lengths[", b, "]: expected a value in [0, ", p.k_len,
+                                                       "] (k_len), got ", options.key_lengths[b]));
+      }
+    }
+    p.key_lengths = options.key_lengths;
+  } else {
+    p.key_lengths.assign(static_cast<size_t>(p.batch), p.k_len);
+  }
+  const int64_t target[4] = {p.batch, p.heads, p.q_len, p.k_len};
+  if (options.bias != nullptr) {
+    RETURN_IF_ERROR(BiasStrides(*options.bias, target, p.bias_stride));
+    RETURN_IF_ERROR(CheckBiasValues(*options.bias));
+    p.bias = options.bias->values.data();
+  }
+  const Shape out_shape = {p.batch, p.heads, p.q_len, p.value_dim};
+  RETURN_IF_ERROR(CheckedElementCount(out_shape, "output", options.max_elements).status());
+  if (options.return_weights) {
+    RETURN_IF_ERROR(CheckedElementCount({p.batch, p.heads, p.q_len, p.k_len}, "weights (return_weights)",
+                                        options.max_weight_elements)
+                        .status());
+  }
+  RETURN_IF_ERROR(CheckFinite(query.values, "query"));
+  RETURN_IF_ERROR(CheckFinite(key.values, "key"));
+  RETURN_IF_ERROR(CheckFinite(value.values, "value"));
+  p.causal = options.causal;
+  p.scale = static_cast<float>(options.scale == 0 ? 1.0 / std::sqrt(static_cast<double>(p.head_dim)) : options.scale);
+  p.cancelled = options.cancelled ? &options.cancelled : nullptr;
+  p.q = query.values.data();
+  p.k = key.values.data();
+  p.v = value.values.data();
+
+  // RoPE: SOFTMAX rotates q and k here; LINEAR rotates phi(q), phi(k) inside its kernel.
+  RopeTables tables;
+  std::vector<float> q_rotated, k_rotated;
+  if (options.rope.has_value()) {
+    ASSIGN_OR_RETURN(tables, BuildRopeTables(*options.rope, p.q_len, p.k_len, p.head_dim));
+    if (linear) {
+      p.q_rope = &*tables.q;
+      p.k_rope = &*tables.k;
+    } else {
+      q_rotated.resize(query.values.size());
+      k_rotated.resize(key.values.size());
+      tables.q->Apply(query.values.data(), q_rotated.data(), p.batch * p.heads);
+      tables.k->Apply(key.values.data(), k_rotated.data(), p.batch * p.kv_heads);
+      p.q = q_rotated.data();
+      p.k = k_rotated.data();
+    }
+  }
+
+  AttentionResult result;
+  result.output = Tensor::Zeros(out_shape);
+  p.out = result.output.values.data();
+  if (options.return_weights) {
+    result.weights = Tensor::Zeros({p.batch, p.heads, p.q_len, p.k_len});
+    p.weights = result.weights->values.data();
+  }
+  if (result.output.values.empty() && !options.return_weights) return result;
+  RETURN_IF_ERROR(linear ? attention_internal::RunLinear(p) : attention_internal::RunSoftmax(p));
+  return result;
+}
+
+}  // namespace primserve

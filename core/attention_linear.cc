@@ -1,0 +1,205 @@
+// Linear attention (Katharopoulos et al. 2020; MATH.md section 6), phi = elu + 1:
+//
+//   out_i = phi(q_i)^T S_i / (phi(q_i)^T z_i),  S_i = sum_{j visible} phi(k_j) v_j^T,
+//                                               z_i = sum_{j visible} phi(k_j)
+//
+// One code path serves every mask. Query rows are processed in chunks of kChunk; a running
+// state (S, z) holds the keys that every row of the chunk sees, absorbed with one oneDNN matmul
+// (phi(K)^T V); keys that only some rows of the chunk see (the causal diagonal block) are added
+// by an explicit masked [chunk, keys] product. Non-causal attention absorbs all keys once, so
+// the cost is O(L D Dv) either way, never O(L^2).
+//
+// With RoPE (Su, archive 8265) the numerator uses rotated phi(q), phi(k) and the denominator
+// the unrotated ones, so S is built from rotated phi(k) and z from unrotated phi(k).
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "core/attention_internal.h"
+#include "core/dnnl_context.h"
+#include "core/parallel.h"
+#include "core/tile_matmul.h"
+#include "core/vector_math.h"
+
+namespace primserve {
+namespace attention_internal {
+namespace {
+
+constexpr int64_t kChunk = 64;
+
+// phi(x) = elu(x) + 1: x + 1 for x > 0, exp(x) otherwise (always > 0).
+void Phi(const float* x, float* y, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] + 1.0f : ExpNonPositive(x[i]);
+}
+
+struct Workspace {
+  std::vector<float> phi_q, phi_k;          // [q_len, D], [k_len, D] unrotated
+  std::vector<float> phi_q_rot, phi_k_rot;  // rotated copies (RoPE only)
+  std::vector<float> state;                 // S: [D, Dv]
+  std::vector<double> z;                    // [D]
+  std::vector<float> sim, sim_plain;        // [kChunk, max diagonal keys]
+  std::vector<char> scratchpad;
+  dnnl::stream stream;
+};
+
+class LinearKernel {
+ public:
+  explicit LinearKernel(const Problem& p) : p_(p) {}
+
+  absl::Status Run() {
+    const int64_t units = p_.batch * p_.heads;
+    std::atomic<bool> stop{false};
+    absl::Mutex mu;
+    absl::Status first_error;
+    const int threads = static_cast<int>(std::min<int64_t>(ComputeThreads(), units));
+#pragma omp parallel num_threads(threads)
+    {
+      Workspace ws;
+      absl::Status status = RunDnnl("linear attention", [&] { ws.stream = dnnl::stream(DnnlEngine()); });
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t unit = 0; unit < units; ++unit) {
+        if (!status.ok() || stop.load(std::memory_order_relaxed)) continue;
+        if (p_.Cancelled()) {
+          status = absl::CancelledError("attention: cancelled by the caller");
+        } else {
+          absl::Status unit_status;
+          status = RunDnnl("linear attention", [&] { unit_status = RunUnit(unit / p_.heads, unit % p_.heads, ws); });
+          if (status.ok()) status = unit_status;
+        }
+        if (!status.ok()) stop.store(true);
+      }
+      if (!status.ok()) {
+        absl::MutexLock lock(&mu);
+        if (first_error.ok()) first_error = status;
+      }
+    }
+    return first_error;
+  }
+
+ private:
+  // C (+)= A B for row-major buffers; A optionally stored transposed. No-op for empty products.
+  absl::Status Matmul(Workspace& ws, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, bool a_t,
+                      const float* b, int64_t ldb, bool b_t, float* c, int64_t ldc, bool accumulate) const {
+    if (m == 0 || n == 0 || k == 0) return absl::OkStatus();
+    MatmulShape shape;
+    shape.m = m;
+    shape.n = n;
+    shape.k = k;
+    shape.lda = lda;
+    shape.ldb = ldb;
+    shape.ldc = ldc;
+    shape.a_transposed = a_t;
+    shape.b_transposed = b_t;
+    shape.accumulate = accumulate;
+    absl::StatusOr<std::shared_ptr<const TileMatmul>> matmul = TileMatmul::Get(shape);
+    if (!matmul.ok()) return matmul.status();
+    if (ws.scratchpad.size() < (*matmul)->scratchpad_bytes()) ws.scratchpad.resize((*matmul)->scratchpad_bytes());
+    (*matmul)->Execute(ws.stream, a, b, c, ws.scratchpad.data());
+    return absl::OkStatus();
+  }
+
+  absl::Status RunUnit(int64_t b, int64_t h, Workspace& ws) const {
+    const int64_t d = p_.head_dim, dv = p_.value_dim, lq = p_.q_len, lk = p_.k_len;
+    const bool rope = p_.q_rope != nullptr;
+    ws.phi_q.resize(static_cast<size_t>(lq * d));
+    ws.phi_k.resize(static_cast<size_t>(lk * d));
+    Phi(p_.q_rows(b, h), ws.phi_q.data(), lq * d);
+    Phi(p_.k_rows(b, h), ws.phi_k.data(), lk * d);
+    const float* num_q = ws.phi_q.data();
+    const float* num_k = ws.phi_k.data();
+    if (rope) {
+      ws.phi_q_rot.resize(ws.phi_q.size());
+      ws.phi_k_rot.resize(ws.phi_k.size());
+      p_.q_rope->Apply(ws.phi_q.data(), ws.phi_q_rot.data(), 1);
+      p_.k_rope->Apply(ws.phi_k.data(), ws.phi_k_rot.data(), 1);
+      num_q = ws.phi_q_rot.data();
+      num_k = ws.phi_k_rot.data();
+    }
+    const float* v = p_.v_rows(b, h);
+    float* out = p_.out_rows(b, h);
+    ws.state.assign(static_cast<size_t>(d * dv), 0.0f);
+    ws.z.assign(static_cast<size_t>(d), 0.0);
+    ws.sim.resize(static_cast<size_t>(kChunk * (kChunk + 1)));
+    ws.sim_plain.resize(ws.sim.size());
+    int64_t absorbed = 0;  // Keys [0, absorbed) are in (S, z).
+    std::vector<double> den(kChunk);
+    for (int64_t i0 = 0; i0 < lq; i0 += kChunk) {
+      const int64_t rows = std::min(kChunk, lq - i0);
+      const int64_t e0 = p_.VisibleEnd(b, i0);
+      const int64_t e1 = p_.VisibleEnd(b, i0 + rows - 1);
+      // Keys every row of the chunk sees join the state: S += phi(K)^T V, z += sum phi(k).
+      if (e0 > absorbed) {
+        absl::Status s = Matmul(ws, d, dv, e0 - absorbed, num_k + absorbed * d, d, /*a_t=*/true, v + absorbed * dv, dv,
+                                false, ws.state.data(), dv, /*accumulate=*/true);
+        if (!s.ok()) return s;
+        for (int64_t j = absorbed; j < e0; ++j) {
+          const float* phi = ws.phi_k.data() + j * d;
+          for (int64_t c = 0; c < d; ++c) ws.z[static_cast<size_t>(c)] += phi[c];
+        }
+        absorbed = e0;
+      }
+      // Inter-chunk part: out = phi(q) S, den = phi(q) . z.
+      float* out_chunk = out + i0 * dv;
+      absl::Status s = Matmul(ws, rows, dv, d, num_q + i0 * d, d, false, ws.state.data(), dv, false, out_chunk, dv,
+                              /*accumulate=*/false);
+      if (!s.ok()) return s;
+      if (absorbed == 0) std::fill(out_chunk, out_chunk + rows * dv, 0.0f);  // No product ran.
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* phi = ws.phi_q.data() + (i0 + r) * d;
+        double sum = 0.0;
+        for (int64_t c = 0; c < d; ++c) sum += static_cast<double>(phi[c]) * ws.z[static_cast<size_t>(c)];
+        den[static_cast<size_t>(r)] = sum;
+      }
+      // Diagonal block: keys [e0, e1) that only later rows of the chunk see, masked per row.
+      const int64_t extra = e1 - e0;
+      if (extra > 0) {
+        if (static_cast<int64_t>(ws.sim.size()) < rows * extra) {
+          ws.sim.resize(static_cast<size_t>(rows * extra));
+          ws.sim_plain.resize(ws.sim.size());
+        }
+        s = Matmul(ws, rows, extra, d, num_q + i0 * d, d, false, num_k + e0 * d, d, /*b_t=*/true, ws.sim.data(), extra,
+                   false);
+        if (!s.ok()) return s;
+        float* plain = ws.sim.data();
+        if (rope) {
+          s = Matmul(ws, rows, extra, d, ws.phi_q.data() + i0 * d, d, false, ws.phi_k.data() + e0 * d, d, true,
+                     ws.sim_plain.data(), extra, false);
+          if (!s.ok()) return s;
+          plain = ws.sim_plain.data();
+        }
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t visible = p_.VisibleEnd(b, i0 + r) - e0;  // In [0, extra].
+          float* row = ws.sim.data() + r * extra;
+          const float* plain_row = plain + r * extra;
+          double sum = 0.0;
+          for (int64_t c = 0; c < visible; ++c) sum += plain_row[c];
+          den[static_cast<size_t>(r)] += sum;
+          std::fill(row + std::max<int64_t>(visible, 0), row + extra, 0.0f);
+        }
+        s = Matmul(ws, rows, dv, extra, ws.sim.data(), extra, false, v + e0 * dv, dv, false, out_chunk, dv,
+                   /*accumulate=*/true);
+        if (!s.ok()) return s;
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        float* o = out_chunk + r * dv;
+        // phi > 0, so den = 0 exactly when the row sees no key: its output is zero.
+        const double dd = den[static_cast<size_t>(r)];
+        const float inv = dd > 0.0 ? static_cast<float>(1.0 / dd) : 0.0f;
+        for (int64_t c = 0; c < dv; ++c) o[c] = dd > 0.0 ? o[c] * inv : 0.0f;
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  const Problem& p_;
+};
+
+}  // namespace
+
+absl::Status RunLinear(const Problem& problem) { return LinearKernel(problem).Run(); }
+
+}  // namespace attention_internal
+}  // namespace primserve

@@ -1,0 +1,14 @@
+// PRIMSERVE_MULTIVERSION: compile a hot loop for AVX-512, AVX2 and baseline x86-64 and pick the
+// best body when the program loads (GCC target_clones), so one portable binary runs at full
+// vector width on the machine it lands on. Disabled under sanitizers and non-GCC compilers.
+#ifndef PRIMSERVE_CORE_MULTIVERSION_H_
+#define PRIMSERVE_CORE_MULTIVERSION_H_
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__) && \
+    !defined(__SANITIZE_THREAD__)
+#define PRIMSERVE_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PRIMSERVE_MULTIVERSION
+#endif
+
+#endif  // PRIMSERVE_CORE_MULTIVERSION_H_

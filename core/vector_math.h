@@ -1,0 +1,41 @@
+// Branch-free float math that the compiler vectorises: exp for softmax rows.
+//
+// ExpNonPositive: exp(x) for x <= 0 (softmax arguments s - max), to about 1 ulp: Cody-Waite
+// reduction x = n ln2 + r with |r| <= ln2/2 (ln2 split in a high part exact in float and a low
+// correction), exp(r) by its degree-7 Taylor polynomial (truncation r^8/8! < 4e-9 relative), and
+// 2^n put into the exponent bits. Arguments below -87.33 (where exp underflows float's normal
+// range), including -Inf, give exactly 0, so masked logits contribute nothing.
+#ifndef PRIMSERVE_CORE_VECTOR_MATH_H_
+#define PRIMSERVE_CORE_VECTOR_MATH_H_
+
+#include <cstdint>
+#include <cstring>
+
+namespace primserve {
+
+inline float ExpNonPositive(float x) {
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kLn2Hi = 0.693145751953125f;  // 12 significant bits: n * kLn2Hi is exact.
+  constexpr float kLn2Lo = 1.42860682030941723212e-6f;
+  constexpr float kMinArg = -87.33654f;
+  const bool underflow = !(x >= kMinArg);  // Also true for NaN and -Inf.
+  const float xc = underflow ? kMinArg : x;
+  const float n = __builtin_floorf(xc * kLog2e + 0.5f);
+  const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return underflow ? 0.0f : p * scale;
+}
+
+}  // namespace primserve
+
+#endif  // PRIMSERVE_CORE_VECTOR_MATH_H_
