@@ -1,5 +1,6 @@
 // Shared pieces of the Google Benchmark suites: a reporter that, after the normal console
-// table, prints each benchmark's throughput as a ratio to the baseline measured in the same run.
+// table, prints each benchmark's throughput (its "rate" counter, e.g. FLOP/s, else bytes/s; in
+// units of 1e9 per second) as a ratio to the baseline measured in the same run.
 //
 // With --benchmark_repetitions=N the ratio uses the medians. Benchmarks name their baseline
 // with a label: a run labelled "baseline:<key>" is the baseline
@@ -27,18 +28,22 @@ class RatioReporter : public benchmark::ConsoleReporter {
       const bool single = run.run_type == Run::RT_Iteration && run.repetitions <= 1;
       const bool median = run.run_type == Run::RT_Aggregate && run.aggregate_name == "median";
       if (run.error_occurred || !(single || median)) continue;
-      auto it = run.counters.find("bytes_per_second");
+      // A benchmark's figure of merit: its "rate" counter (e.g. FLOP/s) or bytes per second.
+      auto it = run.counters.find("rate");
+      if (it == run.counters.end()) it = run.counters.find("bytes_per_second");
       if (it == run.counters.end()) continue;
       const double rate = it->second.value;
       const std::string& label = run.report_label;
-      if (label.rfind("baseline:", 0) == 0) baselines_[label.substr(9)] = rate;
-      if (label.rfind("vs:", 0) == 0) measured_.emplace_back(run.run_name.str(), std::make_pair(label.substr(3), rate));
+      // The key ends at the first space (the rest of a label is free text).
+      const std::string key_of = label.substr(0, label.find(' '));
+      if (key_of.rfind("baseline:", 0) == 0) baselines_[key_of.substr(9)] = rate;
+      if (key_of.rfind("vs:", 0) == 0) measured_.emplace_back(run.run_name.str(), std::make_pair(key_of.substr(3), rate));
     }
   }
 
   void Finalize() override {
     ConsoleReporter::Finalize();
-    std::printf("\n%-60s %10s %10s %8s\n", "benchmark", "GB/s", "base GB/s", "ratio");
+    std::printf("\n%-60s %10s %10s %8s\n", "benchmark", "G/s", "base G/s", "ratio");
     for (const auto& [name, key_rate] : measured_) {
       const auto& [key, rate] = key_rate;
       auto base = baselines_.find(key);

@@ -1,0 +1,180 @@
+// Attention throughput (GFLOP/s) against one large oneDNN f32 matmul measured in the same run
+// (the machine's practical peak), the best unfused path (oneDNN matmul -> softmax -> matmul
+// with the score matrix materialised), and linear attention.
+//
+// FLOPs counted: 4 B H Lq Lk D per softmax call (q k^T and p v), halved for causal; linear
+// attention is timed with the same count so its "rate" compares times directly (the ratio to
+// fused softmax is then a speed ratio).
+//
+// Args: {seq_len, causal}; B = 1, H = 8, D = Dv = 64.
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench/bench_util.h"
+#include "core/attention.h"
+#include "core/dnnl_context.h"
+#include "core/parallel.h"
+#include "core/tile_matmul.h"
+#include "oneapi/dnnl/dnnl.hpp"
+
+namespace primserve {
+namespace {
+
+constexpr int64_t kHeads = 8;
+constexpr int64_t kHeadDim = 64;
+
+Tensor Random(Shape shape, int seed) {
+  Tensor t = Tensor::Zeros(std::move(shape));
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist;
+  for (float& v : t.values) v = dist(rng);
+  return t;
+}
+
+double AttentionFlops(int64_t len, bool causal) {
+  const double flops = 4.0 * kHeads * len * len * kHeadDim;
+  return causal ? flops / 2 : flops;
+}
+
+void SetRate(benchmark::State& state, double flops_per_iteration) {
+  state.counters["rate"] =
+      benchmark::Counter(flops_per_iteration * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+// The baseline: C = A B with A, B, C 2048 x 2048 f32 on all threads.
+void BM_OneDnnMatmul(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  SetComputeThreads(0);
+  dnnl::engine& engine = DnnlEngine();
+  dnnl::stream stream(engine);
+  using tag = dnnl::memory::format_tag;
+  using dt = dnnl::memory::data_type;
+  dnnl::memory::desc md({n, n}, dt::f32, tag::ab);
+  Tensor a = Random({n, n}, 1), b = Random({n, n}, 2), c = Tensor::Zeros({n, n});
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(md, md, md), engine);
+  dnnl::matmul matmul(pd);
+  dnnl::memory am(md, engine, a.values.data()), bm(md, engine, b.values.data()), cm(md, engine, c.values.data());
+  for (auto _ : state) {
+    matmul.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+    stream.wait();
+  }
+  SetRate(state, 2.0 * n * n * n);
+  state.SetLabel("baseline:matmul impl=" + std::string(pd.impl_info_str()));
+}
+
+void BM_AttentionFused(benchmark::State& state) {
+  const int64_t len = state.range(0);
+  const bool causal = state.range(1) != 0;
+  SetComputeThreads(0);
+  const Tensor q = Random({1, kHeads, len, kHeadDim}, 1), k = Random({1, kHeads, len, kHeadDim}, 2),
+               v = Random({1, kHeads, len, kHeadDim}, 3);
+  AttentionOptions options;
+  options.causal = causal;
+  for (auto _ : state) {
+    absl::StatusOr<AttentionResult> result = Attend(q, k, v, options);
+    if (!result.ok()) {
+      state.SkipWithError(std::string(result.status().message()).c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(result->output.values.data());
+  }
+  SetRate(state, AttentionFlops(len, causal));
+  state.SetLabel("vs:matmul");
+}
+
+void BM_AttentionLinear(benchmark::State& state) {
+  const int64_t len = state.range(0);
+  const bool causal = state.range(1) != 0;
+  SetComputeThreads(0);
+  const Tensor q = Random({1, kHeads, len, kHeadDim}, 1), k = Random({1, kHeads, len, kHeadDim}, 2),
+               v = Random({1, kHeads, len, kHeadDim}, 3);
+  AttentionOptions options;
+  options.causal = causal;
+  options.kind = AttentionKind::kLinear;
+  for (auto _ : state) {
+    absl::StatusOr<AttentionResult> result = Attend(q, k, v, options);
+    if (!result.ok()) {
+      state.SkipWithError(std::string(result.status().message()).c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(result->output.values.data());
+  }
+  // Softmax-equivalent FLOPs: the ratio to BM_AttentionFused of the same shape is a speed ratio.
+  SetRate(state, AttentionFlops(len, causal));
+  state.SetLabel("vs:matmul (softmax-equivalent FLOPs)");
+}
+
+// The best unfused path: per head, S = q k^T * scale (matmul), P = softmax(S) (softmax
+// primitive, in place), O = P v (matmul), with the [L, L] score matrix materialised. Heads run
+// one after another, each primitive on all threads.
+void BM_AttentionUnfused(benchmark::State& state) {
+  const int64_t len = state.range(0);
+  const bool causal = state.range(1) != 0;
+  SetComputeThreads(0);
+  using tag = dnnl::memory::format_tag;
+  using dt = dnnl::memory::data_type;
+  dnnl::engine& engine = DnnlEngine();
+  dnnl::stream stream(engine);
+  const Tensor q = Random({kHeads, len, kHeadDim}, 1), k = Random({kHeads, len, kHeadDim}, 2),
+               v = Random({kHeads, len, kHeadDim}, 3);
+  Tensor out = Tensor::Zeros({kHeads, len, kHeadDim});
+  std::vector<float> scores(static_cast<size_t>(len * len));
+  // Causal: an additive [L, L] mask (0 / -Inf) as a binary post-op of the first matmul.
+  std::vector<float> mask;
+  dnnl::memory::desc q_md({len, kHeadDim}, dt::f32, tag::ab), kt_md({kHeadDim, len}, dt::f32, tag::ba),
+      s_md({len, len}, dt::f32, tag::ab), v_md({len, kHeadDim}, dt::f32, tag::ab);
+  dnnl::primitive_attr qk_attr;
+  qk_attr.set_output_scales(0, {1.0f / std::sqrt(static_cast<float>(kHeadDim))});
+  if (causal) {
+    mask.assign(static_cast<size_t>(len * len), 0.0f);
+    for (int64_t i = 0; i < len; ++i)
+      for (int64_t j = i + 1; j < len; ++j) mask[static_cast<size_t>(i * len + j)] = -INFINITY;
+    dnnl::post_ops ops;
+    ops.append_binary(dnnl::algorithm::binary_add, s_md);
+    qk_attr.set_post_ops(ops);
+  }
+  dnnl::matmul::primitive_desc qk_pd(dnnl::matmul::desc(q_md, kt_md, s_md), qk_attr, engine);
+  dnnl::softmax_forward::primitive_desc sm_pd(
+      dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, s_md, 1), engine);
+  dnnl::matmul::primitive_desc pv_pd(dnnl::matmul::desc(s_md, v_md, v_md), engine);
+  dnnl::matmul qk(qk_pd), pv(pv_pd);
+  dnnl::softmax_forward softmax(sm_pd);
+  dnnl::memory s_mem(s_md, engine, scores.data());
+  for (auto _ : state) {
+    for (int64_t h = 0; h < kHeads; ++h) {
+      dnnl::memory qm(q_md, engine, const_cast<float*>(q.values.data()) + h * len * kHeadDim);
+      dnnl::memory km(kt_md, engine, const_cast<float*>(k.values.data()) + h * len * kHeadDim);
+      dnnl::memory vm(v_md, engine, const_cast<float*>(v.values.data()) + h * len * kHeadDim);
+      dnnl::memory om(v_md, engine, out.values.data() + h * len * kHeadDim);
+      std::unordered_map<int, dnnl::memory> qk_args = {{DNNL_ARG_SRC, qm}, {DNNL_ARG_WEIGHTS, km}, {DNNL_ARG_DST, s_mem}};
+      if (causal) {
+        qk_args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = dnnl::memory(s_md, engine, mask.data());
+      }
+      qk.execute(stream, qk_args);
+      softmax.execute(stream, {{DNNL_ARG_SRC, s_mem}, {DNNL_ARG_DST, s_mem}});
+      pv.execute(stream, {{DNNL_ARG_SRC, s_mem}, {DNNL_ARG_WEIGHTS, vm}, {DNNL_ARG_DST, om}});
+    }
+    stream.wait();
+  }
+  SetRate(state, AttentionFlops(len, causal));
+  state.SetLabel("vs:matmul impl=" + std::string(qk_pd.impl_info_str()) + "," + sm_pd.impl_info_str());
+}
+
+void Lengths(benchmark::internal::Benchmark* b, std::initializer_list<int64_t> lengths) {
+  b->ArgNames({"L", "causal"});
+  for (int64_t causal : {0, 1})
+    for (int64_t len : lengths) b->Args({len, causal});
+  b->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+
+BENCHMARK(BM_OneDnnMatmul)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AttentionFused)->Apply([](auto* b) { Lengths(b, {512, 2048, 4096, 8192, 16384}); });
+BENCHMARK(BM_AttentionUnfused)->Apply([](auto* b) { Lengths(b, {512, 2048, 4096, 8192}); });
+BENCHMARK(BM_AttentionLinear)->Apply([](auto* b) { Lengths(b, {256, 512, 1024, 2048, 4096, 8192}); });
+
+}  // namespace
+}  // namespace primserve
+
+PRIMSERVE_BENCHMARK_MAIN()
