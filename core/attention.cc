@@ -207,6 +207,9 @@ absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, c
     RETURN_IF_ERROR(CheckBiasValues(*options.bias));
     p.bias = options.bias->values.data();
   }
+  RETURN_IF_ERROR(CheckedElementCount(query.shape, "query", options.max_elements).status());
+  RETURN_IF_ERROR(CheckedElementCount(key.shape, "key", options.max_elements).status());
+  RETURN_IF_ERROR(CheckedElementCount(value.shape, "value", options.max_elements).status());
   const Shape out_shape = {p.batch, p.heads, p.q_len, p.value_dim};
   RETURN_IF_ERROR(CheckedElementCount(out_shape, "output", options.max_elements).status());
   if (options.return_weights) {

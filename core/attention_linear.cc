@@ -127,6 +127,7 @@ class LinearKernel {
     int64_t absorbed = 0;  // Keys [0, absorbed) are in (S, z).
     std::vector<double> den(kChunk);
     for (int64_t i0 = 0; i0 < lq; i0 += kChunk) {
+      if (i0 > 0 && p_.Cancelled()) return absl::CancelledError("attention: cancelled by the caller");
       const int64_t rows = std::min(kChunk, lq - i0);
       const int64_t e0 = p_.VisibleEnd(b, i0);
       const int64_t e1 = p_.VisibleEnd(b, i0 + rows - 1);

@@ -195,6 +195,8 @@ class SoftmaxKernel {
     std::fill(ws.row_sum.begin(), ws.row_sum.end(), 0.0f);
     std::fill(ws.acc.begin(), ws.acc.begin() + mq * dv, 0.0f);
     for (int64_t j0 = 0; j0 < key_end; j0 += kBlockK) {
+      // Poll between key tiles too: one unit of a long-context call can be long.
+      if (j0 > 0 && p_.Cancelled()) return absl::CancelledError("attention: cancelled by the caller");
       const int64_t nk = std::min(kBlockK, key_end - j0);
       absl::Status s = Scores(b, h, i0, mq, j0, nk, ws);
       if (!s.ok()) return s;
@@ -214,6 +216,7 @@ class SoftmaxKernel {
         ws.row_max[r] = m_new;
         if (alpha != 1.0f) ScaleRow(ws.acc.data() + r * dv, dv, alpha);
       }
+      if (dv == 0) continue;  // Empty values: only the weights (if asked) are non-trivial.
       absl::StatusOr<std::shared_ptr<const TileMatmul>> pv = ValuesMatmul(mq, nk);
       if (!pv.ok()) return pv.status();
       (*pv)->Execute(ws.stream, ws.scores.data(), p_.v_rows(b, h) + j0 * dv, ws.acc.data(), ws.Scratch(**pv));
