@@ -2,19 +2,28 @@
 #ifndef PRIMSERVE_SERVER_LIMITS_H_
 #define PRIMSERVE_SERVER_LIMITS_H_
 
+#include <algorithm>
 #include <cstdint>
 
 #include "core/tensor.h"
 
 namespace primserve {
 
+// Default cap on returned attention weights: 16M elements (64 MiB of float32).
+inline constexpr int64_t kDefaultMaxWeightElements = int64_t{1} << 24;
+
 struct Limits {
   // Elements in any one input or output tensor: a float32 response must fit in one message.
   int64_t max_elements = kDefaultMaxElements;
+  // Elements of Attend's `weights` ([batch, num_heads, q_len, k_len]) when return_weights is
+  // set; RESOURCE_EXHAUSTED above it (--max_attention_weights, never above max_elements).
+  int64_t max_weight_elements = kDefaultMaxWeightElements;
 
-  static Limits ForMessageBytes(int64_t max_message_bytes) {
+  static Limits ForMessageBytes(int64_t max_message_bytes,
+                                int64_t max_weight_elements = kDefaultMaxWeightElements) {
     Limits limits;
     limits.max_elements = max_message_bytes / static_cast<int64_t>(sizeof(float));
+    limits.max_weight_elements = std::min(max_weight_elements, limits.max_elements);
     return limits;
   }
 };

@@ -22,6 +22,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
 #include "absl/time/time.h"
+#include "server/limits.h"
 #include "server/log.h"
 #include "server/server.h"
 
@@ -31,13 +32,16 @@ ABSL_FLAG(std::string, admin_address, "",
 ABSL_FLAG(std::string, model_dir, "models", "model repository directory (created if missing)");
 ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20, "largest request or response message");
 ABSL_FLAG(int, compute_threads, 0, "threads per kernel / oneDNN primitive (0: available cores)");
+ABSL_FLAG(int64_t, max_attention_weights, primserve::kDefaultMaxWeightElements,
+          "largest Attend weights tensor (elements) returned with return_weights; RESOURCE_EXHAUSTED above");
 ABSL_FLAG(double, shutdown_grace_seconds, 10.0, "how long in-flight calls may run after SIGTERM");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
 
 namespace {
 
-constexpr const char* kEnvFlags[] = {"address",         "admin_address",       "model_dir", "max_message_bytes",
-                                     "compute_threads", "shutdown_grace_seconds", "log_level"};
+constexpr const char* kEnvFlags[] = {"address",           "admin_address",         "model_dir",
+                                     "max_message_bytes", "max_attention_weights", "compute_threads",
+                                     "shutdown_grace_seconds", "log_level"};
 
 // PRIMSERVE_<NAME> environment variables become flag values before the command line is parsed.
 bool ApplyEnvironmentOverrides() {
@@ -84,6 +88,7 @@ int main(int argc, char** argv) {
   options.model_dir = absl::GetFlag(FLAGS_model_dir);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.compute_threads = absl::GetFlag(FLAGS_compute_threads);
+  options.max_attention_weights = absl::GetFlag(FLAGS_max_attention_weights);
   absl::StatusOr<std::unique_ptr<primserve::PrimServer>> server = primserve::PrimServer::Start(options);
   if (!server.ok()) {
     primserve::Log(primserve::LogLevel::kError, "cannot start: ", server.status().ToString());

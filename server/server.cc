@@ -27,6 +27,10 @@ absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOption
     return absl::InvalidArgumentError(
         absl::StrCat("compute_threads: expected >= 0 (0 = all available cores), got ", options.compute_threads));
   }
+  if (options.max_attention_weights < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_attention_weights: expected >= 0 (elements of Attend's weights), got ", options.max_attention_weights));
+  }
   std::error_code error;
   std::filesystem::create_directories(options.model_dir, error);
   if (error) {
@@ -37,9 +41,10 @@ absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOption
   DnnlEngine();  // Create the engine now, not on the first request.
 
   std::unique_ptr<PrimServer> server(new PrimServer());
-  const Limits limits = Limits::ForMessageBytes(options.max_message_bytes);
+  const Limits limits = Limits::ForMessageBytes(options.max_message_bytes, options.max_attention_weights);
   server->services_.push_back(std::make_unique<PositionEncodingService>(limits, &server->tracker_));
-  server->service_names_ = {v1::PositionEncoding::service_full_name()};
+  server->services_.push_back(std::make_unique<AttentionService>(limits, &server->tracker_));
+  server->service_names_ = {v1::PositionEncoding::service_full_name(), v1::Attention::service_full_name()};
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

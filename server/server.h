@@ -17,6 +17,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "server/call_tracker.h"
+#include "server/limits.h"
 
 namespace primserve {
 
@@ -27,6 +28,9 @@ struct ServerOptions {
   std::string model_dir = "models";
   int64_t max_message_bytes = int64_t{64} << 20;
   int compute_threads = 0;  // 0: the cores available to the process (cgroup-aware).
+  // Largest Attend `weights` tensor (elements) served with return_weights; also capped by
+  // max_message_bytes / 4. 0 refuses every non-empty weights request.
+  int64_t max_attention_weights = kDefaultMaxWeightElements;
 };
 
 class PrimServer {

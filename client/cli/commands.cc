@@ -1,13 +1,17 @@
 #include "client/cli/commands.h"
 
+#include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/cli/flag_values.h"
 #include "client/cli/npy.h"
 #include "client/cli/tensor_text.h"
 #include "client/cli/usage_error.h"
+#include "primserve/client/attention.h"
 #include "primserve/client/health.h"
 #include "primserve/client/position_encoding.h"
 
@@ -35,6 +39,68 @@ absl::Status Emit(const client::Tensor& result, const std::string& output, std::
 
 void AddAll(const std::vector<double>& values, google::protobuf::RepeatedField<double>* field) {
   field->Add(values.begin(), values.end());
+}
+
+// The shortest of %.15g, %.16g, %.17g that reads back as `value` (integers print in full).
+std::string FormatReal(double value) {
+  std::string text;
+  for (int digits = 15; digits <= 17; ++digits) {
+    text = absl::StrFormat("%.*g", digits, value);
+    double back = 0;
+    if (absl::SimpleAtod(text, &back) && back == value) break;
+  }
+  return text;
+}
+
+// The RoPE part of the attend flags; `rope` is left untouched when RoPE is off.
+absl::Status SetAttendRope(const AttendArgs& args, v1::AttendRequest* request) {
+  const bool has_rope_flags = args.rope_kind || args.rope_pairing || args.rope_base || args.rotary_dim ||
+                              args.query_positions || args.key_positions || args.grid;
+  if (args.rope.has_value() && !*args.rope && has_rope_flags) {
+    return UsageError("--norope contradicts the rope flags given (--rope_kind, --rope_pairing, --rope_base, "
+                      "--rotary_dim, --query_positions, --key_positions, --grid)");
+  }
+  if (!args.rope.value_or(false) && !has_rope_flags) return absl::OkStatus();
+  v1::RopeSpec* rope = request->mutable_rope();
+  absl::StatusOr<v1::RopeKind> kind = ParseRopeKind(args.rope_kind.value_or("1d"), "rope_kind");
+  if (!kind.ok()) return kind.status();
+  rope->set_kind(*kind);
+  absl::StatusOr<v1::RopePairing> pairing = ParsePairing(args.rope_pairing.value_or("interleaved"), "rope_pairing");
+  if (!pairing.ok()) return pairing.status();
+  rope->set_pairing(*pairing);
+  rope->set_base(args.rope_base.value_or(10000));
+  rope->set_rotary_dim(args.rotary_dim.value_or(0));
+  if (*kind == v1::ROPE_KIND_ROPE_1D) {
+    if (args.grid.has_value()) return UsageError("--grid needs --rope_kind=2d");
+    if (args.query_positions.has_value()) {
+      absl::StatusOr<std::vector<double>> positions = ParseRealList("query_positions", *args.query_positions);
+      if (!positions.ok()) return positions.status();
+      AddAll(*positions, rope->mutable_query_positions());
+    }
+    if (args.key_positions.has_value()) {
+      absl::StatusOr<std::vector<double>> positions = ParseRealList("key_positions", *args.key_positions);
+      if (!positions.ok()) return positions.status();
+      AddAll(*positions, rope->mutable_key_positions());
+    }
+  } else {
+    if (args.query_positions.has_value() || args.key_positions.has_value()) {
+      return UsageError("--rope_kind=2d places tokens with --grid=HxW (not --query_positions / --key_positions)");
+    }
+    if (!args.grid.has_value()) return UsageError("--rope_kind=2d needs --grid=HxW (H * W = k_len)");
+    absl::StatusOr<Grid> grid = ParseGrid("grid", *args.grid);
+    if (!grid.ok()) return grid.status();
+    rope->set_grid_height(grid->height);
+    rope->set_grid_width(grid->width);
+  }
+  return absl::OkStatus();
+}
+
+// Elements of a [batch, heads, rows, columns] result from the rank-4 inputs; -1 when a shape is
+// not rank 4 (the server will say why).
+double ResultElements(const client::Tensor& rows_from, const client::Tensor& columns_from, int64_t rows_axis) {
+  if (rows_from.shape.size() != 4 || columns_from.shape.size() != 4) return -1;
+  return static_cast<double>(rows_from.shape[0]) * static_cast<double>(rows_from.shape[1]) *
+         static_cast<double>(rows_from.shape[2]) * static_cast<double>(columns_from.shape[rows_axis]);
 }
 
 }  // namespace
@@ -145,6 +211,96 @@ absl::Status RunRope(const RopeArgs& args, const Connection& connection, std::os
   absl::StatusOr<client::Tensor> rotated = encoding.ApplyRope(*input, *options, connection.call);
   if (!rotated.ok()) return rotated.status();
   return Emit(*rotated, args.output, out);
+}
+
+absl::StatusOr<v1::AttendRequest> BuildAttendOptions(const AttendArgs& args) {
+  if (args.query.empty() || args.key.empty() || args.value.empty()) {
+    return UsageError("attend needs --query=Q.npy --key=K.npy --value=V.npy "
+                      "([batch, heads, len, dim], float32 or float64)");
+  }
+  if (!args.weights_output.empty() && !args.return_weights) {
+    return UsageError("--weights_output needs --return_weights");
+  }
+  v1::AttendRequest request;
+  absl::StatusOr<v1::AttentionKind> kind = ParseAttentionKind(args.kind);
+  if (!kind.ok()) return kind.status();
+  request.set_kind(*kind);
+  request.set_causal(args.causal);
+  if (args.key_lengths.has_value()) {
+    absl::StatusOr<std::vector<int64_t>> lengths = ParseIntList("key_lengths", *args.key_lengths);
+    if (!lengths.ok()) return lengths.status();
+    request.mutable_key_lengths()->Add(lengths->begin(), lengths->end());
+  }
+  request.set_scale(args.scale);
+  absl::StatusOr<v1::ComputePrecision> precision = ParsePrecision(args.precision);
+  if (!precision.ok()) return precision.status();
+  request.set_compute_precision(*precision);
+  if (absl::Status rope = SetAttendRope(args, &request); !rope.ok()) return rope;
+  request.set_return_weights(args.return_weights);
+  return request;
+}
+
+absl::Status RunAttend(const AttendArgs& args, const Connection& connection, std::ostream& out) {
+  absl::StatusOr<v1::AttendRequest> request = BuildAttendOptions(args);
+  if (!request.ok()) return request.status();
+  absl::StatusOr<client::Tensor> query = ReadNpy(args.query);
+  if (!query.ok()) return query.status();
+  absl::StatusOr<client::Tensor> key = ReadNpy(args.key);
+  if (!key.ok()) return key.status();
+  absl::StatusOr<client::Tensor> value = ReadNpy(args.value);
+  if (!value.ok()) return value.status();
+  if (!args.bias.empty()) {
+    absl::StatusOr<client::Tensor> bias = ReadNpy(args.bias);
+    if (!bias.ok()) return bias.status();
+    *request->mutable_bias() = client::ToProto(*bias);
+  }
+  // Refuse before calling rather than after computing: output [B, H, Lq, Dv], weights [B, H, Lq, Lk].
+  absl::Status printable = CheckPrintable(ResultElements(*query, *value, 3), args.output);
+  if (!printable.ok()) return printable;
+  if (args.return_weights) {
+    printable = CheckPrintable(ResultElements(*query, *key, 2), args.weights_output);
+    if (!printable.ok()) return printable;
+  }
+  client::AttentionClient attention(client::CreateChannel(connection.channel));
+  absl::StatusOr<client::AttendResult> result = attention.Attend(*query, *key, *value, *request, connection.call);
+  if (!result.ok()) return result.status();
+  if (absl::Status emitted = Emit(result->output, args.output, out); !emitted.ok()) return emitted;
+  if (!result->weights.has_value()) return absl::OkStatus();
+  if (args.weights_output.empty()) out << "weights:\n";
+  return Emit(*result->weights, args.weights_output, out);
+}
+
+absl::StatusOr<v1::EstimateCostRequest> BuildCostRequest(const CostArgs& args) {
+  if (!args.seq_len.has_value() || !args.head_size.has_value() || !args.num_heads.has_value()) {
+    return UsageError("cost needs --seq_len=N --head_size=D --num_heads=H");
+  }
+  v1::EstimateCostRequest request;
+  request.set_seq_len(*args.seq_len);
+  request.set_head_size(*args.head_size);
+  request.set_num_heads(*args.num_heads);
+  request.set_ffn_multiplier(args.ffn_multiplier);
+  request.set_linear_head_multiplier(args.linear_head_multiplier);
+  return request;
+}
+
+absl::Status RunCost(const CostArgs& args, const Connection& connection, std::ostream& out) {
+  absl::StatusOr<v1::EstimateCostRequest> request = BuildCostRequest(args);
+  if (!request.ok()) return request.status();
+  client::AttentionClient attention(client::CreateChannel(connection.channel));
+  absl::StatusOr<v1::EstimateCostResponse> cost = attention.EstimateCost(*request, connection.call);
+  if (!cost.ok()) return cost.status();
+  const std::pair<const char*, double> fields[] = {
+      {"projections", cost->projections()},
+      {"attention_quadratic", cost->attention_quadratic()},
+      {"self_attention", cost->self_attention()},
+      {"ffn", cost->ffn()},
+      {"linear_attention", cost->linear_attention()},
+      {"attention_exceeds_ffn_length", cost->attention_exceeds_ffn_length()},
+      {"quadratic_dominates_length", cost->quadratic_dominates_length()},
+      {"linear_attention_wins_length", cost->linear_attention_wins_length()},
+  };
+  for (const auto& [name, number] : fields) out << name << ": " << FormatReal(number) << "\n";
+  return absl::OkStatus();
 }
 
 }  // namespace cli

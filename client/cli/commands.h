@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/optional.h"
 #include "primserve/client/channel.h"
+#include "primserve/v1/attention.pb.h"
 #include "primserve/v1/position_encoding.pb.h"
 
 namespace primserve {
@@ -73,6 +74,55 @@ struct RopeArgs {
 absl::StatusOr<v1::ApplyRopeRequest> BuildRopeOptions(const RopeArgs& args);
 
 absl::Status RunRope(const RopeArgs& args, const Connection& connection, std::ostream& out);
+
+struct AttendArgs {
+  std::string query;  // .npy paths, required: [batch, heads, q_len, head_dim],
+  std::string key;    // [batch, kv_heads, k_len, head_dim],
+  std::string value;  // [batch, kv_heads, k_len, value_dim].
+  std::string kind = "softmax";
+  bool causal = false;
+  absl::optional<std::string> key_lengths;  // Comma-separated integers, one per batch.
+  std::string bias;                         // .npy path; empty: no bias.
+  double scale = 0;                         // 0: 1/sqrt(head_dim).
+  std::string precision = "f32";
+  // RoPE on query and key: on with --rope or any of the rope flags below (--norope with them
+  // is a usage error).
+  absl::optional<bool> rope;
+  absl::optional<std::string> rope_kind;     // "1d" (default) or "2d".
+  absl::optional<std::string> rope_pairing;  // "interleaved" (default) or "half_split".
+  absl::optional<double> rope_base;          // Default 10000.
+  absl::optional<int64_t> rotary_dim;        // Default 0: all of head_dim.
+  absl::optional<std::string> query_positions;  // 1-D only; comma-separated reals.
+  absl::optional<std::string> key_positions;
+  absl::optional<std::string> grid;             // 2-D only: "HxW", H * W = k_len.
+  bool return_weights = false;
+  std::string weights_output;  // .npy path for the weights; empty: print them.
+  std::string output;          // .npy path for the output; empty: print it.
+};
+
+// The request without its tensors. UsageError for a missing --query/--key/--value, --norope
+// with rope flags, 2-D flags with a 1-D RoPE (or positions with 2-D), or --weights_output
+// without --return_weights; values the server judges (shapes, scale, key_lengths) are left to it.
+absl::StatusOr<v1::AttendRequest> BuildAttendOptions(const AttendArgs& args);
+
+// Prints (or writes) the output, then, with --return_weights, the weights after a "weights:" line
+// (or writes them to --weights_output).
+absl::Status RunAttend(const AttendArgs& args, const Connection& connection, std::ostream& out);
+
+struct CostArgs {
+  absl::optional<int64_t> seq_len;
+  absl::optional<int64_t> head_size;
+  absl::optional<int64_t> num_heads;
+  double ffn_multiplier = 4;
+  double linear_head_multiplier = 4;
+};
+
+// UsageError unless --seq_len, --head_size and --num_heads are given.
+absl::StatusOr<v1::EstimateCostRequest> BuildCostRequest(const CostArgs& args);
+
+// Prints one "name: value" line per EstimateCostResponse field, in field order; integers in
+// full ("self_attention: 1610612736"), other values with the digits that round-trip.
+absl::Status RunCost(const CostArgs& args, const Connection& connection, std::ostream& out);
 
 }  // namespace cli
 }  // namespace primserve

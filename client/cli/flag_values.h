@@ -5,6 +5,7 @@
 //   absl::StatusOr<std::vector<double>> positions = ParseRealList("positions", "1,2.5,-3");
 //   absl::StatusOr<Grid> grid = ParseGrid("grid", "4x8");   // {height 4, width 8}
 //   absl::StatusOr<v1::RopePairing> pairing = ParsePairing("half_split");
+//   absl::StatusOr<std::vector<int64_t>> lengths = ParseIntList("key_lengths", "5,3");
 #ifndef PRIMSERVE_CLIENT_CLI_FLAG_VALUES_H_
 #define PRIMSERVE_CLIENT_CLI_FLAG_VALUES_H_
 
@@ -13,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "primserve/v1/attention.pb.h"
 #include "primserve/v1/position_encoding.pb.h"
 
 namespace primserve {
@@ -30,12 +32,19 @@ struct Grid {
 // "HxW" with positive integers H and W.
 absl::StatusOr<Grid> ParseGrid(absl::string_view flag, absl::string_view text);
 
+// A comma-separated list of integers ("5,3,0"); empty lists and non-integers are usage errors.
+absl::StatusOr<std::vector<int64_t>> ParseIntList(absl::string_view flag, absl::string_view text);
+
 // "interleaved" or "split" (case-insensitive).
 absl::StatusOr<v1::SinusoidalLayout> ParseLayout(absl::string_view text);
-// "interleaved" or "half_split" (case-insensitive).
-absl::StatusOr<v1::RopePairing> ParsePairing(absl::string_view text);
-// "1d" or "2d" (case-insensitive).
-absl::StatusOr<v1::RopeKind> ParseRopeKind(absl::string_view text);
+// "interleaved" or "half_split" (case-insensitive); errors name --`flag`.
+absl::StatusOr<v1::RopePairing> ParsePairing(absl::string_view text, absl::string_view flag = "pairing");
+// "1d" or "2d" (case-insensitive); errors name --`flag`.
+absl::StatusOr<v1::RopeKind> ParseRopeKind(absl::string_view text, absl::string_view flag = "kind");
+// "softmax" or "linear" (case-insensitive).
+absl::StatusOr<v1::AttentionKind> ParseAttentionKind(absl::string_view text);
+// "f32" or "bf16" (case-insensitive).
+absl::StatusOr<v1::ComputePrecision> ParsePrecision(absl::string_view text);
 
 }  // namespace cli
 }  // namespace primserve

@@ -36,15 +36,42 @@ ABSL_FLAG(std::string, positions, "", "sinusoidal, rope --kind=1d: comma-separat
 ABSL_FLAG(int64_t, dim, 0, "sinusoidal: table width (even)");
 ABSL_FLAG(double, base, 10000, "sinusoidal, rope: the frequency base");
 ABSL_FLAG(std::string, layout, "interleaved", "sinusoidal: interleaved or split");
-ABSL_FLAG(std::string, output, "", "sinusoidal, rope: write the result to this .npy file instead of printing");
+ABSL_FLAG(std::string, output, "",
+          "sinusoidal, rope, attend: write the result to this .npy file instead of printing");
 ABSL_FLAG(std::string, input, "", "rope: .npy file [..., seq, dim] ('<f4' or '<f8', C order)");
-ABSL_FLAG(std::string, kind, "1d", "rope: 1d or 2d");
+ABSL_FLAG(std::string, kind, "", "rope: 1d (default) or 2d; attend: softmax (default) or linear");
 ABSL_FLAG(std::string, pairing, "interleaved", "rope: interleaved (2i, 2i+1) or half_split (i, i + d/2)");
 ABSL_FLAG(std::string, positions_x, "", "rope --kind=2d: comma-separated row positions");
 ABSL_FLAG(std::string, positions_y, "", "rope --kind=2d: comma-separated column positions");
-ABSL_FLAG(std::string, grid, "", "rope --kind=2d: HxW grid, token t at (t / W, t % W)");
-ABSL_FLAG(int64_t, rotary_dim, 0, "rope: leading features that rotate (0: all)");
+ABSL_FLAG(std::string, grid, "", "rope --kind=2d, attend --rope_kind=2d: HxW grid, token t at (t / W, t % W)");
+ABSL_FLAG(int64_t, rotary_dim, 0, "rope, attend: leading features that rotate (0: all)");
 ABSL_FLAG(bool, inverse, false, "rope: apply the inverse rotation");
+// attend
+ABSL_FLAG(std::string, query, "", "attend: .npy file [batch, heads, q_len, head_dim]");
+ABSL_FLAG(std::string, key, "", "attend: .npy file [batch, kv_heads, k_len, head_dim]");
+ABSL_FLAG(std::string, value, "", "attend: .npy file [batch, kv_heads, k_len, value_dim]");
+ABSL_FLAG(bool, causal, false, "attend: query i sees keys j <= i + (k_len - q_len)");
+ABSL_FLAG(std::string, key_lengths, "", "attend: comma-separated valid key counts, one per batch");
+ABSL_FLAG(std::string, bias, "", "attend: .npy file added to the logits (broadcastable; -inf masks)");
+ABSL_FLAG(double, scale, 0, "attend: logit scale (0: 1/sqrt(head_dim))");
+ABSL_FLAG(std::string, precision, "f32", "attend: f32 or bf16");
+ABSL_FLAG(bool, rope, false,
+          "attend: rotate query and key by RoPE (implied by --rope_kind, --rope_pairing, --rope_base, "
+          "--rotary_dim, --query_positions, --key_positions or --grid)");
+ABSL_FLAG(std::string, rope_kind, "1d", "attend: RoPE kind, 1d or 2d");
+ABSL_FLAG(std::string, rope_pairing, "interleaved", "attend: RoPE pairing, interleaved or half_split");
+ABSL_FLAG(double, rope_base, 10000, "attend: RoPE frequency base");
+ABSL_FLAG(std::string, query_positions, "",
+          "attend --rope_kind=1d: comma-separated query positions (default k_len-q_len .. k_len-1)");
+ABSL_FLAG(std::string, key_positions, "", "attend --rope_kind=1d: comma-separated key positions (default 0..k_len-1)");
+ABSL_FLAG(bool, return_weights, false, "attend: also return the softmax weights [batch, heads, q_len, k_len]");
+ABSL_FLAG(std::string, weights_output, "", "attend: write the weights to this .npy file instead of printing");
+// cost
+ABSL_FLAG(int64_t, seq_len, 0, "cost: sequence length n");
+ABSL_FLAG(int64_t, head_size, 0, "cost: head size d");
+ABSL_FLAG(int64_t, num_heads, 0, "cost: number of heads h");
+ABSL_FLAG(double, ffn_multiplier, 4, "cost: FFN width as a multiple of h * d");
+ABSL_FLAG(double, linear_head_multiplier, 4, "cost: linear-attention head size as a multiple of d");
 
 namespace {
 
@@ -71,6 +98,21 @@ Commands:
        [--inverse] [--output=FILE.npy]
       Rotates the input [..., seq, dim] ('<f4' or '<f8' .npy, C order) by RoPE (MATH.md sections
       2-3). Without positions, token t has position t (2-D: give positions_x/y or --grid).
+  attend --query=Q.npy --key=K.npy --value=V.npy [--kind=softmax|linear] [--causal]
+         [--key_lengths=L,L,...] [--bias=B.npy] [--scale=S] [--precision=f32|bf16]
+         [--rope] [--rope_kind=1d|2d] [--rope_pairing=interleaved|half_split] [--rope_base=10000]
+         [--rotary_dim=R] [--query_positions=P,...] [--key_positions=P,...] [--grid=HxW]
+         [--return_weights [--weights_output=W.npy]] [--output=FILE.npy]
+      Attention (MATH.md section 6): query [batch, heads, q_len, head_dim], key [batch, kv_heads,
+      k_len, head_dim], value [batch, kv_heads, k_len, value_dim] -> output [batch, heads, q_len,
+      value_dim]. heads % kv_heads == 0 (grouped-query). --causal is bottom-right aligned. Any
+      rope flag turns RoPE on (1-D: keys at 0..k_len-1, queries at the last q_len of those unless
+      positions are given; 2-D needs --grid=HxW with H * W = k_len).
+      --return_weights (softmax only) prints the weights after a "weights:" line, or writes them
+      to --weights_output.
+  cost --seq_len=N --head_size=D --num_heads=H [--ffn_multiplier=4] [--linear_head_multiplier=4]
+      Su's multiplication counts of one layer and the crossover lengths (MATH.md section 6),
+      one "name: value" line each.
 
 Without --output a result is printed as text: a shape line, then one row per line (%.9g); results
 over 10000 elements need --output. Errors print "error: <CODE>: <message>" on stderr and exit 1;
@@ -80,7 +122,11 @@ Examples:
   primserve-cli health
   primserve-cli sinusoidal --length=2 --dim=4
   primserve-cli --address=primserve:50051 rope --input=q.npy --pairing=half_split --output=q_rope.npy
+  primserve-cli attend --query=q.npy --key=k.npy --value=v.npy --causal --rope --output=o.npy
+  primserve-cli cost --seq_len=512 --head_size=64 --num_heads=12
 )";
+
+constexpr absl::string_view kCommandNames = "health, sinusoidal, rope, attend or cost";
 
 struct Command {
   absl::string_view name;
@@ -94,6 +140,11 @@ const std::vector<Command>& Commands() {
       {"rope",
        {"input", "kind", "pairing", "positions", "positions_x", "positions_y", "grid", "base", "rotary_dim",
         "inverse", "output"}},
+      {"attend",
+       {"query", "key", "value", "kind", "causal", "key_lengths", "bias", "scale", "precision", "rope",
+        "rope_kind", "rope_pairing", "rope_base", "rotary_dim", "query_positions", "key_positions", "grid",
+        "return_weights", "weights_output", "output"}},
+      {"cost", {"seq_len", "head_size", "num_heads", "ffn_multiplier", "linear_head_multiplier"}},
   };
   return *commands;
 }
@@ -118,7 +169,7 @@ bool WantsHelp(int argc, char** argv) {
 // The command named by the positional arguments, with only its own (or global) flags given.
 absl::StatusOr<const Command*> SelectCommand(const std::vector<char*>& positional,
                                              const std::set<std::string>& given) {
-  if (positional.size() < 2) return UsageError("missing command (health, sinusoidal or rope)");
+  if (positional.size() < 2) return UsageError(absl::StrCat("missing command (", kCommandNames, ")"));
   if (positional.size() > 2) {
     return UsageError(absl::StrCat("unexpected argument \"", positional[2], "\" (flags are --name=value)"));
   }
@@ -128,7 +179,7 @@ absl::StatusOr<const Command*> SelectCommand(const std::vector<char*>& positiona
     if (candidate.name == name) command = &candidate;
   }
   if (command == nullptr) {
-    return UsageError(absl::StrCat("unknown command \"", name, "\" (health, sinusoidal or rope)"));
+    return UsageError(absl::StrCat("unknown command \"", name, "\" (", kCommandNames, ")"));
   }
   const std::vector<absl::string_view> global = {"address", "timeout_seconds", "max_message_bytes"};
   for (const std::string& flag : given) {
@@ -157,6 +208,31 @@ absl::optional<T> IfGiven(const std::set<std::string>& given, absl::string_view 
   return value;
 }
 
+absl::Status RunAttendFromFlags(const std::set<std::string>& given, const primserve::cli::Connection& connection) {
+  primserve::cli::AttendArgs args;
+  args.query = absl::GetFlag(FLAGS_query);
+  args.key = absl::GetFlag(FLAGS_key);
+  args.value = absl::GetFlag(FLAGS_value);
+  if (given.count("kind")) args.kind = absl::GetFlag(FLAGS_kind);
+  args.causal = absl::GetFlag(FLAGS_causal);
+  args.key_lengths = IfGiven(given, "key_lengths", absl::GetFlag(FLAGS_key_lengths));
+  args.bias = absl::GetFlag(FLAGS_bias);
+  args.scale = absl::GetFlag(FLAGS_scale);
+  args.precision = absl::GetFlag(FLAGS_precision);
+  args.rope = IfGiven(given, "rope", absl::GetFlag(FLAGS_rope));
+  args.rope_kind = IfGiven(given, "rope_kind", absl::GetFlag(FLAGS_rope_kind));
+  args.rope_pairing = IfGiven(given, "rope_pairing", absl::GetFlag(FLAGS_rope_pairing));
+  args.rope_base = IfGiven(given, "rope_base", absl::GetFlag(FLAGS_rope_base));
+  args.rotary_dim = IfGiven(given, "rotary_dim", absl::GetFlag(FLAGS_rotary_dim));
+  args.query_positions = IfGiven(given, "query_positions", absl::GetFlag(FLAGS_query_positions));
+  args.key_positions = IfGiven(given, "key_positions", absl::GetFlag(FLAGS_key_positions));
+  args.grid = IfGiven(given, "grid", absl::GetFlag(FLAGS_grid));
+  args.return_weights = absl::GetFlag(FLAGS_return_weights);
+  args.weights_output = absl::GetFlag(FLAGS_weights_output);
+  args.output = absl::GetFlag(FLAGS_output);
+  return primserve::cli::RunAttend(args, connection, std::cout);
+}
+
 absl::Status Run(const Command& command, const std::set<std::string>& given) {
   absl::StatusOr<primserve::cli::Connection> connection = ConnectionFromFlags();
   if (!connection.ok()) return connection.status();
@@ -175,9 +251,19 @@ absl::Status Run(const Command& command, const std::set<std::string>& given) {
     args.output = absl::GetFlag(FLAGS_output);
     return primserve::cli::RunSinusoidal(args, *connection, std::cout);
   }
+  if (command.name == "attend") return RunAttendFromFlags(given, *connection);
+  if (command.name == "cost") {
+    primserve::cli::CostArgs args;
+    args.seq_len = IfGiven(given, "seq_len", absl::GetFlag(FLAGS_seq_len));
+    args.head_size = IfGiven(given, "head_size", absl::GetFlag(FLAGS_head_size));
+    args.num_heads = IfGiven(given, "num_heads", absl::GetFlag(FLAGS_num_heads));
+    args.ffn_multiplier = absl::GetFlag(FLAGS_ffn_multiplier);
+    args.linear_head_multiplier = absl::GetFlag(FLAGS_linear_head_multiplier);
+    return primserve::cli::RunCost(args, *connection, std::cout);
+  }
   primserve::cli::RopeArgs args;
   args.input = absl::GetFlag(FLAGS_input);
-  args.kind = absl::GetFlag(FLAGS_kind);
+  if (given.count("kind")) args.kind = absl::GetFlag(FLAGS_kind);
   args.pairing = absl::GetFlag(FLAGS_pairing);
   args.positions = IfGiven(given, "positions", absl::GetFlag(FLAGS_positions));
   args.positions_x = IfGiven(given, "positions_x", absl::GetFlag(FLAGS_positions_x));

@@ -4,9 +4,10 @@
 # Usage: cli_test.sh PATH/TO/primserve-server PATH/TO/primserve-cli
 #
 # Starts the server on a free local port with a temporary model directory, waits until
-# `primserve-cli health` reports SERVING, checks the golden values of MATH.md sections 1 and 2
-# through the CLI (text output and .npy files read back with numpy), the exit codes and messages
-# of failing calls, and finally that SIGTERM stops the server with exit status 0.
+# `primserve-cli health` reports SERVING, checks the golden values of MATH.md sections 1, 2 and 6
+# and attention against a numpy reference through the CLI (text output and .npy files read back
+# with numpy), the exit codes and messages of failing calls, and finally that SIGTERM stops the
+# server with exit status 0.
 # Needs /usr/bin/python3 with numpy (exit 77, a skip, without it). The server is always stopped
 # on exit.
 set -euo pipefail
@@ -134,6 +135,118 @@ run_cli rope --input="$WORK_DIR/interleaved.npy" --positions=1 --inverse --outpu
 [[ $RC -eq 0 ]] || fail "rope --inverse exited $RC: $(cat "$WORK_DIR/err")"
 check_npy "$WORK_DIR/back.npy" 1 2 3 4 || fail "rope --inverse did not give q back"
 pass "rope --inverse of R_1 q gives q = [1, 2, 3, 4] back"
+
+# ------------------------------------------------------------------------------------------------
+echo "== cost (MATH.md section 6)"
+run_cli cost --seq_len=512 --head_size=64 --num_heads=12
+[[ $RC -eq 0 ]] || fail "cost exited $RC: $(cat "$WORK_DIR/err")"
+expected_cost="projections: 1207959552
+attention_quadratic: 402653184
+self_attention: 1610612736
+ffn: 2415919104
+linear_attention: 805306368
+attention_exceeds_ffn_length: 1536
+quadratic_dominates_length: 4608
+linear_attention_wins_length: 1024"
+[[ "$(cat "$WORK_DIR/out")" == "$expected_cost" ]] || fail "cost printed: $(cat "$WORK_DIR/out")"
+pass "cost --seq_len=512 --head_size=64 --num_heads=12 prints SA 1610612736, FFN 2415919104, crossovers 1536 4608 1024"
+
+# ------------------------------------------------------------------------------------------------
+echo "== attend (MATH.md section 6)"
+# Grouped-query inputs (4 query heads over 2 key/value heads), q_len 5 < k_len 7.
+"$PYTHON" - "$WORK_DIR" <<'EOF'
+import sys
+import numpy as np
+rng = np.random.default_rng(8610)
+d = sys.argv[1]
+np.save(f"{d}/aq.npy", rng.standard_normal((2, 4, 5, 8)).astype(np.float32))
+np.save(f"{d}/ak.npy", rng.standard_normal((2, 2, 7, 8)))  # '<f8': converted by the CLI
+np.save(f"{d}/av.npy", rng.standard_normal((2, 2, 7, 6)).astype(np.float32))
+EOF
+
+# check_attention KIND OUTPUT(.npy or text) WEIGHTS.npy|- CAUSAL(0/1) KEY_LENGTHS|-: compares the
+# CLI's result with a float64 numpy reference.
+check_attention() {
+  "$PYTHON" - "$WORK_DIR" "$@" <<'EOF'
+import sys
+import numpy as np
+d, kind, result, weights_file, causal, key_lengths = sys.argv[1:7]
+q, k, v = (np.load(f"{d}/a{n}.npy").astype(np.float32).astype(np.float64) for n in "qkv")
+b, h, lq, dim = q.shape
+lk = k.shape[2]
+k, v = np.repeat(k, h // k.shape[1], axis=1), np.repeat(v, h // v.shape[1], axis=1)
+i, j = np.arange(lq)[:, None], np.arange(lk)[None, :]
+mask = np.ones((b, 1, lq, lk), dtype=bool)
+if causal == "1":
+    mask &= (j <= i + (lk - lq))[None, None]
+if key_lengths != "-":
+    mask &= j[None, None] < np.array([int(x) for x in key_lengths.split(",")])[:, None, None, None]
+if kind == "linear":
+    phi = lambda x: np.where(x > 0, x + 1.0, np.exp(x))  # elu + 1
+    w = np.einsum("bhid,bhjd->bhij", phi(q), phi(k)) * mask
+    w = w / w.sum(-1, keepdims=True)
+else:
+    s = np.where(mask, np.einsum("bhid,bhjd->bhij", q, k) / np.sqrt(dim), -np.inf)
+    e = np.exp(s - s.max(-1, keepdims=True))
+    w = e / e.sum(-1, keepdims=True)
+expected = w @ v
+if result.endswith(".npy"):
+    out = np.load(result)
+    assert out.dtype == np.float32, out.dtype
+else:  # Text: "shape: [...]", then rows with blank lines between matrices.
+    lines = open(result).read().split("weights:")[0].splitlines()
+    assert lines[0] == "shape: [%s]" % ", ".join(map(str, expected.shape)), lines[0]
+    out = np.array([[float(x) for x in line.split()] for line in lines[1:] if line]).reshape(expected.shape)
+assert out.shape == expected.shape, out.shape
+assert np.allclose(out, expected, rtol=1e-4, atol=2e-5), np.abs(out - expected).max()
+if weights_file != "-":
+    weights = np.load(weights_file)
+    assert weights.shape == w.shape, weights.shape
+    assert np.allclose(weights, w, rtol=1e-4, atol=2e-6), np.abs(weights - w).max()
+EOF
+}
+
+ATTEND_INPUTS=(--query="$WORK_DIR/aq.npy" --key="$WORK_DIR/ak.npy" --value="$WORK_DIR/av.npy")
+run_cli attend "${ATTEND_INPUTS[@]}" --causal --key_lengths=7,3 --return_weights \
+  --weights_output="$WORK_DIR/aw.npy" --output="$WORK_DIR/ao.npy"
+[[ $RC -eq 0 ]] || fail "attend softmax exited $RC: $(cat "$WORK_DIR/err")"
+check_attention softmax "$WORK_DIR/ao.npy" "$WORK_DIR/aw.npy" 1 7,3 || fail "attend softmax differs from numpy"
+pass "attend --causal --key_lengths=7,3 (4 heads over 2) writes output and weights equal to numpy softmax attention"
+
+run_cli attend "${ATTEND_INPUTS[@]}" --kind=linear
+[[ $RC -eq 0 ]] || fail "attend linear exited $RC: $(cat "$WORK_DIR/err")"
+check_attention linear "$WORK_DIR/out" - 0 - || fail "attend --kind=linear text differs from numpy: $(head -3 "$WORK_DIR/out")"
+pass "attend --kind=linear prints an output equal to numpy linear attention (phi = elu + 1)"
+
+# RoPE: default query positions are (k_len - q_len)..(k_len - 1) = 2..6; any --rope_* flag implies --rope.
+run_cli attend "${ATTEND_INPUTS[@]}" --rope --rope_pairing=half_split --query_positions=2,3,4,5,6 \
+  --output="$WORK_DIR/ar.npy"
+[[ $RC -eq 0 ]] || fail "attend --rope exited $RC: $(cat "$WORK_DIR/err")"
+run_cli attend "${ATTEND_INPUTS[@]}" --rope_pairing=half_split --output="$WORK_DIR/ar_default.npy"
+[[ $RC -eq 0 ]] || fail "attend --rope_pairing exited $RC: $(cat "$WORK_DIR/err")"
+run_cli attend "${ATTEND_INPUTS[@]}" --output="$WORK_DIR/ap.npy"
+[[ $RC -eq 0 ]] || fail "attend (plain) exited $RC: $(cat "$WORK_DIR/err")"
+"$PYTHON" - "$WORK_DIR" <<'EOF' || fail "attend RoPE: explicit positions 2..6 differ from the default, or RoPE changed nothing"
+import sys
+import numpy as np
+d = sys.argv[1]
+explicit, default, plain = (np.load(f"{d}/{f}") for f in ("ar.npy", "ar_default.npy", "ap.npy"))
+assert np.array_equal(explicit, default)
+assert not np.allclose(explicit, plain, atol=1e-3)
+EOF
+pass "attend --rope_pairing implies --rope; default query positions are (k_len - q_len)..(k_len - 1)"
+
+expect_failure 2 "attend needs --query" "attend without --key (usage error)" -- attend --query="$WORK_DIR/aq.npy"
+expect_failure 2 "--weights_output needs --return_weights" "attend --weights_output alone (usage error)" -- \
+  attend "${ATTEND_INPUTS[@]}" --weights_output="$WORK_DIR/w.npy"
+expect_failure 2 "--grid needs --rope_kind=2d" "attend --grid with a 1-D RoPE (usage error)" -- \
+  attend "${ATTEND_INPUTS[@]}" --grid=2x3
+expect_failure 2 "does not apply to attend" "a rope flag given to attend (usage error)" -- \
+  attend "${ATTEND_INPUTS[@]}" --positions=0,1
+expect_failure 1 "INVALID_ARGUMENT: key_lengths" "attend with one key length for two batches" -- \
+  attend "${ATTEND_INPUTS[@]}" --key_lengths=7
+expect_failure 2 "cost needs --seq_len" "cost without --num_heads (usage error)" -- cost --seq_len=512 --head_size=64
+expect_failure 1 "seq_len" "cost --seq_len=0" -- cost --seq_len=0 --head_size=64 --num_heads=12
 
 # ------------------------------------------------------------------------------------------------
 echo "== errors"

@@ -12,10 +12,12 @@
 #include <thread>
 #include <vector>
 
+#include "core/attention.h"
 #include "core/position_encoding.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "primserve/client/attention.h"
 #include "primserve/client/channel.h"
 #include "primserve/client/health.h"
 #include "primserve/client/position_encoding.h"
@@ -49,7 +51,7 @@ class ServerE2ETest : public ::testing::Test {
 
 TEST_F(ServerE2ETest, HealthIsServingForTheServerAndEachService) {
   client::HealthClient health(Channel(*server_));
-  for (const std::string service : {"", "primserve.v1.PositionEncoding"}) {
+  for (const std::string service : {"", "primserve.v1.PositionEncoding", "primserve.v1.Attention"}) {
     SCOPED_TRACE(service);
     absl::StatusOr<client::ServingStatus> status = health.Check(service);
     ASSERT_TRUE(status.ok()) << status.status();
@@ -72,6 +74,7 @@ TEST_F(ServerE2ETest, ReflectionListsTheServices) {
   std::vector<std::string> names;
   for (const auto& service : response.list_services_response().service()) names.push_back(service.name());
   EXPECT_THAT(names, Contains("primserve.v1.PositionEncoding"));
+  EXPECT_THAT(names, Contains("primserve.v1.Attention"));
   EXPECT_THAT(names, Contains("grpc.health.v1.Health"));
   EXPECT_TRUE(stream->Finish().ok());
 }
@@ -121,6 +124,78 @@ TEST_F(ServerE2ETest, LargeRopeIsBitIdenticalToTheCore) {
   EXPECT_EQ(std::memcmp(remote->values.data(), local->values.data(), local->values.size() * 4), 0);
 }
 
+Tensor RandomTensor(Shape shape, uint32_t seed) {
+  Tensor t;
+  t.shape = shape;
+  int64_t n = 1;
+  for (int64_t e : shape) n *= e;
+  t.values.resize(static_cast<size_t>(n));
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist;
+  for (float& v : t.values) v = dist(rng);
+  return t;
+}
+
+bool BitEqual(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST_F(ServerE2ETest, AttendIsBitIdenticalToTheCore) {
+  // Odd sizes everywhere, grouped-query (6 heads over 3), q_len != k_len, padding, RoPE.
+  const Tensor query = RandomTensor({2, 6, 37, 72}, 1);
+  const Tensor key = RandomTensor({2, 3, 131, 72}, 2);
+  const Tensor value = RandomTensor({2, 3, 131, 40}, 3);
+  client::AttentionClient attention(Channel(*server_));
+  for (const bool linear : {false, true}) {
+    SCOPED_TRACE(linear ? "linear" : "softmax");
+    AttentionOptions options;
+    options.kind = linear ? AttentionKind::kLinear : AttentionKind::kSoftmax;
+    options.causal = true;
+    options.key_lengths = {131, 90};
+    options.return_weights = !linear;
+    AttentionRope rope;
+    rope.pairing = RopePairing::kHalfSplit;
+    rope.rotary_dim = 32;
+    options.rope = rope;
+    absl::StatusOr<AttentionResult> local = Attend(query, key, value, options);
+    ASSERT_TRUE(local.ok()) << local.status();
+
+    v1::AttendRequest request;
+    request.set_kind(linear ? v1::ATTENTION_KIND_LINEAR : v1::ATTENTION_KIND_SOFTMAX);
+    request.set_causal(true);
+    request.add_key_lengths(131);
+    request.add_key_lengths(90);
+    request.set_return_weights(!linear);
+    request.mutable_rope()->set_pairing(v1::ROPE_PAIRING_HALF_SPLIT);
+    request.mutable_rope()->set_rotary_dim(32);
+    absl::StatusOr<client::AttendResult> remote =
+        attention.Attend(client::Tensor{query.shape, query.values}, client::Tensor{key.shape, key.values},
+                         client::Tensor{value.shape, value.values}, request);
+    ASSERT_TRUE(remote.ok()) << remote.status();
+    EXPECT_EQ(remote->output.shape, (std::vector<int64_t>{2, 6, 37, 40}));
+    EXPECT_TRUE(BitEqual(remote->output.values, local->output.values));
+    ASSERT_EQ(remote->weights.has_value(), !linear);
+    if (!linear) {
+      EXPECT_EQ(remote->weights->shape, (std::vector<int64_t>{2, 6, 37, 131}));
+      EXPECT_TRUE(BitEqual(remote->weights->values, local->weights->values));
+    }
+  }
+}
+
+TEST_F(ServerE2ETest, EstimateCostGoldens) {
+  client::AttentionClient attention(Channel(*server_));
+  absl::StatusOr<v1::EstimateCostResponse> cost = attention.EstimateCost(512, 64, 12);
+  ASSERT_TRUE(cost.ok()) << cost.status();
+  EXPECT_EQ(cost->self_attention(), 1610612736.0);
+  EXPECT_EQ(cost->ffn(), 2415919104.0);
+  EXPECT_EQ(cost->attention_exceeds_ffn_length(), 1536.0);
+  EXPECT_EQ(cost->quadratic_dominates_length(), 4608.0);
+  EXPECT_EQ(cost->linear_attention_wins_length(), 1024.0);
+  absl::StatusOr<v1::EstimateCostResponse> bad = attention.EstimateCost(512, 0, 12);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("head_size"));
+}
+
 TEST_F(ServerE2ETest, BadRequestsGetPreciseStatusesAndTheServerStaysHealthy) {
   client::PositionEncodingClient rope(Channel(*server_));
   absl::StatusOr<client::Tensor> odd = rope.Sinusoidal(4, 3);
@@ -133,6 +208,14 @@ TEST_F(ServerE2ETest, BadRequestsGetPreciseStatusesAndTheServerStaysHealthy) {
   lying.mutable_input()->set_data("abcd");
   absl::StatusOr<client::Tensor> huge = rope.ApplyRope(lying);
   EXPECT_EQ(huge.status().code(), absl::StatusCode::kResourceExhausted) << huge.status();
+
+  client::AttentionClient attention(Channel(*server_));
+  v1::AttendRequest no_value;
+  *no_value.mutable_query() = client::ToProto(client::Tensor{{1, 1, 1, 4}, {1, 2, 3, 4}});
+  *no_value.mutable_key() = no_value.query();
+  absl::StatusOr<client::AttendResult> missing = attention.Attend(no_value);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("value"));
 
   client::HealthClient health(Channel(*server_));
   absl::StatusOr<client::ServingStatus> status = health.Check();
@@ -160,11 +243,51 @@ TEST(ServerLifecycle, EnvironmentOverridesFlags) {
   EXPECT_TRUE(rope.ApplyRope(small).ok());
 }
 
+TEST(ServerLifecycle, MaxAttentionWeightsCapsReturnedWeights) {
+  // Weights [1, 2, 3, 5] are 30 elements: refused above --max_attention_weights=29, before any
+  // compute; the output alone is still served.
+  absl::StatusOr<ServerProcess> server = ServerProcess::Start(ServerBinary(), {"--max_attention_weights=29"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  client::AttentionClient attention(Channel(*server));
+  const client::Tensor query{{1, 2, 3, 4}, std::vector<float>(24, 0.5f)};
+  const client::Tensor key{{1, 2, 5, 4}, std::vector<float>(40, 0.25f)};
+  v1::AttendRequest options;
+  options.set_return_weights(true);
+  absl::StatusOr<client::AttendResult> refused = attention.Attend(query, key, key, options);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  options.set_return_weights(false);
+  absl::StatusOr<client::AttendResult> served = attention.Attend(query, key, key, options);
+  ASSERT_TRUE(served.ok()) << served.status();
+  EXPECT_FALSE(served->weights.has_value());
+}
+
+TEST(ServerLifecycle, AttendPastItsDeadlineStopsComputing) {
+  // ~1.1 TFLOP of softmax attention (k_len 131072, head_dim 16): many seconds even at the peak
+  // of one core. Only a kernel that notices the passed deadline lets SIGTERM's drain end before
+  // its 10 s grace period (the exit then takes the ~2 s flush window: see PrimServer::Shutdown).
+  absl::StatusOr<ServerProcess> server = ServerProcess::Start(ServerBinary(), {"--compute_threads=1"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  client::AttentionClient attention(Channel(*server));
+  const client::Tensor big{{1, 1, 131072, 16}, std::vector<float>(131072 * 16, 0.125f)};
+  client::CallOptions call;
+  call.timeout = absl::Milliseconds(300);
+  EXPECT_EQ(attention.Attend(big, big, big, {}, call).status().code(), absl::StatusCode::kDeadlineExceeded);
+  server->Signal(SIGTERM);
+  absl::StatusOr<int> code = server->WaitForExit(absl::Seconds(7));
+  ASSERT_TRUE(code.ok()) << code.status() << "\n" << server->Log();
+  EXPECT_EQ(*code, 0);
+  EXPECT_THAT(server->Log(), ::testing::Not(HasSubstr("grace period over")));
+}
+
 TEST(ServerLifecycle, BadFlagsFailFast) {
   absl::StatusOr<ServerProcess> server = ServerProcess::Start(ServerBinary(), {"--max_message_bytes=10"},
                                                               absl::Seconds(5));
   ASSERT_FALSE(server.ok());
   EXPECT_THAT(std::string(server.status().message()), HasSubstr("max_message_bytes"));
+  absl::StatusOr<ServerProcess> negative =
+      ServerProcess::Start(ServerBinary(), {"--max_attention_weights=-1"}, absl::Seconds(5));
+  ASSERT_FALSE(negative.ok());
+  EXPECT_THAT(std::string(negative.status().message()), HasSubstr("max_attention_weights"));
 }
 
 TEST(ServerLifecycle, SigtermDrainsInFlightCallsAndExitsZero) {

@@ -45,7 +45,7 @@ RTOL = 2e-6
 
 
 # ---------------------------------------------------------------------------------------------
-# float64 numpy references (MATH.md sections 1-3)
+# float64 numpy references (MATH.md sections 1-3 and 6)
 
 def sinusoidal_ref(positions, dim, base=10000.0, layout="interleaved"):
     pos = np.asarray(positions, dtype=np.float64)
@@ -84,6 +84,40 @@ def rope2d_ref(x, positions_x, positions_y, pairing="interleaved", base=10000.0)
     half = x.shape[-1] // 2
     return np.concatenate([rope_ref(x[..., :half], positions_x, pairing, base),
                            rope_ref(x[..., half:], positions_y, pairing, base)], axis=-1)
+
+
+def attention_ref(q, k, v, kind="softmax", causal=False, key_lengths=None, bias=None, scale=0.0):
+    """Attention in float64 (MATH.md section 6): returns (output, weights); weights None for linear.
+
+    Grouped-query heads by repetition, masks as booleans, fully masked rows give zeros.
+    """
+    q, k, v = (np.asarray(a, dtype=np.float64) for a in (q, k, v))
+    batch, heads, q_len, head_dim = q.shape
+    k_len = k.shape[2]
+    group = heads // k.shape[1]
+    k, v = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
+    i = np.arange(q_len)[:, None]
+    j = np.arange(k_len)[None, :]
+    mask = np.ones((batch, 1, q_len, k_len), dtype=bool)
+    if causal:
+        mask &= (j <= i + (k_len - q_len))[None, None]
+    if key_lengths is not None:
+        mask &= (j[None, None] < np.asarray(key_lengths)[:, None, None, None])
+    if kind == "linear":
+        phi = lambda x: np.where(x > 0, x + 1.0, np.exp(x))  # elu + 1
+        sim = np.einsum("bhid,bhjd->bhij", phi(q), phi(k)) * mask
+        denom = sim.sum(-1, keepdims=True)
+        weights = np.divide(sim, denom, out=np.zeros_like(sim), where=denom > 0)
+        return weights @ v, None
+    logits = np.einsum("bhid,bhjd->bhij", q, k) * (scale or 1.0 / np.sqrt(head_dim))
+    if bias is not None:
+        logits = logits + np.asarray(bias, dtype=np.float64)
+    logits = np.where(mask, logits, -np.inf)
+    row_max = logits.max(-1, keepdims=True)
+    e = np.exp(logits - np.where(np.isfinite(row_max), row_max, 0.0))
+    denom = e.sum(-1, keepdims=True)
+    weights = np.divide(e, denom, out=np.zeros_like(e), where=denom > 0)
+    return weights @ v, weights
 
 
 def free_port():
@@ -188,6 +222,7 @@ class PythonClientTest(unittest.TestCase):
     def test_health(self):
         self.assertEqual(self.client.health(), "SERVING")
         self.assertEqual(self.client.health("primserve.v1.PositionEncoding"), "SERVING")
+        self.assertEqual(self.client.health("primserve.v1.Attention"), "SERVING")
 
     # -- Sinusoidal --------------------------------------------------------------------------
 
@@ -274,6 +309,96 @@ class PythonClientTest(unittest.TestCase):
         b = self.client.apply_rope(x[:, :2], kind="2d", positions_x=py, positions_y=px)
         self.assertClose(a, rope2d_ref(x[:, :2], px, py), atol=1e-5)
         self.assertGreater(float(np.abs(a - b).max()), 1e-2)
+
+    # -- Attend ------------------------------------------------------------------------------
+
+    def test_attend_softmax_causal_key_lengths_gqa(self):
+        # 4 query heads over 2 key/value heads; q_len 5 < k_len 7 (bottom-right causal).
+        rng = np.random.default_rng(8610)
+        q = rng.standard_normal((2, 4, 5, 8))
+        k = rng.standard_normal((2, 2, 7, 8))
+        v = rng.standard_normal((2, 2, 7, 6))
+        for causal in (False, True):
+            for key_lengths in (None, [7, 3]):
+                with self.subTest(causal=causal, key_lengths=key_lengths):
+                    out, weights = self.client.attend(q, k, v, causal=causal, key_lengths=key_lengths,
+                                                      return_weights=True)
+                    ref_out, ref_weights = attention_ref(q, k, v, causal=causal,
+                                                         key_lengths=key_lengths)
+                    self.assertClose(out, ref_out, atol=2e-5, rtol=1e-4)
+                    self.assertClose(weights, ref_weights, atol=2e-6, rtol=1e-4)
+                    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-5)
+                    # Without weights: the same output (possibly another kernel path).
+                    self.assertClose(self.client.attend(q, k, v, causal=causal,
+                                                        key_lengths=key_lengths), out)
+        # A batch with no valid key gives zeros, not NaN.
+        out = self.client.attend(q, k, v, key_lengths=[0, 3])
+        np.testing.assert_array_equal(out[0], 0.0)
+        self.assertClose(out, attention_ref(q, k, v, key_lengths=[0, 3])[0], atol=2e-5, rtol=1e-4)
+
+    def test_attend_softmax_bias_scale_rope(self):
+        rng = np.random.default_rng(8265)
+        q = rng.standard_normal((1, 2, 3, 8))
+        k = rng.standard_normal((1, 2, 4, 8))
+        v = rng.standard_normal((1, 2, 4, 5))
+        bias = rng.standard_normal((2, 1, 4))  # broadcast over batch and queries
+        bias[1, 0, 2] = -np.inf                # a mask
+        out = self.client.attend(q, k, v, bias=bias, scale=0.5)
+        self.assertClose(out, attention_ref(q, k, v, bias=bias, scale=0.5)[0], atol=2e-5, rtol=1e-4)
+        # RoPE: keys at 0..3, queries bottom-right at 1..3.
+        out = self.client.attend(q, k, v, rope={"pairing": "half_split", "base": 100.0})
+        rq = rope_ref(q, positions=[1.0, 2.0, 3.0], pairing="half_split", base=100.0)
+        rk = rope_ref(k, pairing="half_split", base=100.0)
+        self.assertClose(out, attention_ref(rq, rk, v)[0], atol=2e-5, rtol=1e-4)
+        out = self.client.attend(q, k, v, rope=True, causal=True)
+        self.assertClose(out, attention_ref(rope_ref(q, positions=[1.0, 2.0, 3.0]), rope_ref(k), v,
+                                            causal=True)[0], atol=2e-5, rtol=1e-4)
+
+    def test_attend_linear(self):
+        rng = np.random.default_rng(6)
+        q = rng.standard_normal((2, 4, 6, 8))
+        k = rng.standard_normal((2, 2, 9, 8))
+        v = rng.standard_normal((2, 2, 9, 3))
+        for causal in (False, True):
+            with self.subTest(causal=causal):
+                out = self.client.attend(q, k, v, kind="linear", causal=causal)
+                self.assertClose(out, attention_ref(q, k, v, kind="linear", causal=causal)[0],
+                                 atol=2e-5, rtol=1e-4)
+        with self.assertRaises(primserve.Error) as ctx:
+            self.client.attend(q, k, v, kind="linear", bias=np.zeros(9))
+        self.assertEqual(ctx.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("bias", ctx.exception.message)
+
+    def test_attend_errors(self):
+        q = np.ones((1, 3, 2, 4))
+        kv = np.ones((1, 2, 2, 4))
+        with self.assertRaises(primserve.Error) as ctx:  # 3 heads over 2 key/value heads
+            self.client.attend(q, kv, kv)
+        self.assertEqual(ctx.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+        with self.assertRaises(primserve.Error) as ctx:
+            self.client.attend(kv, kv, kv, key_lengths=[1, 2])
+        self.assertIn("key_lengths", ctx.exception.message)
+        with self.assertRaises(ValueError):
+            self.client.attend(kv, kv, kv, kind="cosine")
+        with self.assertRaises(ValueError):
+            self.client.attend(kv, kv, kv, rope={"positions": [0, 1]})
+        self.assertEqual(self.client.health(), "SERVING")
+
+    # -- EstimateCost --------------------------------------------------------------------------
+
+    def test_estimate_cost_goldens(self):
+        cost = self.client.estimate_cost(512, head_size=64, num_heads=12)
+        self.assertEqual(cost, {
+            "projections": 1207959552.0, "attention_quadratic": 402653184.0,
+            "self_attention": 1610612736.0, "ffn": 2415919104.0, "linear_attention": 805306368.0,
+            "attention_exceeds_ffn_length": 1536.0, "quadratic_dominates_length": 4608.0,
+            "linear_attention_wins_length": 1024.0})
+        at_crossover = self.client.estimate_cost(1536, 64, 12)
+        self.assertEqual(at_crossover["self_attention"], at_crossover["ffn"])
+        with self.assertRaises(primserve.Error) as ctx:
+            self.client.estimate_cost(0, 64, 12)
+        self.assertEqual(ctx.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("seq_len", ctx.exception.message)
 
     # -- errors ------------------------------------------------------------------------------
 

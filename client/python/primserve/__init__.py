@@ -7,6 +7,7 @@ Example::
     >>> with primserve.Client("localhost:50051", timeout=30) as c:
     ...     table = c.sinusoidal(16, dim=8, layout="split")            # np.float32 [16, 8]
     ...     q = c.apply_rope(np.random.randn(2, 4, 16, 64), pairing="half_split")
+    ...     o = c.attend(q, q, q, causal=True, rope=True)                # [2, 4, 16, 64]
     ...     c.health()
     'SERVING'
 

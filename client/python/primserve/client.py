@@ -7,6 +7,7 @@ Example::
     >>> with primserve.Client("localhost:50051") as c:
     ...     table = c.sinusoidal(8, dim=4)                      # [8, 4] float32
     ...     q = c.apply_rope(np.ones((2, 8, 64)), pairing="half_split")
+    ...     o = c.attend(q[None], q[None], q[None], causal=True)     # [1, 2, 8, 64]
     ...     c.health()
     'SERVING'
 """
@@ -15,6 +16,8 @@ import grpc
 import numpy as np
 
 from primserve.tensors import from_tensor, to_tensor
+from primserve.v1 import attention_pb2 as at_pb2
+from primserve.v1 import attention_pb2_grpc as at_grpc
 from primserve.v1 import position_encoding_pb2 as pe_pb2
 from primserve.v1 import position_encoding_pb2_grpc as pe_grpc
 
@@ -29,6 +32,9 @@ _PAIRINGS = {
     "interleaved": pe_pb2.ROPE_PAIRING_INTERLEAVED,
     "half_split": pe_pb2.ROPE_PAIRING_HALF_SPLIT,
 }
+_ATTENTION_KINDS = {"softmax": at_pb2.ATTENTION_KIND_SOFTMAX, "linear": at_pb2.ATTENTION_KIND_LINEAR}
+_PRECISIONS = {"f32": at_pb2.COMPUTE_PRECISION_F32, "bf16": at_pb2.COMPUTE_PRECISION_BF16}
+_ROPE_KEYS = ("kind", "pairing", "base", "rotary_dim", "query_positions", "key_positions", "grid")
 _HEALTH_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
 
 
@@ -68,6 +74,25 @@ def _reals(values):
     if values is None:
         return []
     return np.asarray(values, dtype=np.float64).reshape(-1).tolist()
+
+
+def _rope_spec(rope):
+    """An attention ``RopeSpec`` from True (1-D defaults) or a dict with keys ``_ROPE_KEYS``."""
+    if rope is True:
+        rope = {}
+    if not isinstance(rope, dict):
+        raise TypeError(f"rope must be None, True or a dict, got {type(rope).__name__}")
+    unknown = sorted(set(rope) - set(_ROPE_KEYS))
+    if unknown:
+        raise ValueError(f"rope: unknown keys {unknown}; expected some of {list(_ROPE_KEYS)}")
+    grid = rope.get("grid")
+    height, width = (0, 0) if grid is None else (int(grid[0]), int(grid[1]))
+    return at_pb2.RopeSpec(
+        kind=_enum(_KINDS, rope.get("kind", "1d"), "rope kind"),
+        pairing=_enum(_PAIRINGS, rope.get("pairing", "interleaved"), "rope pairing"),
+        base=float(rope.get("base", 0)), rotary_dim=int(rope.get("rotary_dim", 0)),
+        query_positions=_reals(rope.get("query_positions")),
+        key_positions=_reals(rope.get("key_positions")), grid_height=height, grid_width=width)
 
 
 def _varint(n):
@@ -141,6 +166,7 @@ class Client:
         self.address = address
         self.timeout = timeout
         self._position_encoding = pe_grpc.PositionEncodingStub(self._channel)
+        self._attention = at_grpc.AttentionStub(self._channel)
 
     def __enter__(self):
         return self
@@ -203,6 +229,64 @@ class Client:
             grid_height=height, grid_width=width, base=float(base), rotary_dim=int(rotary_dim),
             inverse=bool(inverse))
         return from_tensor(self._call(self._position_encoding.ApplyRope, request, timeout).output)
+
+    def attend(self, query, key, value, kind="softmax", causal=False, key_lengths=None, bias=None,
+               scale=0.0, rope=None, return_weights=False, precision="f32", timeout=None):
+        """Attention over ``query`` [B, H, Lq, D], ``key`` [B, Hkv, Lk, D], ``value`` [B, Hkv, Lk, Dv].
+
+        Returns the float32 output [B, H, Lq, Dv], or ``(output, weights)`` with
+        ``return_weights=True`` (softmax only; weights [B, H, Lq, Lk]). H % Hkv == 0: query head
+        h reads key/value head h // (H // Hkv). ``kind`` is ``'softmax'`` or ``'linear'``
+        (phi = elu + 1). ``causal`` masks keys j > i + (Lk - Lq); ``key_lengths`` (one per
+        batch) masks padding keys j >= key_lengths[b]; a row that sees no key is zeros.
+        ``bias`` (softmax only) is added to the scaled logits and broadcasts to [B, H, Lq, Lk]
+        (``-inf`` masks). ``scale`` 0 means 1/sqrt(D). ``rope`` rotates query and key first:
+        ``True`` for the 1-D defaults or a dict with any of ``kind`` ('1d'/'2d'), ``pairing``,
+        ``base``, ``rotary_dim``, ``query_positions``, ``key_positions``, ``grid=(h, w)``
+        (2-D). ``precision`` is ``'f32'`` or ``'bf16'``.
+
+        Example::
+
+            >>> q, k, v = (np.random.randn(1, 2, 4, 8) for _ in range(3))
+            >>> c.attend(q, k, v, causal=True).shape
+            (1, 2, 4, 8)
+        """
+        request = at_pb2.AttendRequest(
+            query=to_tensor(query), key=to_tensor(key), value=to_tensor(value),
+            kind=_enum(_ATTENTION_KINDS, kind, "kind"), causal=bool(causal),
+            key_lengths=[] if key_lengths is None else [int(n) for n in np.ravel(key_lengths)],
+            scale=float(scale), return_weights=bool(return_weights),
+            compute_precision=_enum(_PRECISIONS, precision, "precision"))
+        if bias is not None:
+            request.bias.CopyFrom(to_tensor(bias))
+        if rope is not None and rope is not False:
+            request.rope.CopyFrom(_rope_spec(rope))
+        response = self._call(self._attention.Attend, request, timeout)
+        output = from_tensor(response.output)
+        if return_weights:
+            return output, from_tensor(response.weights)
+        return output
+
+    def estimate_cost(self, seq_len, head_size, num_heads, ffn_multiplier=4.0,
+                      linear_head_multiplier=4.0, timeout=None):
+        """Su's multiplication counts of one layer and the crossover lengths (MATH.md 6).
+
+        Returns a dict of floats: ``projections``, ``attention_quadratic``, ``self_attention``,
+        ``ffn``, ``linear_attention``, ``attention_exceeds_ffn_length``,
+        ``quadratic_dominates_length``, ``linear_attention_wins_length`` (each length L:
+        the inequality holds exactly when seq_len > L).
+
+        Example::
+
+            >>> cost = c.estimate_cost(512, head_size=64, num_heads=12)
+            >>> cost["self_attention"], cost["attention_exceeds_ffn_length"]
+            (1610612736.0, 1536.0)
+        """
+        request = at_pb2.EstimateCostRequest(
+            seq_len=int(seq_len), head_size=int(head_size), num_heads=int(num_heads),
+            ffn_multiplier=float(ffn_multiplier), linear_head_multiplier=float(linear_head_multiplier))
+        response = self._call(self._attention.EstimateCost, request, timeout)
+        return {field.name: getattr(response, field.name) for field in response.DESCRIPTOR.fields}
 
     def health(self, service="", timeout=None):
         """The standard gRPC health status of ``service`` ('' = the server) as a string.
