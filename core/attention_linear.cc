@@ -16,6 +16,8 @@
 #include <memory>
 #include <vector>
 
+#include <omp.h>
+
 #include "absl/synchronization/mutex.h"
 #include "core/attention_internal.h"
 #include "core/dnnl_context.h"
@@ -57,6 +59,10 @@ class LinearKernel {
     const int threads = static_cast<int>(std::min<int64_t>(ComputeThreads(), units));
 #pragma omp parallel num_threads(threads)
     {
+      // oneDNN sizes its work split by omp_get_max_threads(); inside this region each primitive
+      // runs on one thread, so say so (this ICV is per thread) rather than let it split for
+      // threads that never come.
+      omp_set_num_threads(1);
       Workspace ws;
       absl::Status status = RunDnnl("linear attention", [&] { ws.stream = dnnl::stream(DnnlEngine()); });
 #pragma omp for schedule(dynamic, 1)

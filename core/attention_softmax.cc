@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include <omp.h>
+
 #include "absl/synchronization/mutex.h"
 #include "core/attention_internal.h"
 #include "core/dnnl_context.h"
@@ -113,6 +115,10 @@ class SoftmaxKernel {
     const int threads = static_cast<int>(std::min<int64_t>(ComputeThreads(), units));
 #pragma omp parallel num_threads(threads)
     {
+      // oneDNN sizes its work split by omp_get_max_threads(); inside this region each primitive
+      // runs on one thread, so say so (this ICV is per thread) rather than let it split for
+      // threads that never come.
+      omp_set_num_threads(1);
       Workspace ws;
       absl::Status status = RunDnnl("attention", [&] {
         ws.stream = dnnl::stream(DnnlEngine());
