@@ -133,7 +133,9 @@ class SoftmaxKernel {
         if (p_.Cancelled()) {
           status = absl::CancelledError("attention: cancelled by the caller");
         } else {
-          const int64_t qt = unit % q_tiles;
+          // Last query tiles first: under a causal mask they see the most keys, and starting
+          // the longest units first balances the dynamic schedule.
+          const int64_t qt = q_tiles - 1 - unit % q_tiles;
           const int64_t bh = unit / q_tiles;
           absl::Status unit_status;
           status = RunDnnl("attention", [&] { unit_status = RunUnit(bh / p_.heads, bh % p_.heads, qt * kBlockQ, ws); });
