@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Offline checks of deploy/: the kustomization renders, the Deployment has the properties we
+# promise (gRPC probes, requests = limits, non-root, read-only root), and every server flag the
+# manifests pass (PRIMSERVE_* variables, --flags) exists in `primserve-server --helpfull`.
+# Usage: check_deploy.sh <primserve-server> <repo root>
+set -euo pipefail
+SERVER=$1
+ROOT=$2
+if ! command -v kubectl >/dev/null; then
+  echo "check_deploy: kubectl not installed; skipping the kustomize render"
+  exit 77
+fi
+rendered=$(kubectl kustomize "$ROOT/deploy/k8s")
+help=$("$SERVER" --helpfull 2>&1 || true)
+fail=0
+check() { if ! grep -qE -- "$2" <<<"$rendered"; then echo "check_deploy: FAIL: $1"; fail=1; else echo "check_deploy: ok: $1"; fi; }
+check "gRPC readiness/liveness probes" "grpc:"
+check "runAsNonRoot" "runAsNonRoot: true"
+check "read-only root filesystem" "readOnlyRootFilesystem: true"
+check "headless Service" "clusterIP: None"
+check "PodDisruptionBudget" "kind: PodDisruptionBudget"
+check "HorizontalPodAutoscaler" "kind: HorizontalPodAutoscaler"
+check "PersistentVolumeClaim" "kind: PersistentVolumeClaim"
+# requests = limits for the container.
+requests=$(grep -A2 "requests:" <<<"$rendered" | grep -E "cpu|memory" | sort | tr -d ' ' | head -2)
+limits=$(grep -A2 "limits:" <<<"$rendered" | grep -E "cpu|memory" | sort | tr -d ' ' | head -2)
+if [[ -n "$requests" && "$requests" == "$limits" ]]; then echo "check_deploy: ok: requests = limits"; else
+  echo "check_deploy: FAIL: requests ($requests) != limits ($limits)"; fail=1; fi
+# Every PRIMSERVE_<FLAG> in the manifests and compose file is a real flag.
+for var in $( (echo "$rendered"; cat "$ROOT/deploy/compose.yaml") | grep -oE "PRIMSERVE_[A-Z_]+" | sort -u); do
+  flag=$(tr 'A-Z' 'a-z' <<<"${var#PRIMSERVE_}")
+  if grep -qE -- "--$flag \(" <<<"$help"; then echo "check_deploy: ok: $var -> --$flag"; else
+    echo "check_deploy: FAIL: $var: no --$flag in primserve-server --helpfull"; fail=1; fi
+done
+for flag in $(grep -oE -- "--[a-z_]+=" <<<"$rendered" | tr -d '=' | sort -u); do
+  if grep -qE -- "$flag \(" <<<"$help"; then echo "check_deploy: ok: $flag"; else
+    echo "check_deploy: FAIL: $flag not a server flag"; fail=1; fi
+done
+exit $fail
