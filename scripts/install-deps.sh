@@ -7,6 +7,7 @@ PACKAGES=(
   cmake g++ make pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev
+  libeigen3-dev   # header-only dense linear algebra: the Cholesky solve of the analytic logistic fit
   libdnnl-dev ocl-icd-opencl-dev   # dnnl-config.cmake needs OpenCL headers (Debian's oneDNN has the OCL GPU runtime)
   libgtest-dev libgmock-dev libbenchmark-dev
   prometheus-cpp-dev

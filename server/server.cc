@@ -13,6 +13,7 @@
 #include "server/limits.h"
 #include "server/log.h"
 #include "server/services.h"
+#include "server/toolkit_service.h"
 #include "server/call_tracker.h"
 
 namespace primserve {
@@ -31,20 +32,23 @@ absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOption
     return absl::InvalidArgumentError(absl::StrCat(
         "max_attention_weights: expected >= 0 (elements of Attend's weights), got ", options.max_attention_weights));
   }
-  std::error_code error;
-  std::filesystem::create_directories(options.model_dir, error);
-  if (error) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("model_dir: cannot create \"", options.model_dir, "\": ", error.message()));
-  }
+  absl::StatusOr<std::unique_ptr<ModelStore>> model_store = ModelStore::Open(options.model_dir);
+  if (!model_store.ok()) return model_store.status();
   SetComputeThreads(options.compute_threads);
   DnnlEngine();  // Create the engine now, not on the first request.
 
   std::unique_ptr<PrimServer> server(new PrimServer());
+  server->model_store_ = *std::move(model_store);
   const Limits limits = Limits::ForMessageBytes(options.max_message_bytes, options.max_attention_weights);
   server->services_.push_back(std::make_unique<PositionEncodingService>(limits, &server->tracker_));
   server->services_.push_back(std::make_unique<AttentionService>(limits, &server->tracker_));
-  server->service_names_ = {v1::PositionEncoding::service_full_name(), v1::Attention::service_full_name()};
+  server->services_.push_back(
+      std::make_unique<LogisticRegressionService>(limits, server->model_store_.get(), &server->tracker_));
+  server->services_.push_back(std::make_unique<ModelsService>(server->model_store_.get(), &server->tracker_));
+  server->service_names_ = {v1::PositionEncoding::service_full_name(), v1::Attention::service_full_name(),
+                            v1::LogisticRegression::service_full_name(), v1::Models::service_full_name()};
+  server->services_.push_back(std::make_unique<ToolkitService>(limits, &server->tracker_));
+  server->service_names_.push_back(v1::Toolkit::service_full_name());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -18,6 +18,7 @@
 #include "grpcpp/server.h"
 #include "server/call_tracker.h"
 #include "server/limits.h"
+#include "server/model_store.h"
 
 namespace primserve {
 
@@ -35,10 +36,11 @@ struct ServerOptions {
 
 class PrimServer {
  public:
-  // Creates the model directory, sizes the compute threads, binds and starts serving; health
-  // is SERVING for "" and every primserve service once this returns.
+  // Creates the model directory and loads every stored model (unreadable model files are logged
+  // and skipped), sizes the compute threads, binds and starts serving; health is SERVING for ""
+  // and every primserve service once this returns.
   // Errors: INVALID_ARGUMENT (bad option), UNAVAILABLE (address cannot be bound),
-  // FAILED_PRECONDITION (model directory cannot be created).
+  // FAILED_PRECONDITION (model directory cannot be created or listed).
   static absl::StatusOr<std::unique_ptr<PrimServer>> Start(const ServerOptions& options);
 
   ~PrimServer();
@@ -57,6 +59,7 @@ class PrimServer {
   PrimServer() = default;
 
   CallTracker tracker_;
+  std::unique_ptr<ModelStore> model_store_;  // Outlives the services that use it.
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::vector<std::string> service_names_;
   std::unique_ptr<grpc::Server> server_;

@@ -22,6 +22,8 @@
 #include "absl/time/time.h"
 #include "client/cli/commands.h"
 #include "client/cli/flag_scan.h"
+#include "client/cli/logistic_commands.h"
+#include "client/cli/toolkit_flags.h"
 #include "client/cli/usage_error.h"
 
 // Global flags.
@@ -37,9 +39,11 @@ ABSL_FLAG(int64_t, dim, 0, "sinusoidal: table width (even)");
 ABSL_FLAG(double, base, 10000, "sinusoidal, rope: the frequency base");
 ABSL_FLAG(std::string, layout, "interleaved", "sinusoidal: interleaved or split");
 ABSL_FLAG(std::string, output, "",
-          "sinusoidal, rope, attend: write the result to this .npy file instead of printing");
+          "sinusoidal, rope, attend, predict: write the result to this .npy file instead of printing "
+          "(fit, models get: the weights)");
 ABSL_FLAG(std::string, input, "", "rope: .npy file [..., seq, dim] ('<f4' or '<f8', C order)");
-ABSL_FLAG(std::string, kind, "", "rope: 1d (default) or 2d; attend: softmax (default) or linear");
+ABSL_FLAG(std::string, kind, "",
+          "rope: 1d (default) or 2d; attend: softmax (default) or linear; models list: logistic or discriminator");
 ABSL_FLAG(std::string, pairing, "interleaved", "rope: interleaved (2i, 2i+1) or half_split (i, i + d/2)");
 ABSL_FLAG(std::string, positions_x, "", "rope --kind=2d: comma-separated row positions");
 ABSL_FLAG(std::string, positions_y, "", "rope --kind=2d: comma-separated column positions");
@@ -72,6 +76,19 @@ ABSL_FLAG(int64_t, head_size, 0, "cost: head size d");
 ABSL_FLAG(int64_t, num_heads, 0, "cost: number of heads h");
 ABSL_FLAG(double, ffn_multiplier, 4, "cost: FFN width as a multiple of h * d");
 ABSL_FLAG(double, linear_head_multiplier, 4, "cost: linear-attention head size as a multiple of d");
+// fit, predict, models
+ABSL_FLAG(std::string, features, "", "fit, predict: .npy or CSV file [samples, features]");
+ABSL_FLAG(std::string, labels, "", "fit: .npy (integers) or text file of labels 0..K-1, one per sample");
+ABSL_FLAG(int64_t, num_classes, 0, "fit: number of classes K (0: the largest label + 1)");
+ABSL_FLAG(std::string, covariance, "pooled_within", "fit: pooled_within or total");
+ABSL_FLAG(double, ridge, 0, "fit: add ridge * I to the covariance (makes a singular one solvable)");
+ABSL_FLAG(std::string, solver, "analytic", "fit: analytic or maximum_likelihood");
+ABSL_FLAG(double, l2, 0, "fit --solver=maximum_likelihood: L2 penalty on the weights");
+ABSL_FLAG(int64_t, max_iterations, 0, "fit --solver=maximum_likelihood: L-BFGS iterations (0: 500)");
+ABSL_FLAG(double, gradient_tolerance, 0, "fit --solver=maximum_likelihood: gradient-norm tolerance (0: 1e-5)");
+ABSL_FLAG(std::string, model_name, "", "fit: store the model under this name; predict, models get/delete: its name");
+ABSL_FLAG(int64_t, chunk_rows, 0, "fit: stream the data in chunks of this many rows (FitStream; 0: one Fit call)");
+ABSL_FLAG(std::string, labels_output, "", "predict: write the labels to this text file instead of printing");
 
 namespace {
 
@@ -113,6 +130,31 @@ Commands:
   cost --seq_len=N --head_size=D --num_heads=H [--ffn_multiplier=4] [--linear_head_multiplier=4]
       Su's multiplication counts of one layer and the crossover lengths (MATH.md section 6),
       one "name: value" line each.
+  fit --features=X.npy|X.csv --labels=y.npy|y.txt [--num_classes=K] [--covariance=pooled_within|total]
+      [--ridge=R] [--solver=analytic|maximum_likelihood] [--l2=L] [--max_iterations=N]
+      [--gradient_tolerance=T] [--model_name=NAME] [--chunk_rows=N] [--output=W.npy]
+      Logistic regression (MATH.md section 5): the closed-form fit (default) or the maximum-likelihood
+      reference. Features: .npy or CSV (one sample per line; a header line is skipped); labels: .npy
+      integers or a text file. --chunk_rows streams the data (FitStream); --model_name stores the
+      model on the server. Prints the report, then weights (or writes --output), bias and priors.
+  predict --features=X.npy|X.csv --model_name=NAME [--output=P.npy] [--labels_output=L.txt]
+      Class probabilities [samples, K] and argmax labels of a stored model.
+  models list [--kind=logistic|discriminator] | models get --model_name=NAME [--output=W.npy]
+         | models delete --model_name=NAME
+      The server's model store: one line per model (and unreadable files), one model, or delete one.
+  embedding-dim --vocab_size=N [--coefficient=8.33]
+      Su's bound n > coefficient * ln N on the embedding size (MATH.md section 4): prints the real
+      bound and the integer recommendation ceil(bound).
+  init --shape=D0,D1,... [--distribution=normal|uniform|truncated_normal]
+       [--scheme=lecun|he|xavier|stddev] [--stddev=S] [--fan_in=N] [--fan_out=N] [--seed=N]
+       [--output=W.npy]
+      Parameters with exactly the scheme's variance (MATH.md section 7); fans inferred from
+      [out, in, *kernel] when 0; the same seed gives the same bytes. Prints stddev and fans first.
+  childtuning --gradient=G.npy --keep_probability=P [--mode=task_free|task_driven]
+              [--fisher=F.npy] [--rescale] [--seed=N] [--output=M.npy]
+      ChildTuning (MATH.md section 9): task_free keeps each element with probability P (mask from
+      --seed); task_driven (implied by --fisher) keeps the top fraction P by Fisher value. --rescale
+      divides kept gradients by P. Prints kept_fraction first.
 
 Without --output a result is printed as text: a shape line, then one row per line (%.9g); results
 over 10000 elements need --output. Errors print "error: <CODE>: <message>" on stderr and exit 1;
@@ -124,9 +166,16 @@ Examples:
   primserve-cli --address=primserve:50051 rope --input=q.npy --pairing=half_split --output=q_rope.npy
   primserve-cli attend --query=q.npy --key=k.npy --value=v.npy --causal --rope --output=o.npy
   primserve-cli cost --seq_len=512 --head_size=64 --num_heads=12
+  primserve-cli fit --features=x.csv --labels=y.txt --model_name=iris
+  primserve-cli predict --features=x_test.csv --model_name=iris
+  primserve-cli models list
+  primserve-cli embedding-dim --vocab_size=100000
+  primserve-cli init --shape=768,3072 --distribution=truncated_normal --scheme=xavier --seed=1 --output=w.npy
+  primserve-cli childtuning --gradient=g.npy --keep_probability=0.3 --rescale --seed=7 --output=g_masked.npy
 )";
 
-constexpr absl::string_view kCommandNames = "health, sinusoidal, rope, attend or cost";
+constexpr absl::string_view kCommandNames =
+    "health, sinusoidal, rope, attend, cost, fit, predict, models, embedding-dim, init or childtuning";
 
 struct Command {
   absl::string_view name;
@@ -145,6 +194,14 @@ const std::vector<Command>& Commands() {
         "rope_kind", "rope_pairing", "rope_base", "rotary_dim", "query_positions", "key_positions", "grid",
         "return_weights", "weights_output", "output"}},
       {"cost", {"seq_len", "head_size", "num_heads", "ffn_multiplier", "linear_head_multiplier"}},
+      {"fit",
+       {"features", "labels", "num_classes", "covariance", "ridge", "solver", "l2", "max_iterations",
+        "gradient_tolerance", "model_name", "chunk_rows", "output"}},
+      {"predict", {"features", "model_name", "output", "labels_output"}},
+      {"models", {"kind", "model_name", "output"}},  // Plus an action: list, get or delete.
+      {"embedding-dim", {"vocab_size", "coefficient"}},
+      {"init", {"shape", "distribution", "scheme", "stddev", "fan_in", "fan_out", "seed", "output"}},
+      {"childtuning", {"gradient", "mode", "fisher", "keep_probability", "rescale", "seed", "output"}},
   };
   return *commands;
 }
@@ -170,8 +227,10 @@ bool WantsHelp(int argc, char** argv) {
 absl::StatusOr<const Command*> SelectCommand(const std::vector<char*>& positional,
                                              const std::set<std::string>& given) {
   if (positional.size() < 2) return UsageError(absl::StrCat("missing command (", kCommandNames, ")"));
-  if (positional.size() > 2) {
-    return UsageError(absl::StrCat("unexpected argument \"", positional[2], "\" (flags are --name=value)"));
+  // `models` takes its action as a second word (models list|get|delete).
+  const size_t words = positional.size() > 1 && absl::string_view(positional[1]) == "models" ? 3 : 2;
+  if (positional.size() > words) {
+    return UsageError(absl::StrCat("unexpected argument \"", positional[words], "\" (flags are --name=value)"));
   }
   const absl::string_view name = positional[1];
   const Command* command = nullptr;
@@ -233,9 +292,49 @@ absl::Status RunAttendFromFlags(const std::set<std::string>& given, const primse
   return primserve::cli::RunAttend(args, connection, std::cout);
 }
 
-absl::Status Run(const Command& command, const std::set<std::string>& given) {
+absl::Status RunLogisticFromFlags(const Command& command, const std::vector<char*>& positional,
+                                  const primserve::cli::Connection& connection) {
+  if (command.name == "fit") {
+    primserve::cli::FitArgs args;
+    args.features = absl::GetFlag(FLAGS_features);
+    args.labels = absl::GetFlag(FLAGS_labels);
+    args.num_classes = absl::GetFlag(FLAGS_num_classes);
+    args.covariance = absl::GetFlag(FLAGS_covariance);
+    args.ridge = absl::GetFlag(FLAGS_ridge);
+    args.solver = absl::GetFlag(FLAGS_solver);
+    args.l2 = absl::GetFlag(FLAGS_l2);
+    args.max_iterations = absl::GetFlag(FLAGS_max_iterations);
+    args.gradient_tolerance = absl::GetFlag(FLAGS_gradient_tolerance);
+    args.model_name = absl::GetFlag(FLAGS_model_name);
+    args.chunk_rows = absl::GetFlag(FLAGS_chunk_rows);
+    args.output = absl::GetFlag(FLAGS_output);
+    return primserve::cli::RunFit(args, connection, std::cout);
+  }
+  if (command.name == "predict") {
+    primserve::cli::PredictArgs args;
+    args.features = absl::GetFlag(FLAGS_features);
+    args.model_name = absl::GetFlag(FLAGS_model_name);
+    args.output = absl::GetFlag(FLAGS_output);
+    args.labels_output = absl::GetFlag(FLAGS_labels_output);
+    return primserve::cli::RunPredict(args, connection, std::cout);
+  }
+  primserve::cli::ModelsArgs args;
+  args.action = positional.size() > 2 ? positional[2] : "";
+  args.kind = absl::GetFlag(FLAGS_kind);
+  args.model_name = absl::GetFlag(FLAGS_model_name);
+  args.output = absl::GetFlag(FLAGS_output);
+  return primserve::cli::RunModels(args, connection, std::cout);
+}
+
+absl::Status Run(const Command& command, const std::set<std::string>& given, const std::vector<char*>& positional) {
   absl::StatusOr<primserve::cli::Connection> connection = ConnectionFromFlags();
   if (!connection.ok()) return connection.status();
+  if (command.name == "fit" || command.name == "predict" || command.name == "models") {
+    return RunLogisticFromFlags(command, positional, *connection);
+  }
+  if (primserve::cli::IsToolkitCommand(command.name)) {
+    return primserve::cli::RunToolkitFromFlags(command.name, given, *connection, std::cout);
+  }
   if (command.name == "health") {
     primserve::cli::HealthArgs args;
     args.service = absl::GetFlag(FLAGS_service);
@@ -302,5 +401,5 @@ int main(int argc, char** argv) {
   const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   absl::StatusOr<const Command*> command = SelectCommand(positional, *given);
   if (!command.ok()) return Report(command.status());
-  return Report(Run(**command, *given));
+  return Report(Run(**command, *given, positional));
 }

@@ -249,6 +249,110 @@ expect_failure 2 "cost needs --seq_len" "cost without --num_heads (usage error)"
 expect_failure 1 "seq_len" "cost --seq_len=0" -- cost --seq_len=0 --head_size=64 --num_heads=12
 
 # ------------------------------------------------------------------------------------------------
+echo "== toolkit (MATH.md sections 4, 7 and 9)"
+# MATH.md section 4 goldens (given to 4 decimals).
+for golden in "100000 95.9027 96" "512 51.9652 52" "5000000 128.4898 129"; do
+  read -r vocab bound dimension <<<"$golden"
+  run_cli embedding-dim --vocab_size="$vocab"
+  [[ $RC -eq 0 ]] || fail "embedding-dim --vocab_size=$vocab exited $RC: $(cat "$WORK_DIR/err")"
+  "$PYTHON" - "$WORK_DIR/out" "$bound" "$dimension" <<'EOF' || fail "embedding-dim --vocab_size=$vocab printed: $(cat "$WORK_DIR/out")"
+import sys
+lines = open(sys.argv[1]).read().splitlines()
+assert len(lines) == 2 and lines[0].startswith("bound: "), lines
+assert abs(float(lines[0][len("bound: "):]) - float(sys.argv[2])) < 5e-5, lines
+assert lines[1] == "dimension: " + sys.argv[3], lines
+EOF
+  pass "embedding-dim --vocab_size=$vocab prints bound $bound and dimension $dimension"
+done
+
+# Initialisation: a [400, 500] truncated-normal Xavier tensor (fan_in 500, fan_out 400).
+run_cli init --shape=400,500 --distribution=truncated_normal --scheme=xavier --seed=7 --output="$WORK_DIR/w7.npy"
+[[ $RC -eq 0 ]] || fail "init exited $RC: $(cat "$WORK_DIR/err")"
+cp "$WORK_DIR/out" "$WORK_DIR/init_out"
+run_cli init --shape=400,500 --distribution=truncated_normal --scheme=xavier --seed=7 --output="$WORK_DIR/w7_again.npy"
+[[ $RC -eq 0 ]] || fail "init (again) exited $RC: $(cat "$WORK_DIR/err")"
+run_cli init --shape=400,500 --distribution=truncated_normal --scheme=xavier --seed=8 --output="$WORK_DIR/w8.npy"
+[[ $RC -eq 0 ]] || fail "init --seed=8 exited $RC: $(cat "$WORK_DIR/err")"
+"$PYTHON" - "$WORK_DIR" <<'EOF' || fail "init: wrong stddev, fans, moments or seeds: $(cat "$WORK_DIR/init_out")"
+import math, sys
+import numpy as np
+d = sys.argv[1]
+lines = open(f"{d}/init_out").read().splitlines()
+s = math.sqrt(2.0 / 900)
+assert abs(float(lines[0].split(": ")[1]) - s) < 1e-15, lines
+assert lines[1:3] == ["fan_in: 500", "fan_out: 400"], lines
+assert lines[3].startswith("wrote "), lines
+w, again, other = (np.load(f"{d}/{f}.npy") for f in ("w7", "w7_again", "w8"))
+assert w.dtype == np.float32 and w.shape == (400, 500), (w.dtype, w.shape)
+assert w.tobytes() == again.tobytes()          # same seed, same bytes
+assert np.sum(w == other) == 0                 # another seed, another tensor
+x = w.astype(np.float64)
+# 2e5 samples: the mean within 0.01 s (4.5 standard errors), the variance within 2% (7 of them),
+# every sample within 2 s / sqrt(gamma) up to float rounding.
+assert abs(x.mean()) < 0.01 * s, x.mean()
+assert abs(x.var() / s**2 - 1) < 0.02, x.var() / s**2
+assert np.abs(x).max() <= 2 * s / math.sqrt(0.7737413035499232) * (1 + 2**-24), np.abs(x).max()
+EOF
+pass "init --shape=400,500 --distribution=truncated_normal --scheme=xavier writes var 2/900 within +-2s/sqrt(gamma); same seed same bytes"
+
+run_cli init --shape=2,3 --stddev=0.5 --distribution=uniform
+[[ $RC -eq 0 ]] || fail "init --stddev exited $RC: $(cat "$WORK_DIR/err")"
+"$PYTHON" - "$WORK_DIR/out" <<'EOF' || fail "init text output is wrong: $(cat "$WORK_DIR/out")"
+import sys
+lines = open(sys.argv[1]).read().splitlines()
+assert lines[:4] == ["stddev: 0.5", "fan_in: 0", "fan_out: 0", "shape: [2, 3]"], lines
+values = [float(v) for line in lines[4:] for v in line.split()]
+assert len(values) == 6 and all(abs(v) <= 0.5 * 3 ** 0.5 for v in values), values
+EOF
+pass "init --stddev=0.5 --distribution=uniform prints stddev, fans and a [2, 3] table within sqrt(3) s"
+
+# ChildTuning: the article's example g = [-4, -6], p = 0.5, M = [1, 0] -> [-8, 0].
+"$PYTHON" - "$WORK_DIR" <<'EOF'
+import sys
+import numpy as np
+d = sys.argv[1]
+np.save(f"{d}/g.npy", np.array([-4.0, -6.0], dtype=np.float32))
+np.save(f"{d}/fisher.npy", np.array([2.0, 1.0]))          # '<f8': converted by the CLI
+np.save(f"{d}/fisher3.npy", np.array([2.0, 1.0, 0.5], dtype=np.float32))
+np.save(f"{d}/g_big.npy", np.random.default_rng(8764).standard_normal((100, 1000)).astype(np.float32))
+EOF
+run_cli childtuning --gradient="$WORK_DIR/g.npy" --fisher="$WORK_DIR/fisher.npy" --keep_probability=0.5 --rescale
+[[ $RC -eq 0 ]] || fail "childtuning task_driven exited $RC: $(cat "$WORK_DIR/err")"
+[[ "$(cat "$WORK_DIR/out")" == $'kept_fraction: 0.5\nshape: [2]\n-8 0' ]] ||
+  fail "childtuning article example printed: $(cat "$WORK_DIR/out")"
+pass "childtuning --fisher (task_driven) --keep_probability=0.5 --rescale on g = [-4, -6] prints [-8, 0]"
+
+run_cli childtuning --gradient="$WORK_DIR/g_big.npy" --keep_probability=0.25 --rescale --seed=3 --output="$WORK_DIR/m.npy"
+[[ $RC -eq 0 ]] || fail "childtuning task_free exited $RC: $(cat "$WORK_DIR/err")"
+"$PYTHON" - "$WORK_DIR" <<'EOF' || fail "childtuning task_free: $(cat "$WORK_DIR/out")"
+import sys
+import numpy as np
+d = sys.argv[1]
+lines = open(f"{d}/out").read().splitlines()
+kept = float(lines[0].split(": ")[1])
+g, m = np.load(f"{d}/g_big.npy"), np.load(f"{d}/m.npy")
+mask = m != 0
+assert m.shape == g.shape and m.dtype == np.float32
+assert kept == mask.mean(), (kept, mask.mean())
+assert abs(kept / 0.25 - 1) < 0.03, kept                 # 1e5 draws: the standard error is 0.55% of p
+np.testing.assert_array_equal(m[mask], (g[mask].astype(np.float64) / 0.25).astype(np.float32))
+EOF
+pass "childtuning --keep_probability=0.25 --rescale --seed=3 keeps ~25% and divides kept gradients by p"
+
+expect_failure 2 "init needs --shape" "init without --shape (usage error)" -- init --scheme=he
+expect_failure 2 "--seed only applies to --mode=task_free" "childtuning --seed with --fisher (usage error)" -- \
+  childtuning --gradient="$WORK_DIR/g.npy" --fisher="$WORK_DIR/fisher.npy" --keep_probability=0.5 --seed=1
+expect_failure 2 "pass --output" "init of 25M elements printed as text (usage error)" -- init --shape=5000,5000
+expect_failure 1 "RESOURCE_EXHAUSTED: shape" "init above the element limit" -- \
+  init --shape=5000,5000 --output="$WORK_DIR/huge.npy"
+expect_failure 1 "INVALID_ARGUMENT: shape[1]: expected an extent >= 1, got 0" "init with a zero axis" -- init --shape=3,0
+expect_failure 1 "INVALID_ARGUMENT: vocab_size" "embedding-dim --vocab_size=1" -- embedding-dim --vocab_size=1
+expect_failure 1 "INVALID_ARGUMENT: keep_probability" "childtuning --keep_probability=0" -- \
+  childtuning --gradient="$WORK_DIR/g.npy" --keep_probability=0
+expect_failure 1 "INVALID_ARGUMENT: fisher.shape" "childtuning with a Fisher tensor of another shape" -- \
+  childtuning --gradient="$WORK_DIR/g.npy" --fisher="$WORK_DIR/fisher3.npy" --keep_probability=0.5
+
+# ------------------------------------------------------------------------------------------------
 echo "== errors"
 expect_failure 1 "INVALID_ARGUMENT" "sinusoidal --length=2 --dim=3 (odd dim)" -- sinusoidal --length=2 --dim=3
 expect_failure 1 "bad magic" "rope on a file that is not .npy" -- rope --input="$WORK_DIR/server.log"

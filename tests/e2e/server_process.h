@@ -19,7 +19,8 @@ int FreePort();
 class ServerProcess {
  public:
   // Starts `binary --address=127.0.0.1:<free port> --model_dir=<temp dir> extra_args...` and waits
-  // until health reports SERVING (up to `timeout`).
+  // until health reports SERVING (up to `timeout`). A `--model_dir=` in extra_args wins over the
+  // temporary one (the last flag wins): pass another server's model_dir() to restart on its store.
   static absl::StatusOr<ServerProcess> Start(const std::string& binary, const std::vector<std::string>& extra_args,
                                              absl::Duration timeout = absl::Seconds(30));
   ServerProcess(ServerProcess&& other) noexcept;
@@ -27,6 +28,9 @@ class ServerProcess {
   ~ServerProcess();  // SIGKILLs the server if it is still running.
 
   std::string address() const;
+  // The temporary model directory given to the server (unless extra_args named another); it
+  // and its files live as long as this object, also after the server has exited.
+  std::string model_dir() const { return dir_ + "/models"; }
   int port() const { return port_; }
   void Signal(int signal_number) const;
   // Waits for exit (up to `timeout`); the exit code, or an error if killed by a signal / timed out.

@@ -15,7 +15,9 @@ Example::
 import grpc
 import numpy as np
 
+from primserve.logistic import LogisticMethods
 from primserve.tensors import from_tensor, to_tensor
+from primserve.toolkit import ToolkitMethods
 from primserve.v1 import attention_pb2 as at_pb2
 from primserve.v1 import attention_pb2_grpc as at_grpc
 from primserve.v1 import position_encoding_pb2 as pe_pb2
@@ -137,7 +139,7 @@ def _health_status(buf):
     return status
 
 
-class Client:
+class Client(LogisticMethods, ToolkitMethods):
     """A connection to a primserve server.
 
     ``address`` is a gRPC target (``host:port``, ``dns:///name:port``, ...). ``max_message_bytes``
@@ -145,6 +147,11 @@ class Client:
     the default per-call deadline in seconds (None: no deadline); every method also takes
     ``timeout=``. Pass ``credentials`` (``grpc.ssl_channel_credentials(...)``) for TLS.
     Failed calls raise ``primserve.Error``. Use it as a context manager, or call ``close()``.
+    Logistic regression and the model store: ``fit``, ``fit_stream``, ``compute_statistics``,
+    ``fit_from_statistics``, ``fit_sharded``, ``predict``, ``list_models``, ``get_model``,
+    ``delete_model`` (see ``primserve.logistic``).
+    Toolkit: ``embedding_dimension``, ``initialize_parameters``, ``child_tuning_mask`` (see
+    ``primserve.toolkit``).
 
     Example::
 
@@ -158,6 +165,8 @@ class Client:
         options = [
             ("grpc.max_send_message_length", int(max_message_bytes)),
             ("grpc.max_receive_message_length", int(max_message_bytes)),
+            # As the C++ client: a dns:/// or ipv4:a,b address spreads calls over every replica.
+            ("grpc.lb_policy_name", "round_robin"),
         ]
         if credentials is None:
             self._channel = grpc.insecure_channel(address, options=options)

@@ -1,0 +1,183 @@
+// Discriminator scoring (core/discriminator.h) on a DCGAN-style discriminator for 3x32x32
+// inputs: conv 3->64->128->256 (4x4, stride 2, padding 1), LeakyReLU 0.2 (or TANH), Flatten,
+// Dense 4096 -> 1. About 35 MFLOP forward and 35 MFLOP backward-data per sample.
+//
+// Two ratios, each measured in the same run:
+//   metric 0, rate = samples/s x forward FLOPs per sample ("forward-equivalent" FLOP/s, so the
+//     G/s column reads as GFLOP/s of the forward pass): Score against the forward pass alone on
+//     the same compiled plan (label "vs:fwd_<net>_b<batch>"); the ratio is a samples/s ratio,
+//     the cost of the gradient (~0.5 when the backward-data pass costs as much as the forward
+//     one; ~0.25 with the Hessian term).
+//   metric 1, rate = FLOP/s (forward + backward-data FLOPs, the Hessian passes not counted):
+//     against one large oneDNN f32 matmul (the machine's practical peak).
+// Modes: 0 = GRADIENT_NORM scores; 1 = plus input_gradients (piecewise linear: exact region
+// formula, no extra pass); 2 = TANH network with input_gradients (Hessian-vector term: a tangent
+// and a second-order backward pass, about twice the work).
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench/bench_util.h"
+#include "core/discriminator.h"
+#include "core/discriminator_internal.h"
+#include "core/dnnl_context.h"
+#include "core/parallel.h"
+#include "oneapi/dnnl/dnnl.hpp"
+
+namespace primserve {
+namespace {
+
+Tensor Random(Shape shape, std::mt19937& rng, double stddev) {
+  Tensor t = Tensor::Zeros(std::move(shape));
+  std::normal_distribution<float> dist(0.0f, static_cast<float>(stddev));
+  for (float& v : t.values) v = dist(rng);
+  return t;
+}
+
+Conv2dLayer Conv(int64_t out, int64_t in, std::mt19937& rng) {
+  Conv2dLayer conv;
+  conv.weight = Random({out, in, 4, 4}, rng, std::sqrt(2.0 / (in * 16.0)));
+  conv.bias = Random({out}, rng, 0.01);
+  conv.stride = 2;
+  conv.padding = 1;
+  return conv;
+}
+
+Network Dcgan(bool tanh) {
+  std::mt19937 rng(42);
+  const ActivationLayer act{tanh ? ActivationKind::kTanh : ActivationKind::kLeakyRelu, 0.2};
+  Network net;
+  net.input_shape = {3, 32, 32};
+  net.layers = {Conv(64, 3, rng),  act, Conv(128, 64, rng), act, Conv(256, 128, rng), act, FlattenLayer{},
+                DenseLayer{Random({1, 4096}, rng, std::sqrt(1.0 / 4096)), Random({1}, rng, 0.01)}};
+  return net;
+}
+
+// Multiply-adds x 2 of one sample's forward pass (the backward-data pass has the same count).
+double ForwardFlops() {
+  const double conv1 = 64.0 * 16 * 16 * 3 * 16, conv2 = 128.0 * 8 * 8 * 64 * 16, conv3 = 256.0 * 4 * 4 * 128 * 16;
+  return 2.0 * (conv1 + conv2 + conv3 + 4096.0);
+}
+
+const CompiledNetwork& Compiled(bool tanh) {
+  static const auto* lrelu = new std::shared_ptr<const CompiledNetwork>(*CompiledNetwork::Create(Dcgan(false)));
+  static const auto* tanh_net = new std::shared_ptr<const CompiledNetwork>(*CompiledNetwork::Create(Dcgan(true)));
+  return tanh ? **tanh_net : **lrelu;
+}
+
+std::string Key(bool tanh, int64_t batch) { return std::string(tanh ? "tanh" : "lrelu") + "_b" + std::to_string(batch); }
+
+void SetRate(benchmark::State& state, double per_iteration) {
+  state.counters["rate"] =
+      benchmark::Counter(per_iteration * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+void SetCounters(benchmark::State& state, int64_t batch, double flops_per_sample) {
+  state.counters["samples/s"] =
+      benchmark::Counter(static_cast<double>(batch * state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(1e-9 * flops_per_sample * static_cast<double>(batch * state.iterations()),
+                                                 benchmark::Counter::kIsRate);
+}
+
+// The baseline of metric 1: C = A B, 2048 x 2048 f32, all threads.
+void BM_OneDnnMatmul(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  SetComputeThreads(0);
+  dnnl::engine& engine = DnnlEngine();
+  dnnl::stream stream(engine);
+  using tag = dnnl::memory::format_tag;
+  using dt = dnnl::memory::data_type;
+  dnnl::memory::desc md({n, n}, dt::f32, tag::ab);
+  std::mt19937 rng(1);
+  Tensor a = Random({n, n}, rng, 1.0), b = Random({n, n}, rng, 1.0), c = Tensor::Zeros({n, n});
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(md, md, md), engine);
+  dnnl::matmul matmul(pd);
+  dnnl::memory am(md, engine, a.values.data()), bm(md, engine, b.values.data()), cm(md, engine, c.values.data());
+  for (auto _ : state) {
+    matmul.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+    stream.wait();
+  }
+  SetRate(state, 2.0 * n * n * n);
+  state.SetLabel("baseline:matmul impl=" + std::string(pd.impl_info_str()));
+}
+
+// The forward pass alone, on the plan and workspace Score uses.
+void BM_Forward(benchmark::State& state) {
+  const int64_t batch = state.range(0);
+  const bool tanh = state.range(1) != 0;
+  SetComputeThreads(0);
+  const CompiledNetwork& net = Compiled(tanh);
+  std::mt19937 rng(7);
+  Tensor x = Random({batch, 3, 32, 32}, rng, 1.0);
+  auto plan = net.GetPlan(batch);
+  if (!plan.ok()) {
+    state.SkipWithError(std::string(plan.status().message()).c_str());
+    return;
+  }
+  std::unique_ptr<discriminator_internal::Workspace> ws = (*plan)->AcquireWorkspace();
+  ws->fwd.storage[0] = x.values.data();
+  dnnl::stream stream(DnnlEngine());
+  for (auto _ : state) {
+    discriminator_internal::RunForward(**plan, stream, ws->scratchpad.data(), ws->fwd);
+    benchmark::DoNotOptimize(ws->fwd.storage.back());
+  }
+  (*plan)->ReleaseWorkspace(std::move(ws));
+  SetRate(state, ForwardFlops() * static_cast<double>(batch));
+  SetCounters(state, batch, ForwardFlops());
+  state.SetLabel("baseline:fwd_" + Key(tanh, batch));
+}
+
+// Args: batch, mode (see the top), metric (0: samples/s vs forward, 1: FLOP/s vs matmul).
+void BM_Score(benchmark::State& state) {
+  const int64_t batch = state.range(0);
+  const int mode = static_cast<int>(state.range(1));
+  const bool metric_flops = state.range(2) != 0;
+  const bool tanh = mode == 2;
+  SetComputeThreads(0);
+  const CompiledNetwork& net = Compiled(tanh);
+  std::mt19937 rng(7);
+  const Tensor x = Random({batch, 3, 32, 32}, rng, 1.0);
+  ScoreOptions options;
+  options.return_input_gradient = mode != 0;
+  for (auto _ : state) {
+    absl::StatusOr<ScoreResult> result = Score(net, x, options);
+    if (!result.ok()) {
+      state.SkipWithError(std::string(result.status().message()).c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(result->scores.values.data());
+  }
+  SetCounters(state, batch, 2 * ForwardFlops());
+  if (metric_flops) {
+    SetRate(state, 2 * ForwardFlops() * static_cast<double>(batch));
+    state.SetLabel("vs:matmul (forward + backward-data FLOPs)");
+  } else {
+    SetRate(state, ForwardFlops() * static_cast<double>(batch));
+    state.SetLabel("vs:fwd_" + Key(tanh, batch) + " (forward-equivalent FLOPs: a samples/s ratio)");
+  }
+}
+
+BENCHMARK(BM_OneDnnMatmul)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Forward)
+    ->ArgNames({"batch", "tanh"})
+    ->Args({64, 0})
+    ->Args({256, 0})
+    ->Args({64, 1})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Score)
+    ->ArgNames({"batch", "mode", "flops"})
+    ->Args({64, 0, 0})
+    ->Args({256, 0, 0})
+    ->Args({64, 1, 0})
+    ->Args({64, 2, 0})
+    ->Args({64, 0, 1})
+    ->Args({256, 0, 1})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace primserve
+
+PRIMSERVE_BENCHMARK_MAIN()

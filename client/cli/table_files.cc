@@ -1,0 +1,240 @@
+#include "client/cli/table_files.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "client/cli/npy.h"
+#include "client/cli/npy_header.h"
+
+namespace primserve {
+namespace cli {
+namespace {
+
+struct FileCloser {
+  void operator()(std::FILE* file) const { std::fclose(file); }
+};
+
+absl::StatusOr<std::string> ReadWholeFile(absl::string_view path) {
+  const std::string path_string(path);
+  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path_string.c_str(), "rb"));
+  if (file == nullptr) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot open"));
+  std::string bytes;
+  char chunk[1 << 16];
+  size_t read = 0;
+  while ((read = std::fread(chunk, 1, sizeof(chunk), file.get())) > 0) bytes.append(chunk, read);
+  if (std::ferror(file.get())) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot read"));
+  return bytes;
+}
+
+bool IsNpyPath(absl::string_view path) { return absl::EndsWithIgnoreCase(path, ".npy"); }
+
+absl::Status ContentError(absl::string_view name, absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat(name, ": ", problem));
+}
+
+// The fields of one CSV line, stripped of surrounding spaces.
+std::vector<absl::string_view> Fields(absl::string_view line) {
+  std::vector<absl::string_view> fields = absl::StrSplit(line, ',');
+  for (absl::string_view& field : fields) field = absl::StripAsciiWhitespace(field);
+  return fields;
+}
+
+bool AllNumbers(const std::vector<absl::string_view>& fields) {
+  for (absl::string_view field : fields) {
+    double ignored;
+    if (!absl::SimpleAtod(field, &ignored)) return false;
+  }
+  return true;
+}
+
+// Element i of little-endian integer or float data as an exact int64, or an error.
+absl::StatusOr<int64_t> LabelAt(absl::string_view data, const std::string& descr, int item_bytes, size_t i,
+                                absl::string_view name) {
+  const char* bytes = data.data() + i * static_cast<size_t>(item_bytes);
+  uint64_t bits = 0;
+  for (int b = item_bytes - 1; b >= 0; --b) bits = (bits << 8) | static_cast<unsigned char>(bytes[b]);
+  const char type = descr[1];
+  if (type == 'i') {
+    // Sign-extend from the item's width.
+    const int shift = 64 - 8 * item_bytes;
+    return static_cast<int64_t>(bits << shift) >> shift;
+  }
+  if (type == 'u') {
+    if (bits > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return ContentError(name, absl::StrCat("label [", i, "] = ", bits, " does not fit in int64"));
+    }
+    return static_cast<int64_t>(bits);
+  }
+  double value = 0;
+  if (item_bytes == 4) {
+    float f;
+    const uint32_t bits32 = static_cast<uint32_t>(bits);
+    std::memcpy(&f, &bits32, sizeof f);
+    value = f;
+  } else {
+    std::memcpy(&value, &bits, sizeof value);
+  }
+  if (!(std::abs(value) < 9.2e18) || value != std::floor(value)) {
+    return ContentError(name, absl::StrCat("label [", i, "] = ", value, " is not an integer"));
+  }
+  return static_cast<int64_t>(value);
+}
+
+}  // namespace
+
+absl::StatusOr<client::Tensor> ParseCsvFeatures(absl::string_view text, absl::string_view name) {
+  client::Tensor features;
+  int64_t columns = -1;
+  int64_t rows = 0;
+  int line_number = 0;
+  bool first_line = true;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_number;
+    line = absl::StripAsciiWhitespace(line);  // Also drops a '\r' of CRLF files.
+    if (line.empty()) continue;
+    const std::vector<absl::string_view> fields = Fields(line);
+    if (first_line && !AllNumbers(fields)) {  // A header.
+      first_line = false;
+      continue;
+    }
+    first_line = false;
+    if (columns < 0) columns = static_cast<int64_t>(fields.size());
+    if (static_cast<int64_t>(fields.size()) != columns) {
+      return ContentError(name, absl::StrCat("line ", line_number, ": expected ", columns,
+                                             " comma-separated fields (as in the first row), got ", fields.size()));
+    }
+    for (absl::string_view field : fields) {
+      float value = 0;
+      if (!absl::SimpleAtof(field, &value)) {
+        return ContentError(name, absl::StrCat("line ", line_number, ": \"", field, "\" is not a number"));
+      }
+      features.values.push_back(value);
+    }
+    ++rows;
+  }
+  if (rows == 0) return ContentError(name, "no data rows (CSV: one sample per line, comma-separated numbers)");
+  features.shape = {rows, columns};
+  return features;
+}
+
+absl::StatusOr<std::vector<int64_t>> ParseTextLabels(absl::string_view text, absl::string_view name) {
+  std::vector<int64_t> labels;
+  int line_number = 0;
+  bool first_line = true;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_number;
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty()) continue;
+    const std::vector<absl::string_view> items = absl::StrSplit(line, absl::ByAnyChar(", \t"), absl::SkipEmpty());
+    bool numeric = true;
+    for (absl::string_view item : items) {
+      double ignored;
+      numeric = numeric && absl::SimpleAtod(item, &ignored);
+    }
+    if (first_line && !numeric) {  // A header.
+      first_line = false;
+      continue;
+    }
+    first_line = false;
+    for (absl::string_view item : items) {
+      int64_t label = 0;
+      if (!absl::SimpleAtoi(item, &label)) {
+        return ContentError(name, absl::StrCat("line ", line_number, ": \"", item, "\" is not an integer label"));
+      }
+      labels.push_back(label);
+    }
+  }
+  if (labels.empty()) return ContentError(name, "no labels (one integer per line, or comma-separated)");
+  return labels;
+}
+
+absl::StatusOr<std::vector<int64_t>> ParseNpyLabels(absl::string_view bytes, absl::string_view name) {
+  constexpr absl::string_view kMagic = "\x93NUMPY";
+  if (bytes.substr(0, kMagic.size()) != kMagic) return ContentError(name, "bad magic: not a .npy file");
+  if (bytes.size() < 10) return ContentError(name, "truncated header");
+  const int major = static_cast<unsigned char>(bytes[6]);
+  const int length_bytes = major == 1 ? 2 : 4;
+  if ((major != 1 && major != 2 && major != 3) || bytes[7] != 0) {
+    return ContentError(name, absl::StrCat("unsupported .npy format version ", major));
+  }
+  const size_t prefix = 8 + static_cast<size_t>(length_bytes);
+  if (bytes.size() < prefix) return ContentError(name, "truncated header");
+  uint64_t header_length = 0;
+  for (int b = length_bytes - 1; b >= 0; --b) header_length = (header_length << 8) | static_cast<unsigned char>(bytes[8 + b]);
+  if (header_length > bytes.size() - prefix) return ContentError(name, "header length exceeds the file");
+  absl::StatusOr<NpyHeader> header = ParseNpyHeader(bytes.substr(prefix, header_length));
+  if (!header.ok()) return ContentError(name, header.status().message());
+  const std::string& descr = header->descr;
+  // '<i8', '|u1', '<f4', ...: byte order, kind, item size.
+  const char order = descr.size() == 3 ? descr[0] : '?';
+  const char kind = descr.size() == 3 ? descr[1] : '?';
+  const int item_bytes = descr.size() == 3 ? descr[2] - '0' : 0;
+  const bool valid = (kind == 'f' && order == '<' && (item_bytes == 4 || item_bytes == 8)) ||
+                     ((kind == 'i' || kind == 'u') &&
+                      ((item_bytes == 1 && (order == '|' || order == '<')) ||
+                       (order == '<' && (item_bytes == 2 || item_bytes == 4 || item_bytes == 8))));
+  if (!valid) {
+    return ContentError(name, absl::StrCat("unsupported label dtype '", descr,
+                                           "'; supported: little-endian integers and '<f4' / '<f8' holding integers"));
+  }
+  if (header->fortran_order && header->shape.size() > 1) {
+    return ContentError(name, "fortran_order is True: save a C-order array");
+  }
+  uint64_t count = 1;
+  for (const int64_t extent : header->shape) {
+    if (extent < 0 || (extent > 0 && count > (uint64_t{1} << 40) / static_cast<uint64_t>(extent))) {
+      return ContentError(name, "shape is too large");
+    }
+    count *= static_cast<uint64_t>(extent);
+  }
+  const absl::string_view data = bytes.substr(prefix + header_length);
+  if (data.size() != count * static_cast<uint64_t>(item_bytes)) {
+    return ContentError(name, absl::StrCat("data size mismatch: ", count, " labels of '", descr, "' need ",
+                                           count * item_bytes, " bytes, ", data.size(), " follow the header"));
+  }
+  std::vector<int64_t> labels;
+  labels.reserve(count);
+  for (size_t i = 0; i < count; ++i) {
+    absl::StatusOr<int64_t> label = LabelAt(data, descr, item_bytes, i, name);
+    if (!label.ok()) return label.status();
+    labels.push_back(*label);
+  }
+  return labels;
+}
+
+absl::StatusOr<client::Tensor> ReadFeatures(absl::string_view path) {
+  if (IsNpyPath(path)) {
+    absl::StatusOr<client::Tensor> features = ReadNpy(path);
+    if (!features.ok()) return features;
+    if (features->shape.size() == 1) features->shape = {features->shape[0], 1};
+    if (features->shape.size() != 2) {
+      return ContentError(path, absl::StrCat("features must be a matrix [samples, features], got rank ",
+                                             features->shape.size()));
+    }
+    return features;
+  }
+  absl::StatusOr<std::string> text = ReadWholeFile(path);
+  if (!text.ok()) return text.status();
+  return ParseCsvFeatures(*text, path);
+}
+
+absl::StatusOr<std::vector<int64_t>> ReadLabels(absl::string_view path) {
+  absl::StatusOr<std::string> bytes = ReadWholeFile(path);
+  if (!bytes.ok()) return bytes.status();
+  if (IsNpyPath(path)) return ParseNpyLabels(*bytes, path);
+  return ParseTextLabels(*bytes, path);
+}
+
+}  // namespace cli
+}  // namespace primserve

@@ -1,0 +1,480 @@
+// The compiled plan of a discriminator (discriminator_internal.h): oneDNN primitives chosen
+// with format_tag::any (blocked layouts for convolutions, which is where oneDNN's fast jit
+// kernels are; plain NCHW would select gemm-based convolutions), the reorders between them,
+// and the forward, backward, tangent and second-order backward passes.
+#include <algorithm>
+#include <utility>
+#include <variant>
+
+#include "absl/strings/str_cat.h"
+#include "core/dnnl_context.h"
+#include "core/discriminator_internal.h"
+#include "core/parallel.h"
+
+namespace primserve {
+namespace discriminator_internal {
+namespace {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+using md_t = dnnl::memory::desc;
+
+md_t PlainMd(int64_t batch, const Shape& shape) {
+  dnnl::memory::dims dims{batch};
+  dims.insert(dims.end(), shape.begin(), shape.end());
+  static constexpr tag kTags[] = {tag::a, tag::ab, tag::abc, tag::abcd};
+  return md_t(dims, dt::f32, kTags[dims.size() - 1]);
+}
+
+md_t AnyMd(dnnl::memory::dims dims) { return md_t(std::move(dims), dt::f32, tag::any); }
+
+int64_t Floats(const md_t& md) { return static_cast<int64_t>(md.get_size() / sizeof(float)); }
+
+bool IsReference(const std::string& impl) { return impl.rfind("ref", 0) == 0; }
+
+// Builds a Plan; every method may throw dnnl::error (BuildPlan maps it to a status).
+class Builder {
+ public:
+  Builder(Plan* plan, WeightStore* weights) : plan_(*plan), weights_(*weights) {
+    attr_.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  }
+
+  int NewForwardSlot(const md_t& md) { return NewSlot(md, &plan_.forward_slots, &plan_.forward_storage); }
+  int NewBackwardSlot(const md_t& md) { return NewSlot(md, &plan_.backward_slots, &plan_.backward_storage); }
+  int ForwardView(int slot, const md_t& md) { return View(slot, md, &plan_.forward_slots); }
+  int BackwardView(int slot, const md_t& md) { return View(slot, md, &plan_.backward_slots); }
+  // By value: the slot vectors grow while a plan is built.
+  md_t ForwardMd(int slot) const { return plan_.forward_slots[static_cast<size_t>(slot)].md; }
+  md_t BackwardMd(int slot) const { return plan_.backward_slots[static_cast<size_t>(slot)].md; }
+
+  // Records a primitive's implementation name and scratchpad size.
+  void Record(const dnnl::primitive_desc_base& pd) {
+    plan_.implementations.push_back(pd.impl_info_str());
+    plan_.scratchpad_bytes = std::max<int64_t>(plan_.scratchpad_bytes, static_cast<int64_t>(pd.scratchpad_desc().get_size()));
+  }
+
+  dnnl::reorder Reorder(const md_t& from, const md_t& to) {
+    dnnl::reorder::primitive_desc pd(DnnlEngine(), from, DnnlEngine(), to, attr_);
+    Record(pd);
+    return dnnl::reorder(pd);
+  }
+
+  // in (slot `cur`) -> a copy in `md` when the formats differ; returns the slot to read.
+  int ForwardIn(Stage& stage, int cur, const md_t& md) {
+    stage.in = cur;
+    if (ForwardMd(cur) == md) return stage.src = cur;
+    stage.src_reorder = Reorder(ForwardMd(cur), md);
+    return stage.src = NewForwardSlot(md);
+  }
+  // diff_src in `md` -> (reorder) -> in_diff (slot `cur_diff`, in the forward input's format).
+  void BackwardOut(Stage& stage, int cur_diff, const md_t& md) {
+    stage.in_diff = cur_diff;
+    const md_t in_md = BackwardMd(cur_diff);
+    if (in_md == md) {
+      stage.diff_src = cur_diff;
+      return;
+    }
+    stage.diff_src = NewBackwardSlot(md);
+    stage.diff_src_reorder = Reorder(md, in_md);
+  }
+
+  void AddLinear(int layer, const Layer& def, const Shape& out_shape, int* cur, int* cur_diff);
+  void AddEltwise(int layer, const ActivationLayer& act, int* cur, int* cur_diff);
+  void AddReformat(int layer, const Shape& in_shape, const Shape& out_shape, int* cur, int* cur_diff);
+
+ private:
+  int NewSlot(const md_t& md, std::vector<Slot>* slots, std::vector<int64_t>* storage) {
+    storage->push_back(Floats(md));
+    slots->push_back(Slot{static_cast<int>(storage->size()) - 1, md});
+    return static_cast<int>(slots->size()) - 1;
+  }
+  int View(int slot, const md_t& md, std::vector<Slot>* slots) {
+    slots->push_back(Slot{(*slots)[static_cast<size_t>(slot)].storage, md});
+    return static_cast<int>(slots->size()) - 1;
+  }
+  // Sets the weights, bias and backward slots common to convolution and inner product.
+  template <typename FwdPd, typename BwdPd>
+  void FinishLinear(Stage& stage, const Tensor& weight, const Tensor& bias, const FwdPd& pd, const BwdPd& bpd,
+                    int* cur, int* cur_diff);
+
+  Plan& plan_;
+  WeightStore& weights_;
+  dnnl::primitive_attr attr_;
+};
+
+template <typename FwdPd, typename BwdPd>
+void Builder::FinishLinear(Stage& stage, const Tensor& weight, const Tensor& bias, const FwdPd& pd, const BwdPd& bpd,
+                           int* cur, int* cur_diff) {
+  Record(pd);
+  Record(bpd);
+  const dnnl::memory::dims wdims(weight.shape.begin(), weight.shape.end());
+  const md_t plain_weights(wdims, dt::f32, weight.rank() == 2 ? tag::ab : tag::abcd);
+  auto get = [&](const md_t& to) {
+    return weights_.Get(stage.layer, weight.values.data(), plain_weights, to, &plan_.implementations);
+  };
+  stage.weights_forward_md = pd.weights_desc();
+  stage.weights_backward_md = bpd.weights_desc();
+  stage.weights_forward = get(stage.weights_forward_md);
+  stage.weights_backward = get(stage.weights_backward_md);
+  stage.bias_md = pd.bias_desc();
+  stage.bias = bias.values.data();
+  stage.zero_bias = weights_.Zeros(stage.layer, Floats(stage.bias_md));
+  stage.out = NewForwardSlot(pd.dst_desc());
+  stage.out_diff = NewBackwardSlot(pd.dst_desc());
+  stage.diff_dst = stage.out_diff;
+  if (bpd.diff_dst_desc() != pd.dst_desc()) {
+    stage.diff_dst = NewBackwardSlot(bpd.diff_dst_desc());
+    stage.diff_dst_reorder = Reorder(pd.dst_desc(), bpd.diff_dst_desc());
+  }
+  BackwardOut(stage, *cur_diff, bpd.diff_src_desc());
+  *cur = stage.out;
+  *cur_diff = stage.out_diff;
+}
+
+void Builder::AddLinear(int layer, const Layer& def, const Shape& out_shape, int* cur, int* cur_diff) {
+  Stage stage;
+  stage.kind = Stage::Kind::kLinear;
+  stage.layer = layer;
+  const md_t in_md = ForwardMd(*cur);
+  const int64_t batch = plan_.batch;
+  if (const auto* conv = std::get_if<Conv2dLayer>(&def)) {
+    const Shape& w = conv->weight.shape;
+    const dnnl::memory::dims in_dims = in_md.dims();
+    const dnnl::memory::dims src{batch, w[1], in_dims[2], in_dims[3]};
+    const dnnl::memory::dims dst{batch, out_shape[0], out_shape[1], out_shape[2]};
+    const dnnl::memory::dims weights(w.begin(), w.end());
+    const dnnl::memory::dims strides{conv->stride, conv->stride}, pad{conv->padding, conv->padding};
+    const md_t bias_md({w[0]}, dt::f32, tag::a);
+    dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                         AnyMd(src), AnyMd(weights), bias_md, AnyMd(dst), strides, pad, pad);
+    dnnl::convolution_forward::primitive_desc pd(desc, attr_, DnnlEngine());
+    // Backward-data with format_tag::any too: for a 3-channel first layer a fixed NCHW/NHWC
+    // diff_src would select a slow (or reference) kernel in oneDNN 2.6.
+    dnnl::convolution_backward_data::desc bdesc(dnnl::algorithm::convolution_direct, AnyMd(src), AnyMd(weights),
+                                                AnyMd(dst), strides, pad, pad);
+    dnnl::convolution_backward_data::primitive_desc bpd(bdesc, attr_, DnnlEngine(), pd);
+    stage.forward = dnnl::convolution_forward(pd);
+    stage.backward_data = dnnl::convolution_backward_data(bpd);
+    ForwardIn(stage, *cur, pd.src_desc());
+    FinishLinear(stage, conv->weight, conv->bias, pd, bpd, cur, cur_diff);
+  } else {
+    const auto& dense = std::get<DenseLayer>(def);
+    const Shape& w = dense.weight.shape;
+    const dnnl::memory::dims src{batch, w[1]}, dst{batch, w[0]}, weights{w[0], w[1]};
+    const md_t bias_md({w[0]}, dt::f32, tag::a);
+    dnnl::inner_product_forward::desc desc(dnnl::prop_kind::forward_training, AnyMd(src), AnyMd(weights), bias_md,
+                                           AnyMd(dst));
+    dnnl::inner_product_forward::primitive_desc pd(desc, attr_, DnnlEngine());
+    dnnl::inner_product_backward_data::desc bdesc(AnyMd(src), AnyMd(weights), AnyMd(dst));
+    dnnl::inner_product_backward_data::primitive_desc bpd(bdesc, attr_, DnnlEngine(), pd);
+    stage.forward = dnnl::inner_product_forward(pd);
+    stage.backward_data = dnnl::inner_product_backward_data(bpd);
+    ForwardIn(stage, *cur, pd.src_desc());
+    FinishLinear(stage, dense.weight, dense.bias, pd, bpd, cur, cur_diff);
+  }
+  plan_.stages.push_back(std::move(stage));
+}
+
+void Builder::AddEltwise(int layer, const ActivationLayer& act, int* cur, int* cur_diff) {
+  Stage stage;
+  stage.kind = Stage::Kind::kEltwise;
+  stage.layer = layer;
+  stage.activation = act.kind;
+  dnnl::algorithm alg = dnnl::algorithm::eltwise_relu;
+  stage.alpha = 0.0f;
+  switch (act.kind) {
+    case ActivationKind::kLeakyRelu: stage.alpha = static_cast<float>(act.alpha); break;
+    case ActivationKind::kTanh: alg = dnnl::algorithm::eltwise_tanh; break;
+    case ActivationKind::kSigmoid: alg = dnnl::algorithm::eltwise_logistic; break;
+    case ActivationKind::kElu:
+      alg = dnnl::algorithm::eltwise_elu;
+      stage.alpha = static_cast<float>(act.alpha);
+      break;
+    default: break;
+  }
+  md_t data = ForwardMd(*cur);
+  auto make_pd = [&](const md_t& md) {
+    dnnl::eltwise_forward::desc desc(dnnl::prop_kind::forward_training, alg, md, stage.alpha, 0.0f);
+    return dnnl::eltwise_forward::primitive_desc(desc, attr_, DnnlEngine());
+  };
+  dnnl::eltwise_forward::primitive_desc pd = make_pd(data);
+  // oneDNN 2.6 has no jit kernel for an eltwise with f(0) != 0 (sigmoid) on a blocked layout
+  // whose channels are padded (e.g. 3 channels in nChw8c): it would pick "ref:any". Run that
+  // activation on the plain layout instead (two cheap reorders).
+  const dnnl::memory::dims dims = data.dims();
+  const md_t plain = PlainMd(plan_.batch, Shape(dims.begin() + 1, dims.end()));
+  if (IsReference(pd.impl_info_str()) && data != plain) {
+    data = plain;
+    pd = make_pd(data);
+  }
+  dnnl::eltwise_backward::desc bdesc(alg, data, data, stage.alpha, 0.0f);
+  dnnl::eltwise_backward::primitive_desc bpd(bdesc, attr_, DnnlEngine(), pd);
+  Record(pd);
+  Record(bpd);
+  stage.eltwise_forward = dnnl::eltwise_forward(pd);
+  stage.eltwise_backward = dnnl::eltwise_backward(bpd);
+  ForwardIn(stage, *cur, data);
+  stage.out = NewForwardSlot(data);
+  stage.out_diff = NewBackwardSlot(data);
+  stage.diff_dst = stage.out_diff;
+  BackwardOut(stage, *cur_diff, data);
+  *cur = stage.out;
+  *cur_diff = stage.out_diff;
+  plan_.stages.push_back(std::move(stage));
+}
+
+void Builder::AddReformat(int layer, const Shape& in_shape, const Shape& out_shape, int* cur, int* cur_diff) {
+  const md_t plain_in = PlainMd(plan_.batch, in_shape);
+  const md_t plain_out = PlainMd(plan_.batch, out_shape);
+  if (ForwardMd(*cur) == plain_in) {  // Already plain: a view, no stage.
+    *cur = ForwardView(*cur, plain_out);
+    *cur_diff = BackwardView(*cur_diff, plain_out);
+    return;
+  }
+  Stage stage;
+  stage.kind = Stage::Kind::kReformat;
+  stage.layer = layer;
+  ForwardIn(stage, *cur, plain_in);
+  stage.out = ForwardView(stage.src, plain_out);
+  stage.out_diff = NewBackwardSlot(plain_out);
+  stage.diff_dst = stage.out_diff;
+  stage.in_diff = *cur_diff;
+  stage.diff_src = BackwardView(stage.out_diff, plain_in);
+  stage.diff_src_reorder = Reorder(plain_in, BackwardMd(*cur_diff));
+  *cur = stage.out;
+  *cur_diff = stage.out_diff;
+  plan_.stages.push_back(std::move(stage));
+}
+
+// The s''(z) of an activation from its output y = s(z) (no transcendental functions).
+inline float SecondDerivative(ActivationKind kind, float alpha, float y) {
+  switch (kind) {
+    case ActivationKind::kTanh: return -2.0f * y * (1.0f - y * y);           // t' = 1 - t^2
+    case ActivationKind::kSigmoid: return y * (1.0f - y) * (1.0f - 2.0f * y);  // s' = s (1 - s)
+    case ActivationKind::kElu: return y > 0.0f ? 0.0f : y + alpha;           // alpha e^z = y + alpha
+    default: return 0.0f;
+  }
+}
+
+dnnl::memory Mem(const std::vector<Slot>& slots, const Buffers& buffers, int slot) {
+  const Slot& s = slots[static_cast<size_t>(slot)];
+  return dnnl::memory(s.md, DnnlEngine(), buffers.storage[static_cast<size_t>(s.storage)]);
+}
+
+dnnl::memory ConstMem(const md_t& md, const float* data) {
+  return dnnl::memory(md, DnnlEngine(), const_cast<float*>(data));
+}
+
+dnnl::memory Scratch(const Plan& plan, void* scratchpad) {
+  const md_t md({std::max<int64_t>(plan.scratchpad_bytes, 1)}, dt::u8, tag::a);
+  return dnnl::memory(md, DnnlEngine(), scratchpad);
+}
+
+void RunReorder(const std::optional<dnnl::reorder>& reorder, dnnl::stream& stream, const dnnl::memory& from,
+                const dnnl::memory& to, const dnnl::memory& scratch) {
+  if (!reorder) return;
+  reorder->execute(stream, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}, {DNNL_ARG_SCRATCHPAD, scratch}});
+}
+
+// The backward pass over `bwd`; with `second_order`, adds s''(z) adot delta at activations.
+void Backward(const Plan& plan, dnnl::stream& stream, void* scratchpad, const Buffers& fwd, const Buffers& bwd,
+              const Buffers* tan, const Buffers* first) {
+  const dnnl::memory scratch = Scratch(plan, scratchpad);
+  const auto& fs = plan.forward_slots;
+  const auto& bs = plan.backward_slots;
+  for (auto it = plan.stages.rbegin(); it != plan.stages.rend(); ++it) {
+    const Stage& st = *it;
+    RunReorder(st.diff_dst_reorder, stream, Mem(bs, bwd, st.out_diff), Mem(bs, bwd, st.diff_dst), scratch);
+    if (st.kind == Stage::Kind::kLinear) {
+      st.backward_data.execute(stream, {{DNNL_ARG_DIFF_DST, Mem(bs, bwd, st.diff_dst)},
+                                        {DNNL_ARG_WEIGHTS, ConstMem(st.weights_backward_md, st.weights_backward->data())},
+                                        {DNNL_ARG_DIFF_SRC, Mem(bs, bwd, st.diff_src)},
+                                        {DNNL_ARG_SCRATCHPAD, scratch}});
+    } else if (st.kind == Stage::Kind::kEltwise) {
+      st.eltwise_backward.execute(stream, {{DNNL_ARG_SRC, Mem(fs, fwd, st.src)},
+                                           {DNNL_ARG_DIFF_DST, Mem(bs, bwd, st.diff_dst)},
+                                           {DNNL_ARG_DIFF_SRC, Mem(bs, bwd, st.diff_src)},
+                                           {DNNL_ARG_SCRATCHPAD, scratch}});
+      const bool curved = st.activation == ActivationKind::kTanh || st.activation == ActivationKind::kSigmoid ||
+                          st.activation == ActivationKind::kElu;
+      if (tan != nullptr && curved) {
+        stream.wait();
+        // d/dt of s'(z(t)) delta: s''(z) zdot delta, with zdot the tangent of this layer's input.
+        // y, zdot, delta and the result share one memory format (elementwise, padding included).
+        const int64_t n = Floats(fs[static_cast<size_t>(st.out)].md);
+        const float* y = fwd.data(fs, st.out);
+        const float* zdot = tan->data(fs, st.src);
+        const float* delta = first->data(bs, st.out_diff);
+        float* d = bwd.data(bs, st.diff_src);
+        const ActivationKind kind = st.activation;
+        const float alpha = st.alpha;
+        ParallelForRange(n, n >= 16384, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) d[i] += SecondDerivative(kind, alpha, y[i]) * zdot[i] * delta[i];
+        });
+      }
+    }
+    RunReorder(st.diff_src_reorder, stream, Mem(bs, bwd, st.diff_src), Mem(bs, bwd, st.in_diff), scratch);
+  }
+  stream.wait();
+}
+
+}  // namespace
+
+std::unique_ptr<Workspace> Plan::AcquireWorkspace() const {
+  {
+    absl::MutexLock lock(&mu_);
+    if (idle_ != nullptr) return std::move(idle_);
+  }
+  auto workspace = std::make_unique<Workspace>();
+  workspace->fwd = AllocateForward(*this, nullptr);
+  workspace->bwd = AllocateBackward(*this);
+  workspace->scratchpad.resize(static_cast<size_t>(std::max<int64_t>(scratchpad_bytes, 1)));
+  return workspace;
+}
+
+void Plan::ReleaseWorkspace(std::unique_ptr<Workspace> workspace) const {
+  absl::MutexLock lock(&mu_);
+  if (idle_ == nullptr) idle_ = std::move(workspace);
+}
+
+std::shared_ptr<const std::vector<float>> WeightStore::Get(int layer, const float* values, const md_t& from,
+                                                          const md_t& to, std::vector<std::string>* implementations) {
+  absl::MutexLock lock(&mu_);
+  for (const Entry& e : entries_) {
+    if (e.layer == layer && e.md == to) return e.values;
+  }
+  auto out = std::make_shared<std::vector<float>>(static_cast<size_t>(Floats(to)));
+  dnnl::reorder::primitive_desc pd(DnnlEngine(), from, DnnlEngine(), to);
+  implementations->push_back(pd.impl_info_str());
+  dnnl::stream stream(DnnlEngine());
+  dnnl::memory src = ConstMem(from, values);
+  dnnl::memory dst(to, DnnlEngine(), out->data());
+  dnnl::reorder(pd).execute(stream, src, dst);
+  stream.wait();
+  entries_.push_back(Entry{layer, to, out});
+  return out;
+}
+
+std::shared_ptr<const std::vector<float>> WeightStore::Zeros(int layer, int64_t count) {
+  absl::MutexLock lock(&mu_);
+  const md_t key({count}, dt::f32, tag::a);
+  for (const Entry& e : entries_) {
+    if (e.layer == -1 - layer && e.md == key) return e.values;
+  }
+  auto zeros = std::make_shared<const std::vector<float>>(static_cast<size_t>(count), 0.0f);
+  entries_.push_back(Entry{-1 - layer, key, zeros});
+  return zeros;
+}
+
+absl::StatusOr<std::shared_ptr<const Plan>> BuildPlan(const Network& network, const std::vector<Shape>& shapes,
+                                                      int64_t batch, WeightStore& weights) {
+  auto plan = std::make_shared<Plan>();
+  plan->batch = batch;
+  absl::Status status = RunDnnl("discriminator: building primitives", [&] {
+    Builder b(plan.get(), &weights);
+    int cur = b.NewForwardSlot(PlainMd(batch, network.input_shape));
+    int cur_diff = b.NewBackwardSlot(PlainMd(batch, network.input_shape));
+    plan->input_slot = cur;
+    plan->input_diff_slot = cur_diff;
+    Shape shape = network.input_shape;
+    for (size_t i = 0; i < network.layers.size(); ++i) {
+      const Layer& layer = network.layers[i];
+      const int index = static_cast<int>(i);
+      if (std::holds_alternative<DenseLayer>(layer) || std::holds_alternative<Conv2dLayer>(layer)) {
+        b.AddLinear(index, layer, shapes[i], &cur, &cur_diff);
+      } else if (const auto* act = std::get_if<ActivationLayer>(&layer)) {
+        if (act->kind != ActivationKind::kIdentity) b.AddEltwise(index, *act, &cur, &cur_diff);
+      } else {
+        b.AddReformat(index, shape, shapes[i], &cur, &cur_diff);
+      }
+      shape = shapes[i];
+    }
+    // f must be plain (one float per sample), e.g. after a final convolution to [1, 1, 1].
+    b.AddReformat(-1, shape, shape, &cur, &cur_diff);
+    plan->output_slot = cur;
+    plan->output_diff_slot = cur_diff;
+  });
+  if (!status.ok()) return status;
+  return std::shared_ptr<const Plan>(std::move(plan));
+}
+
+Buffers AllocateForward(const Plan& plan, float* input) {
+  Buffers buffers;
+  buffers.owned.resize(plan.forward_storage.size());
+  buffers.storage.resize(plan.forward_storage.size());
+  for (size_t i = 0; i < plan.forward_storage.size(); ++i) {
+    if (i == 0) {
+      buffers.storage[i] = input;
+      continue;
+    }
+    buffers.owned[i].assign(static_cast<size_t>(plan.forward_storage[i]), 0.0f);
+    buffers.storage[i] = buffers.owned[i].data();
+  }
+  return buffers;
+}
+
+Buffers AllocateBackward(const Plan& plan) {
+  Buffers buffers;
+  buffers.owned.resize(plan.backward_storage.size());
+  buffers.storage.resize(plan.backward_storage.size());
+  for (size_t i = 0; i < plan.backward_storage.size(); ++i) {
+    buffers.owned[i].assign(static_cast<size_t>(plan.backward_storage[i]), 0.0f);
+    buffers.storage[i] = buffers.owned[i].data();
+  }
+  return buffers;
+}
+
+void RunForward(const Plan& plan, dnnl::stream& stream, void* scratchpad, const Buffers& fwd) {
+  const dnnl::memory scratch = Scratch(plan, scratchpad);
+  const auto& fs = plan.forward_slots;
+  for (const Stage& st : plan.stages) {
+    RunReorder(st.src_reorder, stream, Mem(fs, fwd, st.in), Mem(fs, fwd, st.src), scratch);
+    if (st.kind == Stage::Kind::kLinear) {
+      st.forward.execute(stream, {{DNNL_ARG_SRC, Mem(fs, fwd, st.src)},
+                                  {DNNL_ARG_WEIGHTS, ConstMem(st.weights_forward_md, st.weights_forward->data())},
+                                  {DNNL_ARG_BIAS, ConstMem(st.bias_md, st.bias)},
+                                  {DNNL_ARG_DST, Mem(fs, fwd, st.out)},
+                                  {DNNL_ARG_SCRATCHPAD, scratch}});
+    } else if (st.kind == Stage::Kind::kEltwise) {
+      st.eltwise_forward.execute(stream, {{DNNL_ARG_SRC, Mem(fs, fwd, st.src)},
+                                          {DNNL_ARG_DST, Mem(fs, fwd, st.out)},
+                                          {DNNL_ARG_SCRATCHPAD, scratch}});
+    }
+  }
+  stream.wait();
+}
+
+void RunTangent(const Plan& plan, dnnl::stream& stream, void* scratchpad, const Buffers& fwd, const Buffers& tan) {
+  const dnnl::memory scratch = Scratch(plan, scratchpad);
+  const auto& fs = plan.forward_slots;
+  for (const Stage& st : plan.stages) {
+    RunReorder(st.src_reorder, stream, Mem(fs, tan, st.in), Mem(fs, tan, st.src), scratch);
+    if (st.kind == Stage::Kind::kLinear) {
+      // The tangent of W a + b along adot is W adot: the same primitive with a zero bias.
+      st.forward.execute(stream, {{DNNL_ARG_SRC, Mem(fs, tan, st.src)},
+                                  {DNNL_ARG_WEIGHTS, ConstMem(st.weights_forward_md, st.weights_forward->data())},
+                                  {DNNL_ARG_BIAS, ConstMem(st.bias_md, st.zero_bias->data())},
+                                  {DNNL_ARG_DST, Mem(fs, tan, st.out)},
+                                  {DNNL_ARG_SCRATCHPAD, scratch}});
+    } else if (st.kind == Stage::Kind::kEltwise) {
+      // The tangent of s(z) is s'(z) zdot: exactly what eltwise backward computes.
+      st.eltwise_backward.execute(stream, {{DNNL_ARG_SRC, Mem(fs, fwd, st.src)},
+                                           {DNNL_ARG_DIFF_DST, Mem(fs, tan, st.src)},
+                                           {DNNL_ARG_DIFF_SRC, Mem(fs, tan, st.out)},
+                                           {DNNL_ARG_SCRATCHPAD, scratch}});
+    }
+  }
+  stream.wait();
+}
+
+void RunBackward(const Plan& plan, dnnl::stream& stream, void* scratchpad, const Buffers& fwd, const Buffers& bwd) {
+  Backward(plan, stream, scratchpad, fwd, bwd, nullptr, nullptr);
+}
+
+void RunSecondOrderBackward(const Plan& plan, dnnl::stream& stream, void* scratchpad, const Buffers& fwd,
+                            const Buffers& bwd, const Buffers& tan, const Buffers& rbwd) {
+  Backward(plan, stream, scratchpad, fwd, rbwd, &tan, &bwd);
+}
+
+}  // namespace discriminator_internal
+}  // namespace primserve

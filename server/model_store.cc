@@ -1,0 +1,356 @@
+#include "server/model_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "server/crc32c.h"
+#include "server/log.h"
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "model files are little-endian; this build copies as-is");
+
+namespace primserve {
+namespace {
+
+constexpr char kMagic[8] = {'P', 'S', 'M', 'O', 'D', 'E', 'L', '\n'};
+constexpr absl::string_view kTempSuffix = ".tmp";
+
+template <typename T>
+void PutLittleEndian(T value, char* out) {
+  std::memcpy(out, &value, sizeof(T));
+}
+
+template <typename T>
+T GetLittleEndian(const char* in) {
+  T value;
+  std::memcpy(&value, in, sizeof(T));
+  return value;
+}
+
+bool IsNameChar(char c) { return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-'; }
+
+// The status of a failed file-system call on `path` (see the table in model_store.h).
+absl::Status WriteError(int error, absl::string_view what, absl::string_view path) {
+  const std::string message =
+      absl::StrCat("model store: cannot ", what, " \"", path, "\": ", std::strerror(error));
+  switch (error) {
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+      return absl::ResourceExhaustedError(absl::StrCat(message, " (the model directory's file system is full)"));
+    case EROFS:
+    case EACCES:
+    case EPERM:
+    case ENOENT:
+    case ENOTDIR:
+    case EISDIR:
+    case ELOOP:
+    case ENAMETOOLONG:
+      return absl::FailedPreconditionError(absl::StrCat(message, " (the model directory is not writable)"));
+    default:
+      return absl::UnavailableError(message);
+  }
+}
+
+// Writes all of `bytes` to `fd`, retrying short writes and EINTR. 0 or an errno.
+int WriteAll(int fd, absl::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  return 0;
+}
+
+// fsync of a directory, so a rename or unlink in it survives a power loss. 0 or an errno.
+int SyncDirectory(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  const int rc = ::fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  return rc;
+}
+
+// The whole file at `path`, or a reason it cannot be read.
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot open: ", std::strerror(errno)));
+  struct stat info;
+  if (::fstat(fd, &info) != 0) {
+    const int error = errno;
+    ::close(fd);
+    return absl::UnavailableError(absl::StrCat("cannot stat: ", std::strerror(error)));
+  }
+  if (info.st_size > ModelStore::kMaxFileBytes) {
+    ::close(fd);
+    return absl::ResourceExhaustedError(
+        absl::StrCat("file has ", info.st_size, " bytes, more than the ", ModelStore::kMaxFileBytes, " allowed"));
+  }
+  std::string bytes(static_cast<size_t>(info.st_size), '\0');
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int error = n < 0 ? errno : 0;
+      ::close(fd);
+      return absl::UnavailableError(error != 0 ? absl::StrCat("cannot read: ", std::strerror(error))
+                                               : std::string("file shrank while being read"));
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return bytes;
+}
+
+absl::Status NotFound(absl::string_view field, absl::string_view name) {
+  return absl::NotFoundError(
+      absl::StrCat(field, ": no model named \"", name, "\" in the model store (Models.List shows the stored models)"));
+}
+
+}  // namespace
+
+absl::Status ModelStore::ValidateName(absl::string_view name, absl::string_view field) {
+  bool ok = !name.empty() && name.size() <= kMaxNameBytes && name != "." && name != "..";
+  for (const char c : name) ok = ok && IsNameChar(c);
+  if (ok) return absl::OkStatus();
+  // Quote a bounded, printable prefix of what was sent.
+  std::string shown;
+  for (const char c : name.substr(0, 160)) shown += absl::ascii_isprint(c) ? c : '?';
+  if (name.size() > 160) shown += "...";
+  return absl::InvalidArgumentError(absl::StrCat(field, ": expected a model name matching [A-Za-z0-9._-]{1,",
+                                                 kMaxNameBytes, "}, not \".\" or \"..\", got \"", shown, "\" (",
+                                                 name.size(), " bytes)"));
+}
+
+std::string ModelStore::EncodeFile(const v1::StoredModel& model) {
+  const std::string payload = model.SerializeAsString();
+  std::string file(kHeaderBytes, '\0');
+  std::memcpy(file.data(), kMagic, sizeof kMagic);
+  PutLittleEndian<uint32_t>(kFormatVersion, file.data() + 8);
+  PutLittleEndian<uint32_t>(static_cast<uint32_t>(model.kind()), file.data() + 12);
+  PutLittleEndian<uint64_t>(payload.size(), file.data() + 16);
+  const uint32_t crc = Crc32cExtend(Crc32c(absl::string_view(file.data(), 24)), payload);
+  PutLittleEndian<uint32_t>(crc, file.data() + 24);
+  file += payload;
+  return file;
+}
+
+absl::StatusOr<v1::StoredModel> ModelStore::DecodeFile(absl::string_view bytes) {
+  if (bytes.size() < kHeaderBytes) {
+    return absl::DataLossError(
+        absl::StrCat("truncated: ", bytes.size(), " bytes, shorter than the ", kHeaderBytes, "-byte header"));
+  }
+  if (std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
+    return absl::DataLossError("bad magic: not a primserve model file (expected \"PSMODEL\\n\")");
+  }
+  const uint32_t version = GetLittleEndian<uint32_t>(bytes.data() + 8);
+  if (version != kFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat("format version ", version, " is not supported (expected ",
+                                                      kFormatVersion, "; written by another primserve version?)"));
+  }
+  const uint32_t kind = GetLittleEndian<uint32_t>(bytes.data() + 12);
+  const uint64_t payload_bytes = GetLittleEndian<uint64_t>(bytes.data() + 16);
+  if (payload_bytes != bytes.size() - kHeaderBytes) {
+    return absl::DataLossError(absl::StrCat(payload_bytes > bytes.size() - kHeaderBytes ? "truncated" : "trailing bytes",
+                                            ": the header announces ", payload_bytes, " payload bytes, the file has ",
+                                            bytes.size() - kHeaderBytes));
+  }
+  const absl::string_view payload = bytes.substr(kHeaderBytes);
+  const uint32_t expected_crc = GetLittleEndian<uint32_t>(bytes.data() + 24);
+  const uint32_t crc = Crc32cExtend(Crc32c(bytes.substr(0, 24)), payload);
+  if (crc != expected_crc) {
+    return absl::DataLossError(absl::StrCat("checksum mismatch: CRC-32C ", crc, ", header says ", expected_crc));
+  }
+  v1::StoredModel model;
+  if (!model.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+    return absl::DataLossError("payload is not a StoredModel message");
+  }
+  if (static_cast<uint32_t>(model.kind()) != kind) {
+    return absl::DataLossError(absl::StrCat("kind mismatch: header ", kind, ", payload ", model.kind()));
+  }
+  if (model.kind() == v1::MODEL_KIND_UNSPECIFIED || !v1::ModelKind_IsValid(model.kind())) {
+    return absl::DataLossError(absl::StrCat("unknown model kind ", kind));
+  }
+  return model;
+}
+
+absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& dir) {
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) {
+    return absl::FailedPreconditionError(absl::StrCat("model_dir: cannot create \"", dir, "\": ", error.message()));
+  }
+  std::unique_ptr<ModelStore> store(new ModelStore(dir));
+  DIR* listing = ::opendir(dir.c_str());
+  if (listing == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model_dir: cannot list \"", dir, "\": ", std::strerror(errno)));
+  }
+  std::vector<std::string> files;
+  while (const dirent* item = ::readdir(listing)) files.emplace_back(item->d_name);
+  ::closedir(listing);
+
+  for (const std::string& file : files) {
+    if (absl::EndsWith(file, kTempSuffix) && absl::StrContains(file, absl::StrCat(kFileSuffix, "."))) {
+      // A write that never reached its rename (the process died): the model it would have
+      // replaced, if any, is intact.
+      const std::string path = absl::StrCat(dir, "/", file);
+      if (::unlink(path.c_str()) == 0) {
+        Log(LogLevel::kWarning, "model store: removed stale temporary file ", path);
+      }
+      continue;
+    }
+    if (absl::EndsWith(file, kFileSuffix)) store->Load(file);
+  }
+  absl::MutexLock lock(&store->mu_);
+  Log(LogLevel::kInfo, "model store \"", dir, "\": ", store->entries_.size(), " model(s) loaded",
+      store->unreadable_.empty() ? "" : absl::StrCat(", ", store->unreadable_.size(), " unreadable file(s) skipped"));
+  return store;
+}
+
+void ModelStore::Load(const std::string& file_name) {
+  const std::string path = absl::StrCat(dir_, "/", file_name);
+  const absl::string_view name = absl::string_view(file_name).substr(0, file_name.size() - kFileSuffix.size());
+  auto skip = [&](absl::string_view reason) {
+    Log(LogLevel::kWarning, "model store: skipping \"", path, "\": ", reason);
+    absl::MutexLock lock(&mu_);
+    unreadable_[file_name] = std::string(reason);
+  };
+  struct stat info;
+  if (::stat(path.c_str(), &info) == 0 && !S_ISREG(info.st_mode)) return skip("not a regular file");
+  if (absl::Status valid = ValidateName(name, "file name"); !valid.ok()) return skip(valid.message());
+  absl::StatusOr<std::string> bytes = ReadFile(path);
+  if (!bytes.ok()) return skip(bytes.status().message());
+  absl::StatusOr<v1::StoredModel> model = DecodeFile(*bytes);
+  if (!model.ok()) return skip(model.status().message());
+  auto entry = std::make_shared<Entry>();
+  entry->name = std::string(name);
+  entry->model = *std::move(model);
+  entry->file_bytes = static_cast<int64_t>(bytes->size());
+  absl::MutexLock lock(&mu_);
+  entries_[entry->name] = std::move(entry);
+}
+
+std::string ModelStore::PathOf(absl::string_view name) const { return absl::StrCat(dir_, "/", name, kFileSuffix); }
+
+absl::Status ModelStore::Put(absl::string_view name, v1::StoredModel model, absl::string_view field) {
+  if (absl::Status valid = ValidateName(name, field); !valid.ok()) return valid;
+  if (model.kind() == v1::MODEL_KIND_UNSPECIFIED || !v1::ModelKind_IsValid(model.kind())) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": cannot store a model of unspecified kind"));
+  }
+  model.set_created_unix_micros(absl::ToUnixMicros(absl::Now()));
+  auto entry = std::make_shared<Entry>();
+  entry->name = std::string(name);
+  const std::string bytes = EncodeFile(model);
+  entry->model = std::move(model);
+  entry->file_bytes = static_cast<int64_t>(bytes.size());
+
+  absl::MutexLock write_lock(&write_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    auto existing = entries_.find(name);
+    if (existing != entries_.end() && existing->second->model.kind() != entry->model.kind()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          field, ": \"", name, "\" already holds a model of kind ",
+          v1::ModelKind_Name(existing->second->model.kind()), ", not ", v1::ModelKind_Name(entry->model.kind()),
+          " (delete it first with Models.Delete)"));
+    }
+  }
+  const std::string path = PathOf(name);
+  const std::string temp = absl::StrCat(path, ".", ::getpid(), "-", temp_counter_++, kTempSuffix);
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return WriteError(errno, "create", temp);
+  int error = WriteAll(fd, bytes);
+  const char* what = "write";
+  if (error == 0 && ::fsync(fd) != 0) {
+    error = errno;
+    what = "fsync";
+  }
+  if (::close(fd) != 0 && error == 0) {
+    error = errno;
+    what = "close";
+  }
+  const std::string* where = &temp;
+  if (error == 0 && ::rename(temp.c_str(), path.c_str()) != 0) {
+    error = errno;
+    what = "rename into place";
+    where = &path;
+  }
+  if (error != 0) {
+    ::unlink(temp.c_str());  // Nothing half-written stays behind; the old model is untouched.
+    return WriteError(error, what, *where);
+  }
+  // The new file is complete and in place; only its durability across a power loss depends on
+  // the directory sync, so a failure there is reported in the log, not to the caller.
+  if (const int sync_error = SyncDirectory(dir_); sync_error != 0) {
+    Log(LogLevel::kWarning, "model store: fsync of \"", dir_, "\" failed after storing \"", name,
+        "\": ", std::strerror(sync_error));
+  }
+  absl::MutexLock lock(&mu_);
+  unreadable_.erase(absl::StrCat(name, kFileSuffix));
+  entries_[entry->name] = std::move(entry);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ModelStore::EntryPtr> ModelStore::Get(absl::string_view name, absl::string_view field) const {
+  if (absl::Status valid = ValidateName(name, field); !valid.ok()) return valid;
+  absl::MutexLock lock(&mu_);
+  auto found = entries_.find(name);
+  if (found == entries_.end()) return NotFound(field, name);
+  return found->second;
+}
+
+absl::Status ModelStore::Delete(absl::string_view name, absl::string_view field) {
+  if (absl::Status valid = ValidateName(name, field); !valid.ok()) return valid;
+  const std::string file = absl::StrCat(name, kFileSuffix);
+  absl::MutexLock write_lock(&write_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    if (entries_.find(name) == entries_.end() && unreadable_.find(file) == unreadable_.end()) {
+      return NotFound(field, name);
+    }
+  }
+  const std::string path = PathOf(name);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return WriteError(errno, "delete", path);
+  if (const int sync_error = SyncDirectory(dir_); sync_error != 0) {
+    Log(LogLevel::kWarning, "model store: fsync of \"", dir_, "\" failed after deleting \"", name,
+        "\": ", std::strerror(sync_error));
+  }
+  absl::MutexLock lock(&mu_);
+  entries_.erase(std::string(name));
+  unreadable_.erase(file);
+  return absl::OkStatus();
+}
+
+std::vector<ModelStore::EntryPtr> ModelStore::List() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<EntryPtr> entries;
+  entries.reserve(entries_.size());
+  for (const auto& [name, entry] : entries_) entries.push_back(entry);
+  return entries;
+}
+
+std::vector<ModelStore::Unreadable> ModelStore::unreadable() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<Unreadable> files;
+  for (const auto& [file, reason] : unreadable_) files.push_back({file, reason});
+  return files;
+}
+
+}  // namespace primserve

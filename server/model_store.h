@@ -1,0 +1,141 @@
+// ModelStore: the server's model repository (--model_dir), shared by the LogisticRegression,
+// Models and (later) Discriminator services.
+//
+// On disk, the Triton / TF Serving "model repository" convention with one file per model:
+// `<model_dir>/<name>.model`. The file name is the model's name (renaming the file renames the
+// model). A file is a 32-byte little-endian header followed by the payload, a serialized
+// `primserve.v1.StoredModel`:
+//
+//   offset  size  field
+//        0     8  magic "PSMODEL\n"
+//        8     4  format version (1)
+//       12     4  kind (primserve.v1.ModelKind; equals the payload's kind)
+//       16     8  payload bytes (the file is exactly 32 + this long)
+//       24     4  CRC-32C of bytes [0, 24) followed by the payload
+//       28     4  reserved, 0
+//       32     -  payload
+//
+// Writes are atomic: the bytes go to a temporary file in the same directory
+// (`<name>.model.<pid>-<n>.tmp`), which is fsync'ed, renamed over `<name>.model`, and the
+// directory is fsync'ed. A reader (or a restart) sees the old model or the new one, never a
+// mix; a failed write removes its temporary file. Stale temporary files (a crash mid-write) are
+// removed when the store opens.
+//
+// Open() loads every `*.model` file, so a restarted server serves every stored model. A file
+// that cannot be read, is truncated, fails its checksum or does not parse, or whose name is not a
+// valid model name, is logged, listed by unreadable() and skipped: never fatal.
+//
+// Write failures map errno to a status, so clients can tell the operator's problem from a full
+// disk from a transient fault (messages name the file and the system error):
+//   ENOSPC, EDQUOT, EFBIG                       -> RESOURCE_EXHAUSTED (the store's file system is full)
+//   EROFS, EACCES, EPERM, ENOENT, ENOTDIR, ...  -> FAILED_PRECONDITION (the directory is not writable)
+//   anything else (EIO, ...)                    -> UNAVAILABLE (retry, possibly on another replica)
+//
+// Thread-safe. Readers take a short lock on the in-memory map and never wait for disk I/O;
+// writers (Put, Delete) are serialised with each other.
+//
+// Example:
+//   ASSIGN_OR_RETURN(std::unique_ptr<ModelStore> store, ModelStore::Open("models"));
+//   v1::StoredModel model;
+//   model.set_kind(v1::MODEL_KIND_LOGISTIC);
+//   *model.mutable_logistic() = fitted;
+//   RETURN_IF_ERROR(store->Put("iris", model));
+//   ASSIGN_OR_RETURN(ModelStore::EntryPtr entry, store->Get("iris", "model_name"));
+#ifndef PRIMSERVE_SERVER_MODEL_STORE_H_
+#define PRIMSERVE_SERVER_MODEL_STORE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "primserve/v1/models.pb.h"
+
+namespace primserve {
+
+class ModelStore {
+ public:
+  static constexpr absl::string_view kFileSuffix = ".model";
+  static constexpr size_t kMaxNameBytes = 128;
+  static constexpr size_t kHeaderBytes = 32;
+  static constexpr uint32_t kFormatVersion = 1;
+  // Larger files are not loaded (reported unreadable): no model the server can fit comes close.
+  static constexpr int64_t kMaxFileBytes = int64_t{1} << 31;
+
+  struct Entry {
+    std::string name;
+    v1::StoredModel model;
+    int64_t file_bytes = 0;
+  };
+  using EntryPtr = std::shared_ptr<const Entry>;
+
+  struct Unreadable {
+    std::string file;    // File name inside the directory.
+    std::string reason;
+  };
+
+  // Creates `dir` if missing, removes stale temporary files and loads every model file.
+  // FAILED_PRECONDITION when the directory cannot be created or listed. Unloadable model files
+  // are not errors (see unreadable()).
+  static absl::StatusOr<std::unique_ptr<ModelStore>> Open(const std::string& dir);
+
+  // OK for [A-Za-z0-9._-]{1,128} other than "." and ".."; otherwise INVALID_ARGUMENT naming
+  // `field`, e.g. `model_name: expected [A-Za-z0-9._-]{1,128}, not "." or "..", got "../x"`.
+  static absl::Status ValidateName(absl::string_view name, absl::string_view field);
+
+  // The file bytes of `model` (header + payload) and the inverse. DecodeFile gives DATA_LOSS
+  // naming the problem (truncated, bad magic, checksum mismatch, ...), or FAILED_PRECONDITION
+  // for a newer format version.
+  static std::string EncodeFile(const v1::StoredModel& model);
+  static absl::StatusOr<v1::StoredModel> DecodeFile(absl::string_view bytes);
+
+  ModelStore(const ModelStore&) = delete;
+  ModelStore& operator=(const ModelStore&) = delete;
+
+  const std::string& dir() const { return dir_; }
+
+  // Stores `model` under `name` atomically, replacing a model of the same kind (and any
+  // unreadable file of that name). Sets created_unix_micros to now. INVALID_ARGUMENT for a bad
+  // name or an UNSPECIFIED kind (naming `field`), FAILED_PRECONDITION when `name` holds a model
+  // of another kind (delete it first), else the write statuses above; on any error the
+  // previously stored model (if any) is unchanged on disk and in memory.
+  absl::Status Put(absl::string_view name, v1::StoredModel model, absl::string_view field = "model_name");
+
+  // The model stored under `name`: INVALID_ARGUMENT for a bad name, NOT_FOUND when there is
+  // none (messages name `field`). The entry stays valid after a Delete or Put of that name.
+  absl::StatusOr<EntryPtr> Get(absl::string_view name, absl::string_view field = "name") const;
+
+  // Removes the model (or an unreadable file) stored under `name`. INVALID_ARGUMENT for a bad
+  // name, NOT_FOUND when there is none, else the write statuses above (the model stays).
+  absl::Status Delete(absl::string_view name, absl::string_view field = "name");
+
+  // Every loaded model, sorted by name.
+  std::vector<EntryPtr> List() const;
+  // Files found at Open() that could not be loaded (and were not replaced or deleted since),
+  // sorted by file name.
+  std::vector<Unreadable> unreadable() const;
+
+ private:
+  explicit ModelStore(std::string dir) : dir_(std::move(dir)) {}
+
+  std::string PathOf(absl::string_view name) const;
+  void Load(const std::string& file_name);
+
+  const std::string dir_;
+  // Serialises writers (file operations plus the map update), so the map always matches the
+  // last rename. Lock order: write_mu_, then mu_.
+  absl::Mutex write_mu_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, EntryPtr, std::less<>> entries_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::string, std::less<>> unreadable_ ABSL_GUARDED_BY(mu_);  // file -> reason
+  uint64_t temp_counter_ ABSL_GUARDED_BY(write_mu_) = 0;
+};
+
+}  // namespace primserve
+
+#endif  // PRIMSERVE_SERVER_MODEL_STORE_H_

@@ -1,0 +1,44 @@
+// The Toolkit gRPC service. Each method is one line: admit the call, run the handler, map the
+// status (see services.h for the other services).
+#ifndef PRIMSERVE_SERVER_TOOLKIT_SERVICE_H_
+#define PRIMSERVE_SERVER_TOOLKIT_SERVICE_H_
+
+#include "grpcpp/server_context.h"
+#include "primserve/v1/toolkit.grpc.pb.h"
+#include "server/call_cancellation.h"
+#include "server/call_tracker.h"
+#include "server/limits.h"
+#include "server/toolkit_handlers.h"
+
+namespace primserve {
+
+class ToolkitService final : public v1::Toolkit::Service {
+ public:
+  ToolkitService(Limits limits, CallTracker* tracker) : limits_(limits), tracker_(*tracker) {}
+
+  grpc::Status EmbeddingDimension(grpc::ServerContext*, const v1::EmbeddingDimensionRequest* request,
+                                  v1::EmbeddingDimensionResponse* response) override {
+    return Serve(tracker_, [&] { return HandleEmbeddingDimension(*request, response); });
+  }
+
+  grpc::Status InitializeParameters(grpc::ServerContext* context, const v1::InitializeParametersRequest* request,
+                                    v1::InitializeParametersResponse* response) override {
+    return Serve(tracker_, [&] {
+      return HandleInitializeParameters(limits_, *request, response, CallCancellation::For(context));
+    });
+  }
+
+  grpc::Status ChildTuningMask(grpc::ServerContext* context, const v1::ChildTuningMaskRequest* request,
+                               v1::ChildTuningMaskResponse* response) override {
+    return Serve(tracker_,
+                 [&] { return HandleChildTuningMask(limits_, *request, response, CallCancellation::For(context)); });
+  }
+
+ private:
+  const Limits limits_;
+  CallTracker& tracker_;
+};
+
+}  // namespace primserve
+
+#endif  // PRIMSERVE_SERVER_TOOLKIT_SERVICE_H_

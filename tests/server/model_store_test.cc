@@ -1,0 +1,386 @@
+// The model store on a real directory: names, the file format (round trip, every kind of
+// corruption skipped on load), restart, replacement rules, write failures that leave nothing
+// behind, and concurrent writers and readers.
+#include "server/model_store.h"
+
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/crc32c.h"
+
+namespace primserve {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+v1::StoredModel Logistic(int64_t classes, int64_t features, float seed) {
+  v1::StoredModel model;
+  model.set_kind(v1::MODEL_KIND_LOGISTIC);
+  v1::LogisticModel* logistic = model.mutable_logistic();
+  logistic->mutable_weights()->add_shape(classes);
+  logistic->mutable_weights()->add_shape(features);
+  for (int64_t i = 0; i < classes * features; ++i) logistic->mutable_weights()->add_values(seed + 0.5f * i);
+  logistic->mutable_bias()->add_shape(classes);
+  for (int64_t c = 0; c < classes; ++c) {
+    logistic->mutable_bias()->add_values(-seed - c);
+    logistic->add_priors(1.0 / static_cast<double>(classes));
+  }
+  return model;
+}
+
+// Equal contents, ignoring the creation time the store sets.
+bool SameModel(v1::StoredModel a, v1::StoredModel b) {
+  a.clear_created_unix_micros();
+  b.clear_created_unix_micros();
+  return a.SerializeAsString() == b.SerializeAsString();
+}
+
+std::string ReadAll(const fs::path& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << file.rdbuf();
+  return buffer.str();
+}
+
+void WriteAll(const fs::path& path, const std::string& bytes) {
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  file << bytes;
+}
+
+std::vector<std::string> FilesIn(const fs::path& dir) {
+  std::vector<std::string> files;
+  for (const auto& item : fs::directory_iterator(dir)) files.push_back(item.path().filename().string());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+std::vector<std::string> Names(const ModelStore& store) {
+  std::vector<std::string> names;
+  for (const ModelStore::EntryPtr& entry : store.List()) names.push_back(entry->name);
+  return names;
+}
+
+class ModelStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir_template[] = "/tmp/primserve-model-store-XXXXXX";
+    ASSERT_NE(mkdtemp(dir_template), nullptr);
+    root_ = dir_template;
+    dir_ = root_ / "models";
+  }
+  void TearDown() override {
+    std::error_code ignored;
+    fs::remove_all(root_, ignored);
+  }
+
+  std::unique_ptr<ModelStore> Open() {
+    absl::StatusOr<std::unique_ptr<ModelStore>> store = ModelStore::Open(dir_.string());
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  fs::path root_;
+  fs::path dir_;
+};
+
+TEST(Crc32c, KnownVectorsAndChaining) {
+  EXPECT_EQ(Crc32c(""), 0u);
+  EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);  // The CRC-32C check value.
+  EXPECT_EQ(Crc32c(std::string(32, '\0')), 0x8A9136AAu);  // RFC 3720 B.4: 32 bytes of zeros.
+  EXPECT_EQ(Crc32cExtend(Crc32c("1234"), "56789"), 0xE3069283u);
+}
+
+TEST(ModelStoreName, AcceptsTheDocumentedAlphabetOnly) {
+  const std::vector<std::string> goods = {"a", "iris", "iris-v1.2_final", "...", ".hidden", "A9", std::string(128, 'x')};
+  for (const std::string& good : goods) {
+    SCOPED_TRACE(good);
+    EXPECT_TRUE(ModelStore::ValidateName(good, "model_name").ok());
+  }
+  const std::vector<std::string> bads = {"", ".", "..", "../x", "a/b", "/etc/passwd", "a b", "x\\y",
+                                        "caf\xc3\xa9", std::string("a\0b", 3), std::string(129, 'x'), "x:y", "~"};
+  for (const std::string& bad : bads) {
+    SCOPED_TRACE(bad);
+    const absl::Status status = ModelStore::ValidateName(bad, "model_name");
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(status.message()), HasSubstr("model_name: expected a model name matching"));
+  }
+  EXPECT_THAT(std::string(ModelStore::ValidateName("../x", "name").message()), HasSubstr("got \"../x\""));
+}
+
+TEST(ModelStoreFile, RoundTripsAndRejectsEveryCorruption) {
+  const v1::StoredModel model = Logistic(3, 4, 1.5f);
+  const std::string bytes = ModelStore::EncodeFile(model);
+  ASSERT_GT(bytes.size(), ModelStore::kHeaderBytes);
+  EXPECT_EQ(bytes.substr(0, 8), "PSMODEL\n");
+  absl::StatusOr<v1::StoredModel> back = ModelStore::DecodeFile(bytes);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(SameModel(*back, model));
+
+  struct Case {
+    std::string name;
+    std::string bytes;
+    absl::StatusCode code;
+    std::string message;
+  };
+  std::string flipped_payload = bytes;
+  flipped_payload[bytes.size() / 2 + 16] ^= 0x01;
+  std::string flipped_kind = bytes;
+  flipped_kind[12] = 2;
+  std::string bad_magic = bytes;
+  bad_magic[0] = 'X';
+  std::string newer = bytes;
+  newer[8] = 2;
+  const std::vector<Case> cases = {
+      {"empty", "", absl::StatusCode::kDataLoss, "truncated: 0 bytes"},
+      {"partial header", bytes.substr(0, 31), absl::StatusCode::kDataLoss, "truncated: 31 bytes"},
+      {"header only", bytes.substr(0, 32), absl::StatusCode::kDataLoss, "truncated"},
+      {"last byte missing", bytes.substr(0, bytes.size() - 1), absl::StatusCode::kDataLoss, "truncated"},
+      {"trailing byte", bytes + "x", absl::StatusCode::kDataLoss, "trailing bytes"},
+      {"bit flip", flipped_payload, absl::StatusCode::kDataLoss, "checksum mismatch"},
+      {"kind flip", flipped_kind, absl::StatusCode::kDataLoss, "checksum mismatch"},
+      {"bad magic", bad_magic, absl::StatusCode::kDataLoss, "bad magic"},
+      {"newer version", newer, absl::StatusCode::kFailedPrecondition, "format version 2"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    const absl::Status status = ModelStore::DecodeFile(c.bytes).status();
+    EXPECT_EQ(status.code(), c.code) << status;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(c.message));
+  }
+}
+
+TEST_F(ModelStoreTest, PutGetListDeleteRoundTrip) {
+  std::unique_ptr<ModelStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(fs::is_directory(dir_));  // Created by Open.
+  EXPECT_THAT(store->List(), IsEmpty());
+  ASSERT_TRUE(store->Put("iris", Logistic(3, 4, 1)).ok());
+  ASSERT_TRUE(store->Put("adult.v2", Logistic(2, 7, 2)).ok());
+  EXPECT_THAT(Names(*store), ElementsAre("adult.v2", "iris"));
+  EXPECT_THAT(FilesIn(dir_), ElementsAre("adult.v2.model", "iris.model"));
+
+  absl::StatusOr<ModelStore::EntryPtr> iris = store->Get("iris");
+  ASSERT_TRUE(iris.ok()) << iris.status();
+  EXPECT_TRUE(SameModel((*iris)->model, Logistic(3, 4, 1)));
+  EXPECT_GT((*iris)->model.created_unix_micros(), 0);
+  EXPECT_EQ((*iris)->file_bytes, static_cast<int64_t>(fs::file_size(dir_ / "iris.model")));
+
+  const absl::Status missing = store->Get("nope", "model_name").status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing.message()), HasSubstr("model_name: no model named \"nope\""));
+  EXPECT_EQ(store->Get("../iris").status().code(), absl::StatusCode::kInvalidArgument);
+
+  ASSERT_TRUE(store->Delete("iris").ok());
+  EXPECT_EQ(store->Get("iris").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store->Delete("iris").code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(FilesIn(dir_), ElementsAre("adult.v2.model"));
+  // The entry handed out before the delete stays valid.
+  EXPECT_EQ((*iris)->name, "iris");
+}
+
+TEST_F(ModelStoreTest, PathTraversalNamesNeverTouchTheFileSystem) {
+  std::unique_ptr<ModelStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  for (const char* name : {"../x", "..", ".", "a/b", "../../etc/passwd", ""}) {
+    SCOPED_TRACE(name);
+    EXPECT_EQ(store->Put(name, Logistic(2, 2, 1)).code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(store->Get(name).status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(store->Delete(name).code(), absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_THAT(FilesIn(dir_), IsEmpty());
+  EXPECT_THAT(FilesIn(root_), ElementsAre("models"));
+}
+
+TEST_F(ModelStoreTest, ARestartedStoreServesEveryStoredModel) {
+  {
+    std::unique_ptr<ModelStore> store = Open();
+    ASSERT_NE(store, nullptr);
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(store->Put(absl::StrCat("m", i), Logistic(2 + i, 3, i)).ok());
+    ASSERT_TRUE(store->Put("m2", Logistic(4, 5, 42)).ok());  // Replaced: the new one survives.
+  }
+  std::unique_ptr<ModelStore> reopened = Open();
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_THAT(Names(*reopened), ElementsAre("m0", "m1", "m2", "m3", "m4"));
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<ModelStore::EntryPtr> entry = reopened->Get(absl::StrCat("m", i));
+    ASSERT_TRUE(entry.ok()) << entry.status();
+    EXPECT_TRUE(SameModel((*entry)->model, i == 2 ? Logistic(4, 5, 42) : Logistic(2 + i, 3, i))) << i;
+  }
+  EXPECT_THAT(reopened->unreadable(), IsEmpty());
+}
+
+TEST_F(ModelStoreTest, CorruptFilesAreSkippedAndReportedNotFatal) {
+  {
+    std::unique_ptr<ModelStore> store = Open();
+    ASSERT_NE(store, nullptr);
+    for (const char* name : {"good", "truncated", "flipped", "empty"}) ASSERT_TRUE(store->Put(name, Logistic(3, 8, 1)).ok());
+  }
+  const std::string bytes = ReadAll(dir_ / "truncated.model");
+  WriteAll(dir_ / "truncated.model", bytes.substr(0, bytes.size() / 2));
+  std::string flipped = bytes;
+  flipped[40] ^= 0x10;
+  WriteAll(dir_ / "flipped.model", flipped);
+  WriteAll(dir_ / "empty.model", "");
+  WriteAll(dir_ / "bad name!.model", bytes);                     // Not a valid model name.
+  fs::create_directory(dir_ / "subdir.model");                    // Not a regular file.
+  WriteAll(dir_ / "README.txt", "not a model");                   // Ignored: not *.model.
+  WriteAll(dir_ / "good.model.123-4.tmp", bytes.substr(0, 10));   // A crash mid-write: removed.
+
+  std::unique_ptr<ModelStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_THAT(Names(*store), ElementsAre("good"));
+  std::vector<std::string> files;
+  std::string reasons;
+  for (const ModelStore::Unreadable& u : store->unreadable()) {
+    files.push_back(u.file);
+    reasons += u.file + ": " + u.reason + "\n";
+  }
+  EXPECT_THAT(files, ElementsAre("bad name!.model", "empty.model", "flipped.model", "subdir.model",
+                                 "truncated.model"));
+  EXPECT_THAT(reasons, HasSubstr("truncated.model: truncated"));
+  EXPECT_THAT(reasons, HasSubstr("flipped.model: checksum mismatch"));
+  EXPECT_THAT(reasons, HasSubstr("empty.model: truncated: 0 bytes"));
+  EXPECT_FALSE(fs::exists(dir_ / "good.model.123-4.tmp"));
+  EXPECT_TRUE(fs::exists(dir_ / "README.txt"));
+
+  // A corrupt file can be replaced by a new fit of that name, or deleted.
+  ASSERT_TRUE(store->Put("truncated", Logistic(2, 2, 9)).ok());
+  ASSERT_TRUE(store->Delete("flipped").ok());
+  EXPECT_FALSE(fs::exists(dir_ / "flipped.model"));
+  files.clear();
+  for (const ModelStore::Unreadable& u : store->unreadable()) files.push_back(u.file);
+  EXPECT_THAT(files, ElementsAre("bad name!.model", "empty.model", "subdir.model"));
+  EXPECT_THAT(Names(*Open()), ElementsAre("good", "truncated"));
+}
+
+TEST_F(ModelStoreTest, AModelOfAnotherKindIsNotReplaced) {
+  std::unique_ptr<ModelStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  v1::StoredModel discriminator;
+  discriminator.set_kind(v1::MODEL_KIND_DISCRIMINATOR);
+  ASSERT_TRUE(store->Put("d", discriminator).ok());
+  const absl::Status replaced = store->Put("d", Logistic(2, 2, 1));
+  EXPECT_EQ(replaced.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(replaced.message()), HasSubstr("MODEL_KIND_DISCRIMINATOR"));
+  EXPECT_EQ((*store->Get("d"))->model.kind(), v1::MODEL_KIND_DISCRIMINATOR);
+  EXPECT_EQ(store->Put("u", v1::StoredModel()).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ModelStoreTest, OpenFailsCleanlyWhenTheDirectoryCannotBeCreated) {
+  WriteAll(root_ / "file", "x");
+  absl::StatusOr<std::unique_ptr<ModelStore>> store = ModelStore::Open((root_ / "file" / "models").string());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("model_dir: cannot create"));
+}
+
+// Root ignores permission bits, so an unwritable directory is made by replacing it with a
+// regular file after Open: every create in it fails with ENOTDIR.
+TEST_F(ModelStoreTest, AnUnwritableDirectoryIsFailedPreconditionAndChangesNothing) {
+  std::unique_ptr<ModelStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Put("kept", Logistic(2, 3, 1)).ok());
+  fs::remove_all(dir_);
+  WriteAll(dir_, "now a file");
+  const absl::Status status = store->Put("new", Logistic(2, 3, 2));
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("not writable"));
+  EXPECT_EQ(store->Get("new").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store->Get("kept").ok());
+  const absl::Status replaced = store->Put("kept", Logistic(2, 3, 3));
+  EXPECT_EQ(replaced.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(SameModel((*store->Get("kept"))->model, Logistic(2, 3, 1)));
+}
+
+// A file-size limit makes write() fail with EFBIG, as a full disk fails with ENOSPC: the
+// status is RESOURCE_EXHAUSTED, no temporary file is left and the old model is intact.
+TEST_F(ModelStoreTest, AFullFileSystemIsResourceExhaustedAndLeavesNothingHalfWritten) {
+  std::unique_ptr<ModelStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Put("big", Logistic(2, 3, 1)).ok());
+  const std::string before = ReadAll(dir_ / "big.model");
+
+  struct rlimit saved;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
+  struct sigaction ignore = {}, old_action = {};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(sigaction(SIGXFSZ, &ignore, &old_action), 0);
+  struct rlimit small = saved;
+  small.rlim_cur = 4096;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  const absl::Status status = store->Put("big", Logistic(10, 1000, 2));  // ~40 KB.
+  setrlimit(RLIMIT_FSIZE, &saved);
+  sigaction(SIGXFSZ, &old_action, nullptr);
+
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("file system is full"));
+  EXPECT_THAT(FilesIn(dir_), ElementsAre("big.model"));
+  EXPECT_EQ(ReadAll(dir_ / "big.model"), before);
+  EXPECT_TRUE(SameModel((*store->Get("big"))->model, Logistic(2, 3, 1)));
+  EXPECT_TRUE(SameModel((*Open()->Get("big"))->model, Logistic(2, 3, 1)));
+}
+
+TEST_F(ModelStoreTest, ConcurrentWritersAndReadersStayConsistent) {
+  std::unique_ptr<ModelStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  constexpr int kWriters = 6;
+  constexpr int kPutsPerWriter = 30;
+  constexpr int kNames = 5;  // Shared between writers: same-name puts race.
+  std::atomic<bool> done{false};
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < kPutsPerWriter; ++i) {
+        const std::string name = absl::StrCat("shared", (w + i) % kNames);
+        if (!store->Put(name, Logistic(2 + w, 3, static_cast<float>(1000 * w + i))).ok()) ++failures;
+        if (!store->Put(absl::StrCat("own", w, "_", i), Logistic(2, 2, static_cast<float>(i))).ok()) ++failures;
+        if (i % 7 == 0 && !store->Delete(absl::StrCat("own", w, "_", i)).ok()) ++failures;
+      }
+    });
+  }
+  std::thread reader([&] {
+    while (!done.load()) {
+      for (const ModelStore::EntryPtr& entry : store->List()) {
+        if (entry->model.logistic().weights().values_size() == 0) ++failures;
+      }
+      absl::StatusOr<ModelStore::EntryPtr> entry = store->Get("shared0");
+      if (!entry.ok() && entry.status().code() != absl::StatusCode::kNotFound) ++failures;
+    }
+  });
+  for (std::thread& t : threads) t.join();
+  done.store(true);
+  reader.join();
+  EXPECT_EQ(failures.load(), 0);
+
+  // Memory matches disk: every file decodes to the entry in memory, and no temporary remains.
+  const std::vector<ModelStore::EntryPtr> entries = store->List();
+  EXPECT_EQ(entries.size(), static_cast<size_t>(kNames + kWriters * (kPutsPerWriter - 5)));
+  EXPECT_EQ(FilesIn(dir_).size(), entries.size());
+  std::unique_ptr<ModelStore> reopened = Open();
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_THAT(reopened->unreadable(), IsEmpty());
+  for (const ModelStore::EntryPtr& entry : entries) {
+    absl::StatusOr<ModelStore::EntryPtr> on_disk = reopened->Get(entry->name);
+    ASSERT_TRUE(on_disk.ok()) << entry->name;
+    EXPECT_EQ((*on_disk)->model.SerializeAsString(), entry->model.SerializeAsString()) << entry->name;
+  }
+}
+
+}  // namespace
+}  // namespace primserve
