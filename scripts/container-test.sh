@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOL=${CONTAINER_TEST:-$(cd .. && pwd)/shared/tools/container-test}
+[[ -x "$TOOL" ]] || TOOL=/work/shared/tools/container-test   # the workplace's usual place
 if [[ ! -x "$TOOL" ]]; then
   # The tool ships with the workplace, beside the checkout; a machine without it cannot run
   # images (no Docker engine), so say so loudly rather than fail the rest of the suite.
