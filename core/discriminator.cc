@@ -58,6 +58,7 @@ int64_t CompiledNetwork::ChunkSize(int64_t batch) const {
 }
 
 absl::StatusOr<std::shared_ptr<const Plan>> CompiledNetwork::GetPlan(int64_t chunk) const {
+  if (chunk < 1) return absl::InvalidArgumentError(absl::StrCat("chunk: expected >= 1 samples, got ", chunk));
   PlanCache& cache = *cache_;
   {
     absl::MutexLock lock(&cache.mu);

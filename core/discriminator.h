@@ -150,7 +150,7 @@ absl::StatusOr<std::vector<Shape>> LayerOutputShapes(const Network& network);
 struct CompileOptions {
   // Samples per oneDNN execution; a larger batch runs in chunks of this size (plus one
   // remainder chunk). Each distinct chunk size gets its own cached plan.
-  int64_t max_chunk = 256;
+  int64_t max_chunk = 64;
   // Bound on the work buffers of one chunk (activations and their gradients, all passes);
   // lowers the chunk size for large per-sample networks. At least one sample always runs.
   int64_t max_workspace_bytes = int64_t{512} << 20;

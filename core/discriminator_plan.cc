@@ -344,12 +344,17 @@ std::shared_ptr<const std::vector<float>> WeightStore::Get(int layer, const floa
     if (e.layer == layer && e.md == to) return e.values;
   }
   auto out = std::make_shared<std::vector<float>>(static_cast<size_t>(Floats(to)));
-  dnnl::reorder::primitive_desc pd(DnnlEngine(), from, DnnlEngine(), to);
+  // A user scratchpad, as for every primitive here: oneDNN's library-mode scratchpad is shared
+  // by all primitives and is not safe while others run concurrently.
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::reorder::primitive_desc pd(DnnlEngine(), from, DnnlEngine(), to, attr);
   implementations->push_back(pd.impl_info_str());
+  std::vector<char> scratchpad(pd.scratchpad_desc().get_size() + 1);
   dnnl::stream stream(DnnlEngine());
-  dnnl::memory src = ConstMem(from, values);
-  dnnl::memory dst(to, DnnlEngine(), out->data());
-  dnnl::reorder(pd).execute(stream, src, dst);
+  dnnl::reorder(pd).execute(stream, {{DNNL_ARG_FROM, ConstMem(from, values)},
+                                     {DNNL_ARG_TO, dnnl::memory(to, DnnlEngine(), out->data())},
+                                     {DNNL_ARG_SCRATCHPAD, dnnl::memory(pd.scratchpad_desc(), DnnlEngine(), scratchpad.data())}});
   stream.wait();
   entries_.push_back(Entry{layer, to, out});
   return out;

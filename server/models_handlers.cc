@@ -17,6 +17,10 @@ void ModelInfoFromEntry(const ModelStore::Entry& entry, v1::ModelInfo* info) {
       info->set_num_features(weights.shape(1));
     }
   }
+  if (entry.model.has_discriminator()) {
+    const auto& input_shape = entry.model.discriminator().input_shape();
+    info->mutable_input_shape()->Add(input_shape.begin(), input_shape.end());
+  }
 }
 
 absl::Status HandleListModels(const ModelStore& store, const v1::ListRequest& request, v1::ListResponse* response) {
@@ -39,6 +43,7 @@ absl::Status HandleGetModel(const ModelStore& store, const v1::GetRequest& reque
   ASSIGN_OR_RETURN(const ModelStore::EntryPtr entry, store.Get(request.name(), "name"));
   ModelInfoFromEntry(*entry, response->mutable_info());
   if (entry->model.has_logistic()) *response->mutable_logistic() = entry->model.logistic();
+  if (entry->model.has_discriminator()) *response->mutable_discriminator() = entry->model.discriminator();
   return absl::OkStatus();
 }
 

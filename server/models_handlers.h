@@ -16,7 +16,8 @@ absl::Status HandleGetModel(const ModelStore& store, const v1::GetRequest& reque
 
 absl::Status HandleDeleteModel(ModelStore& store, const v1::DeleteRequest& request, v1::DeleteResponse* response);
 
-// The description of a stored entry (num_features / num_classes from a logistic model's shape).
+// The description of a stored entry (num_features / num_classes from a logistic model's shape,
+// input_shape from a discriminator's network).
 void ModelInfoFromEntry(const ModelStore::Entry& entry, v1::ModelInfo* info);
 
 }  // namespace primserve

@@ -14,6 +14,7 @@
 #include "server/log.h"
 #include "server/services.h"
 #include "server/toolkit_service.h"
+#include "server/discriminator_service.h"
 #include "server/call_tracker.h"
 
 namespace primserve {
@@ -49,6 +50,9 @@ absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOption
                             v1::LogisticRegression::service_full_name(), v1::Models::service_full_name()};
   server->services_.push_back(std::make_unique<ToolkitService>(limits, &server->tracker_));
   server->service_names_.push_back(v1::Toolkit::service_full_name());
+  server->services_.push_back(
+      std::make_unique<DiscriminatorService>(limits, server->model_store_.get(), &server->tracker_));
+  server->service_names_.push_back(v1::Discriminator::service_full_name());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -21,6 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "client/cli/commands.h"
+#include "client/cli/discriminator_flags.h"
 #include "client/cli/flag_scan.h"
 #include "client/cli/logistic_commands.h"
 #include "client/cli/toolkit_flags.h"
@@ -86,7 +87,8 @@ ABSL_FLAG(std::string, solver, "analytic", "fit: analytic or maximum_likelihood"
 ABSL_FLAG(double, l2, 0, "fit --solver=maximum_likelihood: L2 penalty on the weights");
 ABSL_FLAG(int64_t, max_iterations, 0, "fit --solver=maximum_likelihood: L-BFGS iterations (0: 500)");
 ABSL_FLAG(double, gradient_tolerance, 0, "fit --solver=maximum_likelihood: gradient-norm tolerance (0: 1e-5)");
-ABSL_FLAG(std::string, model_name, "", "fit: store the model under this name; predict, models get/delete: its name");
+ABSL_FLAG(std::string, model_name, "",
+          "fit, register: store the model under this name; predict, score, losses, models get/delete: its name");
 ABSL_FLAG(int64_t, chunk_rows, 0, "fit: stream the data in chunks of this many rows (FitStream; 0: one Fit call)");
 ABSL_FLAG(std::string, labels_output, "", "predict: write the labels to this text file instead of printing");
 
@@ -142,6 +144,20 @@ Commands:
   models list [--kind=logistic|discriminator] | models get --model_name=NAME [--output=W.npy]
          | models delete --model_name=NAME
       The server's model store: one line per model (and unreadable files), one model, or delete one.
+  register --model_name=NAME --network=NET.json
+      Stores a discriminator network (MATH.md section 8). NET.json: {"input_shape": [3, 32, 32],
+      "layers": [{"type": "conv2d", "weight": "w1.npy", "bias": [0, ...], "stride": 2, "padding": 1},
+      {"type": "leaky_relu", "alpha": 0.2}, {"type": "flatten"}, {"type": "dense", ...}]}; types
+      dense (linear), conv2d, relu, leaky_relu, tanh, sigmoid, elu, identity, flatten; weights in
+      PyTorch layout as nested lists or .npy paths (relative to the JSON file).
+  score (--model_name=NAME | --network=NET.json) --inputs=X.npy [--normalization=gn|gran|none]
+        [--epsilon=E] [--input_gradient_output=G.npy] [--output=SCORES.npy]
+      Discriminator scores: prints raw_scores f, gradient_norms ||grad f|| and scores f_hat
+      (GN: f / (||grad f|| + |f|); GraN: f ||grad f|| / (||grad f||^2 + E), E default 1e-8;
+      none: f), or writes f_hat to --output. --input_gradient_output writes grad_x f_hat.
+  losses (--model_name=NAME | --network=NET.json) --real_inputs=R.npy --fake_inputs=F.npy
+         [--loss=hinge|wasserstein|bce] [--normalization=gn|gran|none] [--epsilon=E]
+      GAN losses on f_hat: prints discriminator_loss and generator_loss.
   embedding-dim --vocab_size=N [--coefficient=8.33]
       Su's bound n > coefficient * ln N on the embedding size (MATH.md section 4): prints the real
       bound and the integer recommendation ceil(bound).
@@ -169,13 +185,16 @@ Examples:
   primserve-cli fit --features=x.csv --labels=y.txt --model_name=iris
   primserve-cli predict --features=x_test.csv --model_name=iris
   primserve-cli models list
+  primserve-cli register --model_name=d --network=d.json
+  primserve-cli score --model_name=d --inputs=x.npy --input_gradient_output=g.npy
   primserve-cli embedding-dim --vocab_size=100000
   primserve-cli init --shape=768,3072 --distribution=truncated_normal --scheme=xavier --seed=1 --output=w.npy
   primserve-cli childtuning --gradient=g.npy --keep_probability=0.3 --rescale --seed=7 --output=g_masked.npy
 )";
 
 constexpr absl::string_view kCommandNames =
-    "health, sinusoidal, rope, attend, cost, fit, predict, models, embedding-dim, init or childtuning";
+    "health, sinusoidal, rope, attend, cost, fit, predict, models, register, score, losses, embedding-dim, init or "
+    "childtuning";
 
 struct Command {
   absl::string_view name;
@@ -199,6 +218,10 @@ const std::vector<Command>& Commands() {
         "gradient_tolerance", "model_name", "chunk_rows", "output"}},
       {"predict", {"features", "model_name", "output", "labels_output"}},
       {"models", {"kind", "model_name", "output"}},  // Plus an action: list, get or delete.
+      {"register", {"model_name", "network"}},
+      {"score",
+       {"model_name", "network", "inputs", "normalization", "epsilon", "input_gradient_output", "output"}},
+      {"losses", {"model_name", "network", "real_inputs", "fake_inputs", "loss", "normalization", "epsilon"}},
       {"embedding-dim", {"vocab_size", "coefficient"}},
       {"init", {"shape", "distribution", "scheme", "stddev", "fan_in", "fan_out", "seed", "output"}},
       {"childtuning", {"gradient", "mode", "fisher", "keep_probability", "rescale", "seed", "output"}},
@@ -331,6 +354,9 @@ absl::Status Run(const Command& command, const std::set<std::string>& given, con
   if (!connection.ok()) return connection.status();
   if (command.name == "fit" || command.name == "predict" || command.name == "models") {
     return RunLogisticFromFlags(command, positional, *connection);
+  }
+  if (primserve::cli::IsDiscriminatorCommand(command.name)) {
+    return primserve::cli::RunDiscriminatorFromFlags(command.name, given, *connection, std::cout);
   }
   if (primserve::cli::IsToolkitCommand(command.name)) {
     return primserve::cli::RunToolkitFromFlags(command.name, given, *connection, std::cout);

@@ -18,8 +18,9 @@ arrays and the ``primserve.v1.Tensor`` wire message for use with the raw stubs i
 """
 
 from primserve.client import Client, Error
+from primserve.discriminator import network_from_state_dict
 from primserve.logistic import LogisticRegression
 from primserve.tensors import from_tensor, to_tensor
 
-__all__ = ["Client", "Error", "LogisticRegression", "to_tensor", "from_tensor"]
+__all__ = ["Client", "Error", "LogisticRegression", "network_from_state_dict", "to_tensor", "from_tensor"]
 __version__ = "0.1.0"

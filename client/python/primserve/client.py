@@ -15,6 +15,7 @@ Example::
 import grpc
 import numpy as np
 
+from primserve.discriminator import DiscriminatorMethods
 from primserve.logistic import LogisticMethods
 from primserve.tensors import from_tensor, to_tensor
 from primserve.toolkit import ToolkitMethods
@@ -139,7 +140,7 @@ def _health_status(buf):
     return status
 
 
-class Client(LogisticMethods, ToolkitMethods):
+class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
     """A connection to a primserve server.
 
     ``address`` is a gRPC target (``host:port``, ``dns:///name:port``, ...). ``max_message_bytes``
@@ -152,6 +153,8 @@ class Client(LogisticMethods, ToolkitMethods):
     ``delete_model`` (see ``primserve.logistic``).
     Toolkit: ``embedding_dimension``, ``initialize_parameters``, ``child_tuning_mask`` (see
     ``primserve.toolkit``).
+    Discriminator: ``register_discriminator``, ``score``, ``gan_losses`` (see
+    ``primserve.discriminator``; ``network_from_state_dict`` converts a PyTorch nn.Sequential).
 
     Example::
 

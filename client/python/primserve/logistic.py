@@ -234,9 +234,12 @@ class LogisticMethods:
                 [(u.file, u.reason) for u in response.unreadable])
 
     def get_model(self, name, timeout=None):
-        """``(info, model)`` of a stored model (model: a dict as from ``fit``; None for other kinds)."""
+        """``(info, model)`` of a stored model (model: a dict as from ``fit``; for a discriminator,
+        its ``primserve.v1.Network`` message)."""
         response = self._call(self._models.Get, models_pb2.GetRequest(name=name), timeout)
         model = _model(response.logistic) if response.HasField("logistic") else None
+        if response.HasField("discriminator"):
+            model = response.discriminator
         return _info(response.info), model
 
     def delete_model(self, name, timeout=None):
