@@ -170,7 +170,7 @@ void Lengths(benchmark::internal::Benchmark* b, std::initializer_list<int64_t> l
 }
 
 BENCHMARK(BM_OneDnnMatmul)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_AttentionFused)->Apply([](auto* b) { Lengths(b, {512, 2048, 4096, 8192, 16384}); });
+BENCHMARK(BM_AttentionFused)->Apply([](auto* b) { Lengths(b, {256, 512, 1024, 2048, 4096, 8192, 16384}); });
 BENCHMARK(BM_AttentionUnfused)->Apply([](auto* b) { Lengths(b, {512, 2048, 4096, 8192}); });
 BENCHMARK(BM_AttentionLinear)->Apply([](auto* b) { Lengths(b, {256, 512, 1024, 2048, 4096, 8192}); });
 
