@@ -8,7 +8,15 @@
 #include <functional>
 #include <vector>
 
+#include <omp.h>
+
+#include <atomic>
+
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "core/dnnl_context.h"
+#include "core/parallel.h"
 #include "core/position_encoding.h"
 
 namespace primserve {
@@ -44,6 +52,44 @@ struct Problem {
   }
   bool Cancelled() const { return cancelled != nullptr && *cancelled && (*cancelled)(); }
 };
+
+// Runs run(unit, workspace) for every unit in [0, units) on the compute threads, handed out
+// dynamically (units differ in cost), with one Workspace per thread set up by init(workspace).
+// oneDNN errors become statuses; the first error, or a cancellation seen between units, stops
+// the remaining units and is returned.
+template <typename Workspace, typename Init, typename Run>
+absl::Status ForEachUnit(const Problem& p, int64_t units, absl::string_view what, const Init& init, const Run& run) {
+  std::atomic<bool> stop{false};
+  absl::Mutex mu;
+  absl::Status first_error;
+  const int threads = static_cast<int>(std::min<int64_t>(ComputeThreads(), units));
+#pragma omp parallel num_threads(threads)
+  {
+    // oneDNN sizes its work split by omp_get_max_threads(); inside this region each primitive
+    // runs on one thread, so say so (this ICV is per thread) rather than let it split for
+    // threads that never come.
+    omp_set_num_threads(1);
+    Workspace ws;
+    absl::Status status = RunDnnl(what, [&] { init(ws); });
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t unit = 0; unit < units; ++unit) {
+      if (!status.ok() || stop.load(std::memory_order_relaxed)) continue;
+      if (p.Cancelled()) {
+        status = absl::CancelledError("attention: cancelled by the caller");
+      } else {
+        absl::Status unit_status;
+        status = RunDnnl(what, [&] { unit_status = run(unit, ws); });
+        if (status.ok()) status = unit_status;
+      }
+      if (!status.ok()) stop.store(true);
+    }
+    if (!status.ok()) {
+      absl::MutexLock lock(&mu);
+      if (first_error.ok()) first_error = status;
+    }
+  }
+  return first_error;
+}
 
 absl::Status RunSoftmax(const Problem& problem);
 absl::Status RunLinear(const Problem& problem);

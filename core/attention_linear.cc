@@ -12,13 +12,9 @@
 // With RoPE (Su, archive 8265) the numerator uses rotated phi(q), phi(k) and the denominator
 // the unrotated ones, so S is built from rotated phi(k) and z from unrotated phi(k).
 #include <algorithm>
-#include <atomic>
 #include <memory>
 #include <vector>
 
-#include <omp.h>
-
-#include "absl/synchronization/mutex.h"
 #include "core/attention_internal.h"
 #include "core/dnnl_context.h"
 #include "core/parallel.h"
@@ -52,37 +48,9 @@ class LinearKernel {
   explicit LinearKernel(const Problem& p) : p_(p) {}
 
   absl::Status Run() {
-    const int64_t units = p_.batch * p_.heads;
-    std::atomic<bool> stop{false};
-    absl::Mutex mu;
-    absl::Status first_error;
-    const int threads = static_cast<int>(std::min<int64_t>(ComputeThreads(), units));
-#pragma omp parallel num_threads(threads)
-    {
-      // oneDNN sizes its work split by omp_get_max_threads(); inside this region each primitive
-      // runs on one thread, so say so (this ICV is per thread) rather than let it split for
-      // threads that never come.
-      omp_set_num_threads(1);
-      Workspace ws;
-      absl::Status status = RunDnnl("linear attention", [&] { ws.stream = dnnl::stream(DnnlEngine()); });
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t unit = 0; unit < units; ++unit) {
-        if (!status.ok() || stop.load(std::memory_order_relaxed)) continue;
-        if (p_.Cancelled()) {
-          status = absl::CancelledError("attention: cancelled by the caller");
-        } else {
-          absl::Status unit_status;
-          status = RunDnnl("linear attention", [&] { unit_status = RunUnit(unit / p_.heads, unit % p_.heads, ws); });
-          if (status.ok()) status = unit_status;
-        }
-        if (!status.ok()) stop.store(true);
-      }
-      if (!status.ok()) {
-        absl::MutexLock lock(&mu);
-        if (first_error.ok()) first_error = status;
-      }
-    }
-    return first_error;
+    auto init = [](Workspace& ws) { ws.stream = dnnl::stream(DnnlEngine()); };
+    auto run = [&](int64_t unit, Workspace& ws) { return RunUnit(unit / p_.heads, unit % p_.heads, ws); };
+    return ForEachUnit<Workspace>(p_, p_.batch * p_.heads, "linear attention", init, run);
   }
 
  private:

@@ -9,7 +9,6 @@
 // oneDNN matmul primitives. Key tiles past the last visible key of a query tile (causal, key
 // padding) are never computed, so causal attention costs about half.
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -17,9 +16,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include <omp.h>
-
-#include "absl/synchronization/mutex.h"
 #include "core/attention_internal.h"
 #include "core/dnnl_context.h"
 #include "core/multiversion.h"
@@ -106,49 +102,21 @@ class SoftmaxKernel {
 
   absl::Status Run() {
     const int64_t q_tiles = (p_.q_len + kBlockQ - 1) / kBlockQ;
-    const int64_t units = p_.batch * p_.heads * q_tiles;
-    std::atomic<bool> stop{false};
-    absl::Mutex mu;
-    absl::Status first_error;
-    // Units differ in cost (causal rows see more keys the further down they are): hand them out
-    // dynamically. oneDNN primitives called inside this region run on the calling thread.
-    const int threads = static_cast<int>(std::min<int64_t>(ComputeThreads(), units));
-#pragma omp parallel num_threads(threads)
-    {
-      // oneDNN sizes its work split by omp_get_max_threads(); inside this region each primitive
-      // runs on one thread, so say so (this ICV is per thread) rather than let it split for
-      // threads that never come.
-      omp_set_num_threads(1);
-      Workspace ws;
-      absl::Status status = RunDnnl("attention", [&] {
-        ws.stream = dnnl::stream(DnnlEngine());
-        ws.scores.resize(static_cast<size_t>(kBlockQ * kBlockK));
-        ws.acc.resize(static_cast<size_t>(kBlockQ * p_.value_dim));
-        ws.row_max.resize(kBlockQ);
-        ws.row_sum.resize(kBlockQ);
-      });
-#pragma omp for schedule(dynamic, 1)
-      for (int64_t unit = 0; unit < units; ++unit) {
-        if (!status.ok() || stop.load(std::memory_order_relaxed)) continue;
-        if (p_.Cancelled()) {
-          status = absl::CancelledError("attention: cancelled by the caller");
-        } else {
-          // Last query tiles first: under a causal mask they see the most keys, and starting
-          // the longest units first balances the dynamic schedule.
-          const int64_t qt = q_tiles - 1 - unit % q_tiles;
-          const int64_t bh = unit / q_tiles;
-          absl::Status unit_status;
-          status = RunDnnl("attention", [&] { unit_status = RunUnit(bh / p_.heads, bh % p_.heads, qt * kBlockQ, ws); });
-          if (status.ok()) status = unit_status;
-        }
-        if (!status.ok()) stop.store(true);
-      }
-      if (!status.ok()) {
-        absl::MutexLock lock(&mu);
-        if (first_error.ok()) first_error = status;
-      }
-    }
-    return first_error;
+    auto init = [&](Workspace& ws) {
+      ws.stream = dnnl::stream(DnnlEngine());
+      ws.scores.resize(static_cast<size_t>(kBlockQ * kBlockK));
+      ws.acc.resize(static_cast<size_t>(kBlockQ * p_.value_dim));
+      ws.row_max.resize(kBlockQ);
+      ws.row_sum.resize(kBlockQ);
+    };
+    auto run = [&](int64_t unit, Workspace& ws) {
+      // Last query tiles first: under a causal mask they see the most keys, and starting the
+      // longest units first balances the dynamic schedule.
+      const int64_t qt = q_tiles - 1 - unit % q_tiles;
+      const int64_t bh = unit / q_tiles;
+      return RunUnit(bh / p_.heads, bh % p_.heads, qt * kBlockQ, ws);
+    };
+    return ForEachUnit<Workspace>(p_, p_.batch * p_.heads * q_tiles, "attention", init, run);
   }
 
  private:
