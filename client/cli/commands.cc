@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "client/cli/flag_values.h"
 #include "client/cli/npy.h"
+#include "client/cli/output.h"
 #include "client/cli/tensor_text.h"
 #include "client/cli/usage_error.h"
 #include "primserve/client/attention.h"
@@ -19,40 +20,10 @@ namespace primserve {
 namespace cli {
 namespace {
 
-// Refuses, before any call, to print a result of `elements` values.
-absl::Status CheckPrintable(double elements, const std::string& output) {
-  if (!output.empty() || elements <= kMaxPrintElements) return absl::OkStatus();
-  return UsageError(absl::StrFormat("the result has %.0f elements, more than the %d printed as text: "
-                                    "pass --output=FILE.npy", elements, kMaxPrintElements));
-}
-
-// Writes the result to `output` when set, otherwise prints it.
-absl::Status Emit(const client::Tensor& result, const std::string& output, std::ostream& out) {
-  if (output.empty()) {
-    out << FormatTensorText(result);
-    return absl::OkStatus();
-  }
-  if (absl::Status written = WriteNpy(output, result); !written.ok()) return written;
-  out << "wrote " << output << " (shape " << ShapeText(result.shape) << ", float32)\n";
-  return absl::OkStatus();
-}
-
 void AddAll(const std::vector<double>& values, google::protobuf::RepeatedField<double>* field) {
   field->Add(values.begin(), values.end());
 }
 
-// The shortest of %.15g, %.16g, %.17g that reads back as `value` (integers print in full).
-std::string FormatReal(double value) {
-  std::string text;
-  for (int digits = 15; digits <= 17; ++digits) {
-    text = absl::StrFormat("%.*g", digits, value);
-    double back = 0;
-    if (absl::SimpleAtod(text, &back) && back == value) break;
-  }
-  return text;
-}
-
-// The RoPE part of the attend flags; `rope` is left untouched when RoPE is off.
 absl::Status SetAttendRope(const AttendArgs& args, v1::AttendRequest* request) {
   const bool has_rope_flags = args.rope_kind || args.rope_pairing || args.rope_base || args.rotary_dim ||
                               args.query_positions || args.key_positions || args.grid;
@@ -147,7 +118,7 @@ absl::Status RunSinusoidal(const SinusoidalArgs& args, const Connection& connect
   client::PositionEncodingClient encoding(client::CreateChannel(connection.channel));
   absl::StatusOr<client::Tensor> table = encoding.Sinusoidal(*request, connection.call);
   if (!table.ok()) return table.status();
-  return Emit(*table, args.output, out);
+  return EmitTensor(*table, args.output, out);
 }
 
 absl::StatusOr<v1::ApplyRopeRequest> BuildRopeOptions(const RopeArgs& args) {
@@ -210,7 +181,7 @@ absl::Status RunRope(const RopeArgs& args, const Connection& connection, std::os
   client::PositionEncodingClient encoding(client::CreateChannel(connection.channel));
   absl::StatusOr<client::Tensor> rotated = encoding.ApplyRope(*input, *options, connection.call);
   if (!rotated.ok()) return rotated.status();
-  return Emit(*rotated, args.output, out);
+  return EmitTensor(*rotated, args.output, out);
 }
 
 absl::StatusOr<v1::AttendRequest> BuildAttendOptions(const AttendArgs& args) {
@@ -264,10 +235,10 @@ absl::Status RunAttend(const AttendArgs& args, const Connection& connection, std
   client::AttentionClient attention(client::CreateChannel(connection.channel));
   absl::StatusOr<client::AttendResult> result = attention.Attend(*query, *key, *value, *request, connection.call);
   if (!result.ok()) return result.status();
-  if (absl::Status emitted = Emit(result->output, args.output, out); !emitted.ok()) return emitted;
+  if (absl::Status emitted = EmitTensor(result->output, args.output, out); !emitted.ok()) return emitted;
   if (!result->weights.has_value()) return absl::OkStatus();
   if (args.weights_output.empty()) out << "weights:\n";
-  return Emit(*result->weights, args.weights_output, out);
+  return EmitTensor(*result->weights, args.weights_output, out);
 }
 
 absl::StatusOr<v1::EstimateCostRequest> BuildCostRequest(const CostArgs& args) {

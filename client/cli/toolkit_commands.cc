@@ -10,45 +10,13 @@
 #include "absl/strings/str_format.h"
 #include "client/cli/flag_values.h"
 #include "client/cli/npy.h"
+#include "client/cli/output.h"
 #include "client/cli/tensor_text.h"
 #include "client/cli/usage_error.h"
 #include "primserve/client/toolkit.h"
 
 namespace primserve {
 namespace cli {
-namespace {
-
-// The shortest of %.15g, %.16g, %.17g that reads back as `value` (integers print in full).
-std::string RoundTrip(double value) {
-  std::string text;
-  for (int digits = 15; digits <= 17; ++digits) {
-    text = absl::StrFormat("%.*g", digits, value);
-    double back = 0;
-    if (absl::SimpleAtod(text, &back) && back == value) break;
-  }
-  return text;
-}
-
-// Writes `result` to `output` when set, otherwise prints it (after checking it is small enough).
-absl::Status EmitTensor(const client::Tensor& result, const std::string& output, std::ostream& out) {
-  if (output.empty()) {
-    out << FormatTensorText(result);
-    return absl::OkStatus();
-  }
-  if (absl::Status written = WriteNpy(output, result); !written.ok()) return written;
-  out << "wrote " << output << " (shape " << ShapeText(result.shape) << ", float32)\n";
-  return absl::OkStatus();
-}
-
-// Refuses, before any call, to print a result of `elements` values.
-absl::Status CheckPrintable(double elements, const std::string& output) {
-  if (!output.empty() || elements <= kMaxPrintElements) return absl::OkStatus();
-  return UsageError(absl::StrFormat("the result has %.0f elements, more than the %d printed as text: "
-                                    "pass --output=FILE.npy", elements, kMaxPrintElements));
-}
-
-}  // namespace
-
 absl::StatusOr<v1::InitDistribution> ParseDistribution(absl::string_view text, absl::string_view flag) {
   const std::string lower = absl::AsciiStrToLower(text);
   if (lower == "normal") return v1::INIT_DISTRIBUTION_NORMAL;
@@ -90,7 +58,7 @@ absl::Status RunEmbeddingDim(const EmbeddingDimArgs& args, const Connection& con
   absl::StatusOr<v1::EmbeddingDimensionResponse> result =
       toolkit.EmbeddingDimension(request->vocab_size(), request->coefficient(), connection.call);
   if (!result.ok()) return result.status();
-  out << "bound: " << RoundTrip(result->bound()) << "\n";
+  out << "bound: " << FormatReal(result->bound()) << "\n";
   out << "dimension: " << result->dimension() << "\n";
   return absl::OkStatus();
 }
@@ -133,7 +101,7 @@ absl::Status RunInit(const InitArgs& args, const Connection& connection, std::os
   client::ToolkitClient toolkit(client::CreateChannel(connection.channel));
   absl::StatusOr<client::InitializeResult> result = toolkit.InitializeParameters(*request, connection.call);
   if (!result.ok()) return result.status();
-  out << "stddev: " << RoundTrip(result->stddev) << "\n";
+  out << "stddev: " << FormatReal(result->stddev) << "\n";
   out << "fan_in: " << result->fan_in << "\n";
   out << "fan_out: " << result->fan_out << "\n";
   return EmitTensor(result->parameters, args.output, out);
@@ -180,7 +148,7 @@ absl::Status RunChildTuning(const ChildTuningArgs& args, const Connection& conne
   client::ToolkitClient toolkit(client::CreateChannel(connection.channel));
   absl::StatusOr<client::ChildTuningResult> result = toolkit.ChildTuningMask(*gradient, *request, connection.call);
   if (!result.ok()) return result.status();
-  out << "kept_fraction: " << RoundTrip(result->kept_fraction) << "\n";
+  out << "kept_fraction: " << FormatReal(result->kept_fraction) << "\n";
   return EmitTensor(result->gradient, args.output, out);
 }
 
