@@ -373,7 +373,26 @@ TEST(LogisticE2E, ShardedFitAcrossThreeServersEqualsASingleFit) {
 
   const std::shared_ptr<grpc::Channel> balanced = Channel(absl::StrCat("ipv4:", absl::StrJoin(addresses, ",")));
   ASSERT_TRUE(balanced->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(10))));
-  absl::SleepFor(absl::Milliseconds(500));  // round_robin: let every subchannel become READY.
+  // round_robin only uses READY subchannels: send tiny ComputeStatistics calls until every
+  // replica has answered one (bounded), so the sharded fit below meets all three.
+  auto computed = [&](int i) {
+    const std::string log = servers[static_cast<size_t>(i)].Log();
+    int count = 0;
+    for (size_t at = log.find("ComputeStatistics: "); at != std::string::npos;
+         at = log.find("ComputeStatistics: ", at + 1)) {
+      ++count;
+    }
+    return count;
+  };
+  client::LogisticRegressionClient warm(balanced);
+  const Data tiny = Gaussians(30, 12, 3, 5);
+  const absl::Time warm_deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < warm_deadline && (computed(0) == 0 || computed(1) == 0 || computed(2) == 0)) {
+    ASSERT_TRUE(warm.ComputeStatistics(tiny.features, tiny.labels).ok());
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  int before[3];
+  for (int i = 0; i < 3; ++i) before[i] = computed(i);
   client::LogisticRegressionClient sharded(balanced);
   v1::FitFromStatisticsRequest options;
   options.set_model_name("sharded");
@@ -389,13 +408,8 @@ TEST(LogisticE2E, ShardedFitAcrossThreeServersEqualsASingleFit) {
 
   int shards_seen = 0;
   for (int i = 0; i < 3; ++i) {
-    SCOPED_TRACE(addresses[i]);
-    const std::string log = servers[i].Log();
-    int count = 0;
-    for (size_t at = log.find("ComputeStatistics: "); at != std::string::npos;
-         at = log.find("ComputeStatistics: ", at + 1)) {
-      ++count;
-    }
+    SCOPED_TRACE(addresses[static_cast<size_t>(i)]);
+    const int count = computed(i) - before[i];
     EXPECT_GE(count, 1) << "server " << i << " computed no shard";
     shards_seen += count;
   }
