@@ -169,13 +169,21 @@ class PythonLogisticTest(unittest.TestCase):
         x, y = gaussians(3000, 6, 3, 2)
         model, _ = self.client.fit(x, y)
         address = "ipv4:" + ",".join(s.address for s in others)
+        computed = lambda: [s.log_text().count("ComputeStatistics: ") for s in others]
         with primserve.Client(address, timeout=60) as many:
             grpc.channel_ready_future(many._channel).result(timeout=10)
-            time.sleep(0.5)  # round_robin: let every subchannel connect.
+            # round_robin only uses READY subchannels: send tiny calls until every replica has
+            # answered one (bounded), then count only the sharded fit's calls.
+            tx, ty = gaussians(30, 6, 3, 7)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and min(computed()) == 0:
+                many.compute_statistics(tx, ty)
+                time.sleep(0.02)
+            before = computed()
             sharded, report = many.fit_sharded(x, y, num_shards=6)
         self.assertEqual(report["samples"], 3000)
         self.assertSameModel(sharded, model, x)
-        counts = [s.log_text().count("ComputeStatistics: ") for s in others]
+        counts = [after - was for after, was in zip(computed(), before)]
         self.assertEqual(sum(counts), 6, counts)
         self.assertTrue(all(c >= 1 for c in counts), f"shards per server: {counts}")
         for s in others:
