@@ -37,9 +37,10 @@ RUN apt-get update -q \
 COPY --from=build /out/primserve-server /out/primserve-cli /usr/local/bin/
 ENV PRIMSERVE_ADDRESS=0.0.0.0:50051 \
     PRIMSERVE_ADMIN_ADDRESS=0.0.0.0:8081 \
+    PRIMSERVE_METRICS_ADDRESS=0.0.0.0:8082 \
     PRIMSERVE_MODEL_DIR=/var/lib/primserve/models
 VOLUME ["/var/lib/primserve/models"]
-EXPOSE 50051 8081
+EXPOSE 50051 8081 8082
 USER 10001:10001
 HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
   CMD ["/usr/local/bin/primserve-cli", "--address=127.0.0.1:8081", "--timeout_seconds=3", "health"]

@@ -47,6 +47,13 @@ void SetComputeThreads(int threads) {
 #endif
 }
 
+void BindComputeThreads() {
+#ifdef _OPENMP
+  const int n = ComputeThreads();
+  if (omp_get_max_threads() != n) omp_set_num_threads(n);
+#endif
+}
+
 int ComputeThreads() {
   int n = g_compute_threads.load(std::memory_order_relaxed);
   if (n <= 0) {

@@ -22,6 +22,10 @@ int AvailableCores();
 // AvailableCores().
 void SetComputeThreads(int threads);
 int ComputeThreads();
+// Makes OpenMP regions (ours and oneDNN's) opened from the calling thread use ComputeThreads()
+// threads. OpenMP's team size is a per-thread setting: call this on every thread that runs
+// kernels and was not the one that called SetComputeThreads (e.g. gRPC handler threads).
+void BindComputeThreads();
 
 // Calls fn(begin, end) on contiguous, disjoint chunks covering [0, n), one chunk per thread,
 // in parallel when `parallel` is true and more than one thread is configured.

@@ -10,6 +10,7 @@ PACKAGES=(
   libeigen3-dev   # header-only dense linear algebra: the Cholesky solve of the analytic logistic fit
   libdnnl-dev ocl-icd-opencl-dev   # dnnl-config.cmake needs OpenCL headers (Debian's oneDNN has the OCL GPU runtime)
   libgtest-dev libgmock-dev libbenchmark-dev
+  clang-14 libclang-rt-14-dev libomp-14-dev   # scripts/fuzz.sh (libFuzzer) and sanitize.sh tsan (libomp + libarcher)
   prometheus-cpp-dev
   python3 python3-grpcio python3-protobuf python3-numpy
   openssl

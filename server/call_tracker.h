@@ -13,8 +13,6 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "grpcpp/support/status.h"
-#include "server/status_mapping.h"
 
 namespace primserve {
 
@@ -24,8 +22,15 @@ class CallTracker {
   class Admission {
    public:
     explicit Admission(CallTracker* tracker) : tracker_(tracker) {}
-    Admission(const Admission&) = delete;
-    Admission& operator=(const Admission&) = delete;
+    Admission(Admission&& other) noexcept : tracker_(other.tracker_) { other.tracker_ = nullptr; }
+    Admission& operator=(Admission&& other) noexcept {
+      if (this != &other) {
+        if (tracker_ != nullptr) tracker_->Release();
+        tracker_ = other.tracker_;
+        other.tracker_ = nullptr;
+      }
+      return *this;
+    }
     ~Admission() {
       if (tracker_ != nullptr) tracker_->Release();
     }
@@ -49,16 +54,6 @@ class CallTracker {
   int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
 };
-
-// Runs `handler` (returning absl::Status) as one admitted call and maps its status.
-template <typename Handler>
-grpc::Status Serve(CallTracker& tracker, const Handler& handler) {
-  CallTracker::Admission admission = tracker.Admit();
-  if (!admission) {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "primserve is shutting down; retry on another replica");
-  }
-  return ToGrpcStatus(handler());
-}
 
 }  // namespace primserve
 

@@ -7,7 +7,7 @@
 #include "grpcpp/server_context.h"
 #include "primserve/v1/discriminator.grpc.pb.h"
 #include "server/call_cancellation.h"
-#include "server/call_tracker.h"
+#include "server/serving.h"
 #include "server/discriminator_cache.h"
 #include "server/discriminator_handlers.h"
 #include "server/limits.h"
@@ -17,24 +17,24 @@ namespace primserve {
 
 class DiscriminatorService final : public v1::Discriminator::Service {
  public:
-  DiscriminatorService(Limits limits, ModelStore* store, CallTracker* tracker)
-      : limits_(limits), store_(*store), tracker_(*tracker) {}
+  DiscriminatorService(Limits limits, ModelStore* store, Serving* serving)
+      : limits_(limits), store_(*store), serving_(*serving) {}
 
-  grpc::Status Register(grpc::ServerContext*, const v1::RegisterRequest* request,
+  grpc::Status Register(grpc::ServerContext* context, const v1::RegisterRequest* request,
                         v1::RegisterResponse* response) override {
-    return Serve(tracker_, [&] { return HandleRegister(limits_, &store_, *request, response); });
+    return Serve(serving_, context, {"primserve.v1.Discriminator/Register", true}, *request, response, [&] { return HandleRegister(limits_, &store_, *request, response); });
   }
 
   grpc::Status Score(grpc::ServerContext* context, const v1::ScoreRequest* request,
                      v1::ScoreResponse* response) override {
-    return Serve(tracker_, [&] {
+    return Serve(serving_, context, {"primserve.v1.Discriminator/Score", true}, *request, response, [&] {
       return HandleScore(limits_, &store_, &cache_, *request, response, CallCancellation::For(context));
     });
   }
 
   grpc::Status Losses(grpc::ServerContext* context, const v1::LossesRequest* request,
                       v1::LossesResponse* response) override {
-    return Serve(tracker_, [&] {
+    return Serve(serving_, context, {"primserve.v1.Discriminator/Losses", true}, *request, response, [&] {
       return HandleLosses(limits_, &store_, &cache_, *request, response, CallCancellation::For(context));
     });
   }
@@ -42,7 +42,7 @@ class DiscriminatorService final : public v1::Discriminator::Service {
  private:
   const Limits limits_;
   ModelStore& store_;
-  CallTracker& tracker_;
+  Serving& serving_;
   DiscriminatorCache cache_;
 };
 

@@ -3,7 +3,7 @@
 // Every flag can also come from the environment as PRIMSERVE_<FLAG NAME IN CAPITALS>
 // (e.g. PRIMSERVE_ADDRESS=0.0.0.0:6000); a flag on the command line wins over the environment.
 // SIGTERM / SIGINT: health turns NOT_SERVING, new calls are refused, in-flight calls get
-// --shutdown_grace_seconds to finish, and the process exits 0.
+// --drain_seconds to finish, and the process exits 0.
 #include <pthread.h>
 #include <signal.h>
 
@@ -32,16 +32,36 @@ ABSL_FLAG(std::string, admin_address, "",
 ABSL_FLAG(std::string, model_dir, "models", "model repository directory (created if missing)");
 ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20, "largest request or response message");
 ABSL_FLAG(int, compute_threads, 0, "threads per kernel / oneDNN primitive (0: available cores)");
+ABSL_FLAG(int, compute_workers, 0,
+          "calls computing at once, each on compute_threads threads (0: cores / compute_threads)");
+ABSL_FLAG(int, max_queue, 64, "calls that may wait for a compute worker; more get RESOURCE_EXHAUSTED at once");
+ABSL_FLAG(std::string, metrics_address, "",
+          "host:port serving Prometheus text at /metrics over HTTP (empty: no metrics listener)");
+ABSL_FLAG(double, max_connection_age_seconds, 300,
+          "connections get a graceful GOAWAY after this long, so clients re-resolve and reach new replicas");
+ABSL_FLAG(double, max_connection_age_grace_seconds, 60, "time calls in flight get after that GOAWAY");
 ABSL_FLAG(int64_t, max_attention_weights, primserve::kDefaultMaxWeightElements,
           "largest Attend weights tensor (elements) returned with return_weights; RESOURCE_EXHAUSTED above");
-ABSL_FLAG(double, shutdown_grace_seconds, 10.0, "how long in-flight calls may run after SIGTERM");
+ABSL_FLAG(double, drain_seconds, 10.0, "after SIGTERM, how long in-flight calls may run before they are cancelled");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain: serve TLS on --address (with --tls_key; --admin_address stays plaintext)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: require client certificates signed by it (mTLS; needs --tls_cert)");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "file of bearer tokens, one per line ('#' comments); calls need 'authorization: Bearer <token>' "
+          "(health and reflection exempt)");
 
 namespace {
 
 constexpr const char* kEnvFlags[] = {"address",           "admin_address",         "model_dir",
                                      "max_message_bytes", "max_attention_weights", "compute_threads",
-                                     "shutdown_grace_seconds", "log_level"};
+                                     "compute_workers",   "max_queue",             "metrics_address",
+                                     "max_connection_age_seconds", "max_connection_age_grace_seconds",
+                                     "drain_seconds",     "log_level",
+                                     "tls_cert",          "tls_key",               "tls_client_ca",
+                                     "auth_token_file"};
 
 // PRIMSERVE_<NAME> environment variables become flag values before the command line is parsed.
 bool ApplyEnvironmentOverrides() {
@@ -88,14 +108,23 @@ int main(int argc, char** argv) {
   options.model_dir = absl::GetFlag(FLAGS_model_dir);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.compute_threads = absl::GetFlag(FLAGS_compute_threads);
+  options.compute_workers = absl::GetFlag(FLAGS_compute_workers);
+  options.max_queue = absl::GetFlag(FLAGS_max_queue);
+  options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  options.max_connection_age = absl::Seconds(absl::GetFlag(FLAGS_max_connection_age_seconds));
+  options.max_connection_age_grace = absl::Seconds(absl::GetFlag(FLAGS_max_connection_age_grace_seconds));
   options.max_attention_weights = absl::GetFlag(FLAGS_max_attention_weights);
+  options.security.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.security.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  options.security.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.security.auth_token_file = absl::GetFlag(FLAGS_auth_token_file);
   absl::StatusOr<std::unique_ptr<primserve::PrimServer>> server = primserve::PrimServer::Start(options);
   if (!server.ok()) {
     primserve::Log(primserve::LogLevel::kError, "cannot start: ", server.status().ToString());
     return 1;
   }
 
-  const absl::Duration grace = absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
+  const absl::Duration grace = absl::Seconds(absl::GetFlag(FLAGS_drain_seconds));
   std::thread waiter([&] {
     int signal_number = 0;
     sigwait(&signals, &signal_number);

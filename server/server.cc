@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <limits>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
@@ -9,15 +10,26 @@
 #include "core/parallel.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 #include "grpcpp/server_builder.h"
+#include "server/auth.h"
 #include "server/limits.h"
 #include "server/log.h"
 #include "server/services.h"
 #include "server/toolkit_service.h"
 #include "server/discriminator_service.h"
-#include "server/call_tracker.h"
 
 namespace primserve {
+namespace {
+
+// Threads beyond the compute stage's workers and queue (see Start).
+constexpr int kThreadHeadroom = 32;
+
+int MillisecondsArg(absl::Duration d) {
+  return static_cast<int>(std::min<int64_t>(absl::ToInt64Milliseconds(d), std::numeric_limits<int>::max()));
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOptions& options) {
   if (options.max_message_bytes < 1024 || options.max_message_bytes > (int64_t{2} << 30) - 1) {
@@ -33,36 +45,76 @@ absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOption
     return absl::InvalidArgumentError(absl::StrCat(
         "max_attention_weights: expected >= 0 (elements of Attend's weights), got ", options.max_attention_weights));
   }
+  if (options.compute_workers < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "compute_workers: expected >= 0 (0 = cores / compute_threads), got ", options.compute_workers));
+  }
+  if (options.max_queue < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("max_queue: expected >= 0, got ", options.max_queue));
+  }
+  if (options.max_connection_age <= absl::ZeroDuration() || options.max_connection_age_grace < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_connection_age: expected > 0 with a grace >= 0, got ", absl::FormatDuration(options.max_connection_age),
+        " and ", absl::FormatDuration(options.max_connection_age_grace)));
+  }
+  // Bad TLS or token files stop the start before anything is created or listens.
+  absl::StatusOr<PortCredentials> credentials = BuildPortCredentials(options.security);
+  if (!credentials.ok()) return credentials.status();
   absl::StatusOr<std::unique_ptr<ModelStore>> model_store = ModelStore::Open(options.model_dir);
   if (!model_store.ok()) return model_store.status();
   SetComputeThreads(options.compute_threads);
   DnnlEngine();  // Create the engine now, not on the first request.
+  const int workers =
+      options.compute_workers > 0 ? options.compute_workers : std::max(1, AvailableCores() / ComputeThreads());
 
   std::unique_ptr<PrimServer> server(new PrimServer());
   server->model_store_ = *std::move(model_store);
+  server->serving_ = std::make_unique<Serving>(workers, options.max_queue);
+  Serving* serving = server->serving_.get();
+  if (!options.metrics_address.empty()) {
+    absl::StatusOr<int> metrics_port = serving->metrics.Expose(options.metrics_address);
+    if (!metrics_port.ok()) return metrics_port.status();
+    server->metrics_port_ = *metrics_port;
+  }
   const Limits limits = Limits::ForMessageBytes(options.max_message_bytes, options.max_attention_weights);
-  server->services_.push_back(std::make_unique<PositionEncodingService>(limits, &server->tracker_));
-  server->services_.push_back(std::make_unique<AttentionService>(limits, &server->tracker_));
+  server->services_.push_back(std::make_unique<PositionEncodingService>(limits, serving));
+  server->services_.push_back(std::make_unique<AttentionService>(limits, serving));
   server->services_.push_back(
-      std::make_unique<LogisticRegressionService>(limits, server->model_store_.get(), &server->tracker_));
-  server->services_.push_back(std::make_unique<ModelsService>(server->model_store_.get(), &server->tracker_));
+      std::make_unique<LogisticRegressionService>(limits, server->model_store_.get(), serving));
+  server->services_.push_back(std::make_unique<ModelsService>(server->model_store_.get(), serving));
   server->service_names_ = {v1::PositionEncoding::service_full_name(), v1::Attention::service_full_name(),
                             v1::LogisticRegression::service_full_name(), v1::Models::service_full_name()};
-  server->services_.push_back(std::make_unique<ToolkitService>(limits, &server->tracker_));
+  server->services_.push_back(std::make_unique<ToolkitService>(limits, serving));
   server->service_names_.push_back(v1::Toolkit::service_full_name());
   server->services_.push_back(
-      std::make_unique<DiscriminatorService>(limits, server->model_store_.get(), &server->tracker_));
+      std::make_unique<DiscriminatorService>(limits, server->model_store_.get(), serving));
   server->service_names_.push_back(v1::Discriminator::service_full_name());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  // Plaintext for now; TLS and tokens arrive with the production-serving work.
-  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &server->port_);
+  // TLS and tokens on the data port; the admin port stays plaintext for Kubernetes probes
+  // (server/auth.h).
+  builder.AddListeningPort(options.address, credentials->data, &server->port_);
   int admin_port = 0;
   if (!options.admin_address.empty() && options.admin_address != options.address) {
-    builder.AddListeningPort(options.admin_address, grpc::InsecureServerCredentials(), &admin_port);
+    builder.AddListeningPort(options.admin_address, credentials->admin, &admin_port);
   }
+  // Sync API threads: the compute stage lets at most `workers` calls compute and `max_queue` wait
+  // (compute_stage.h); the rest of the quota serves calls that skip the stage (health, cost
+  // formulas, model listing) and gRPC's pollers. Past the quota gRPC itself answers
+  // RESOURCE_EXHAUSTED, a backstop the stage should never reach.
+  grpc::ResourceQuota quota("primserve");
+  quota.SetMaxThreads(workers + options.max_queue + kThreadHeadroom);
+  builder.SetResourceQuota(quota);
+  // Rebalancing and dead-peer detection (client defaults that match: client/channel.h).
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, MillisecondsArg(options.max_connection_age));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                             MillisecondsArg(options.max_connection_age_grace));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   for (auto& service : server->services_) builder.RegisterService(service.get());
@@ -77,7 +129,15 @@ absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOption
   for (const std::string& name : server->service_names_) health->SetServingStatus(name, true);
   Log(LogLevel::kInfo, "primserve listening on ", options.address, " (port ", server->port_, ")",
       admin_port ? absl::StrCat(", admin on ", options.admin_address) : std::string(), "; ",
-      ComputeThreads(), " compute threads; ", DnnlVersionString(), "; model_dir ", options.model_dir);
+      workers, " compute worker(s) x ", ComputeThreads(), " thread(s), queue ", options.max_queue, "; ",
+      server->metrics_port_ ? absl::StrCat("metrics on ", options.metrics_address, "; ") : std::string(), DnnlVersionString(), "; model_dir ", options.model_dir);
+  const SecurityOptions& security = options.security;
+  if (security.secured()) {
+    Log(LogLevel::kInfo, "data port: ",
+        !security.tls() ? "plaintext" : security.tls_client_ca_file.empty() ? "TLS" : "mTLS (client certificates required)",
+        security.auth_token_file.empty() ? "" : ", bearer tokens required (health and reflection exempt)",
+        admin_port ? "; admin port: plaintext, health and reflection only" : "");
+  }
   return server;
 }
 
@@ -91,7 +151,7 @@ void PrimServer::Shutdown(absl::Duration grace) {
   // NOT_SERVING first, so load balancers and probes stop sending before the listener closes.
   server_->GetHealthCheckService()->Shutdown();
   const absl::Time deadline = absl::Now() + grace;
-  const int64_t unfinished = tracker_.Drain(deadline);
+  const int64_t unfinished = serving_->tracker.Drain(deadline);
   if (unfinished > 0) {
     Log(LogLevel::kWarning, "grace period over: cancelling ", unfinished, " unfinished call(s)");
   }

@@ -16,9 +16,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
-#include "server/call_tracker.h"
+#include "server/auth.h"
 #include "server/limits.h"
 #include "server/model_store.h"
+#include "server/serving.h"
 
 namespace primserve {
 
@@ -29,9 +30,24 @@ struct ServerOptions {
   std::string model_dir = "models";
   int64_t max_message_bytes = int64_t{64} << 20;
   int compute_threads = 0;  // 0: the cores available to the process (cgroup-aware).
+  // Calls computing at once; each uses compute_threads threads. 0: cores / compute_threads
+  // (so workers x threads = cores, never more busy threads than cores).
+  int compute_workers = 0;
+  // Calls that may wait for a worker; beyond them RESOURCE_EXHAUSTED at once.
+  int max_queue = 64;
+  // host:port serving Prometheus text at /metrics over HTTP; empty: no metrics listener.
+  std::string metrics_address;
+  // Connections are closed gracefully (GOAWAY) after this long, so that clients re-resolve and
+  // spread onto new replicas; calls in flight then get max_connection_age_grace to finish.
+  absl::Duration max_connection_age = absl::Minutes(5);
+  absl::Duration max_connection_age_grace = absl::Minutes(1);
   // Largest Attend `weights` tensor (elements) served with return_weights; also capped by
   // max_message_bytes / 4. 0 refuses every non-empty weights request.
   int64_t max_attention_weights = kDefaultMaxWeightElements;
+  // TLS / mTLS on `address` and bearer tokens (server/auth.h); every file is read and checked
+  // before anything listens. `admin_address` stays plaintext and token-free, and once TLS or
+  // tokens are on it answers only health and reflection.
+  SecurityOptions security;
 };
 
 class PrimServer {
@@ -39,7 +55,8 @@ class PrimServer {
   // Creates the model directory and loads every stored model (unreadable model files are logged
   // and skipped), sizes the compute threads, binds and starts serving; health is SERVING for ""
   // and every primserve service once this returns.
-  // Errors: INVALID_ARGUMENT (bad option), UNAVAILABLE (address cannot be bound),
+  // Errors: INVALID_ARGUMENT (bad option, bad TLS or token file), NOT_FOUND / PERMISSION_DENIED
+  // (TLS or token file missing / unreadable), UNAVAILABLE (address cannot be bound),
   // FAILED_PRECONDITION (model directory cannot be created or listed).
   static absl::StatusOr<std::unique_ptr<PrimServer>> Start(const ServerOptions& options);
 
@@ -47,6 +64,9 @@ class PrimServer {
 
   // The bound port of `address` (useful with port 0).
   int port() const { return port_; }
+  // The bound port of `metrics_address`, 0 without one.
+  int metrics_port() const { return metrics_port_; }
+  int compute_workers() const { return serving_->stage.workers(); }
   const std::vector<std::string>& service_names() const { return service_names_; }
 
   // Health turns NOT_SERVING at once, new calls get UNAVAILABLE, in-flight calls get up to
@@ -58,12 +78,13 @@ class PrimServer {
  private:
   PrimServer() = default;
 
-  CallTracker tracker_;
+  std::unique_ptr<Serving> serving_;  // Outlives the services that use it.
   std::unique_ptr<ModelStore> model_store_;  // Outlives the services that use it.
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::vector<std::string> service_names_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  int metrics_port_ = 0;
   std::atomic<bool> shut_down_{false};
 };
 

@@ -1,4 +1,5 @@
-// gRPC service classes. Each method is one line: admit the call, run the handler, map the status.
+// gRPC service classes. Each method is one line: Serve() (serving.h) admits the call, queues it
+// for a compute worker, runs the handler, records metrics and the log line, maps the status.
 #ifndef PRIMSERVE_SERVER_SERVICES_H_
 #define PRIMSERVE_SERVER_SERVICES_H_
 
@@ -9,7 +10,7 @@
 #include "primserve/v1/position_encoding.grpc.pb.h"
 #include "server/attention_handlers.h"
 #include "server/call_cancellation.h"
-#include "server/call_tracker.h"
+#include "server/serving.h"
 #include "server/limits.h"
 #include "server/logistic_handlers.h"
 #include "server/model_store.h"
@@ -21,72 +22,86 @@ namespace primserve {
 
 class PositionEncodingService final : public v1::PositionEncoding::Service {
  public:
-  PositionEncodingService(Limits limits, CallTracker* tracker) : limits_(limits), tracker_(*tracker) {}
+  PositionEncodingService(Limits limits, Serving* serving) : limits_(limits), serving_(*serving) {}
 
-  grpc::Status Sinusoidal(grpc::ServerContext*, const v1::SinusoidalRequest* request,
+  grpc::Status Sinusoidal(grpc::ServerContext* context, const v1::SinusoidalRequest* request,
                           v1::SinusoidalResponse* response) override {
-    return Serve(tracker_, [&] { return HandleSinusoidal(limits_, *request, response); });
+    return Serve(serving_, context, {"primserve.v1.PositionEncoding/Sinusoidal", true}, *request, response, [&] { return HandleSinusoidal(limits_, *request, response); });
   }
 
-  grpc::Status ApplyRope(grpc::ServerContext*, const v1::ApplyRopeRequest* request,
+  grpc::Status ApplyRope(grpc::ServerContext* context, const v1::ApplyRopeRequest* request,
                          v1::ApplyRopeResponse* response) override {
-    return Serve(tracker_, [&] { return HandleApplyRope(limits_, *request, response); });
+    return Serve(serving_, context, {"primserve.v1.PositionEncoding/ApplyRope", true}, *request, response, [&] { return HandleApplyRope(limits_, *request, response); });
   }
 
  private:
   const Limits limits_;
-  CallTracker& tracker_;
+  Serving& serving_;
 };
 
 class AttentionService final : public v1::Attention::Service {
  public:
-  AttentionService(Limits limits, CallTracker* tracker) : limits_(limits), tracker_(*tracker) {}
+  AttentionService(Limits limits, Serving* serving) : limits_(limits), serving_(*serving) {}
 
   grpc::Status Attend(grpc::ServerContext* context, const v1::AttendRequest* request,
                       v1::AttendResponse* response) override {
-    return Serve(tracker_, [&] { return HandleAttend(limits_, *request, response, CallCancellation::For(context)); });
+    return Serve(serving_, context, {"primserve.v1.Attention/Attend", true}, *request, response, [&] { return HandleAttend(limits_, *request, response, CallCancellation::For(context)); });
   }
 
-  grpc::Status EstimateCost(grpc::ServerContext*, const v1::EstimateCostRequest* request,
+  grpc::Status EstimateCost(grpc::ServerContext* context, const v1::EstimateCostRequest* request,
                             v1::EstimateCostResponse* response) override {
-    return Serve(tracker_, [&] { return HandleEstimateCost(*request, response); });
+    return Serve(serving_, context, {"primserve.v1.Attention/EstimateCost", false}, *request, response, [&] { return HandleEstimateCost(*request, response); });
   }
 
  private:
   const Limits limits_;
-  CallTracker& tracker_;
+  Serving& serving_;
 };
 
-// FitStream reads the stream inside its handler, one message at a time.
+// FitStream reads the stream inside its handler, one message at a time, holding a compute slot
+// only between reads.
 class LogisticRegressionService final : public v1::LogisticRegression::Service {
  public:
-  LogisticRegressionService(Limits limits, ModelStore* store, CallTracker* tracker)
-      : limits_(limits), store_(*store), tracker_(*tracker) {}
+  LogisticRegressionService(Limits limits, ModelStore* store, Serving* serving)
+      : limits_(limits), store_(*store), serving_(*serving) {}
 
-  grpc::Status Fit(grpc::ServerContext*, const v1::FitRequest* request, v1::FitResponse* response) override {
-    return Serve(tracker_, [&] { return HandleFit(limits_, &store_, *request, response); });
+  grpc::Status Fit(grpc::ServerContext* context, const v1::FitRequest* request, v1::FitResponse* response) override {
+    return Serve(serving_, context, {"primserve.v1.LogisticRegression/Fit", true}, *request, response, [&] { return HandleFit(limits_, &store_, *request, response); });
   }
 
   grpc::Status FitStream(grpc::ServerContext* context, grpc::ServerReader<v1::FitRequest>* reader,
                          v1::FitResponse* response) override {
-    return Serve(tracker_, [&] {
-      return HandleFitStream(limits_, &store_, StreamReader(context, reader), response, CallCancellation::For(context));
-    });
+    // The compute slot is held while a message is folded in, not while the client sends the
+    // next one: a slow stream must not keep the workers from other calls.
+    CallScope call(serving_, context, {"primserve.v1.LogisticRegression/FitStream", true}, 0);
+    absl::Status status = call.Begin();
+    if (status.ok()) {
+      const FitMessageReader read = StreamReader(context, reader);
+      status = HandleFitStream(
+          limits_, &store_,
+          [&](v1::FitRequest* message) -> absl::StatusOr<bool> {
+            absl::StatusOr<bool> more = call.WithoutSlot([&] { return read(message); });
+            if (more.ok() && *more) call.AddReceivedBytes(static_cast<int64_t>(message->ByteSizeLong()));
+            return more;
+          },
+          response, CallCancellation::For(context));
+    }
+    return call.End(status, status.ok() ? static_cast<int64_t>(response->ByteSizeLong()) : 0);
   }
 
-  grpc::Status ComputeStatistics(grpc::ServerContext*, const v1::ComputeStatisticsRequest* request,
+  grpc::Status ComputeStatistics(grpc::ServerContext* context, const v1::ComputeStatisticsRequest* request,
                                  v1::ComputeStatisticsResponse* response) override {
-    return Serve(tracker_, [&] { return HandleComputeStatistics(limits_, *request, response); });
+    return Serve(serving_, context, {"primserve.v1.LogisticRegression/ComputeStatistics", true}, *request, response, [&] { return HandleComputeStatistics(limits_, *request, response); });
   }
 
-  grpc::Status FitFromStatistics(grpc::ServerContext*, const v1::FitFromStatisticsRequest* request,
+  grpc::Status FitFromStatistics(grpc::ServerContext* context, const v1::FitFromStatisticsRequest* request,
                                  v1::FitFromStatisticsResponse* response) override {
-    return Serve(tracker_, [&] { return HandleFitFromStatistics(limits_, &store_, *request, response); });
+    return Serve(serving_, context, {"primserve.v1.LogisticRegression/FitFromStatistics", true}, *request, response, [&] { return HandleFitFromStatistics(limits_, &store_, *request, response); });
   }
 
-  grpc::Status Predict(grpc::ServerContext*, const v1::PredictRequest* request,
+  grpc::Status Predict(grpc::ServerContext* context, const v1::PredictRequest* request,
                        v1::PredictResponse* response) override {
-    return Serve(tracker_, [&] { return HandlePredict(limits_, &store_, *request, response); });
+    return Serve(serving_, context, {"primserve.v1.LogisticRegression/Predict", true}, *request, response, [&] { return HandlePredict(limits_, &store_, *request, response); });
   }
 
  private:
@@ -102,28 +117,28 @@ class LogisticRegressionService final : public v1::LogisticRegression::Service {
 
   const Limits limits_;
   ModelStore& store_;
-  CallTracker& tracker_;
+  Serving& serving_;
 };
 
 class ModelsService final : public v1::Models::Service {
  public:
-  ModelsService(ModelStore* store, CallTracker* tracker) : store_(*store), tracker_(*tracker) {}
+  ModelsService(ModelStore* store, Serving* serving) : store_(*store), serving_(*serving) {}
 
-  grpc::Status List(grpc::ServerContext*, const v1::ListRequest* request, v1::ListResponse* response) override {
-    return Serve(tracker_, [&] { return HandleListModels(store_, *request, response); });
+  grpc::Status List(grpc::ServerContext* context, const v1::ListRequest* request, v1::ListResponse* response) override {
+    return Serve(serving_, context, {"primserve.v1.Models/List", false}, *request, response, [&] { return HandleListModels(store_, *request, response); });
   }
 
-  grpc::Status Get(grpc::ServerContext*, const v1::GetRequest* request, v1::GetResponse* response) override {
-    return Serve(tracker_, [&] { return HandleGetModel(store_, *request, response); });
+  grpc::Status Get(grpc::ServerContext* context, const v1::GetRequest* request, v1::GetResponse* response) override {
+    return Serve(serving_, context, {"primserve.v1.Models/Get", false}, *request, response, [&] { return HandleGetModel(store_, *request, response); });
   }
 
-  grpc::Status Delete(grpc::ServerContext*, const v1::DeleteRequest* request, v1::DeleteResponse* response) override {
-    return Serve(tracker_, [&] { return HandleDeleteModel(store_, *request, response); });
+  grpc::Status Delete(grpc::ServerContext* context, const v1::DeleteRequest* request, v1::DeleteResponse* response) override {
+    return Serve(serving_, context, {"primserve.v1.Models/Delete", false}, *request, response, [&] { return HandleDeleteModel(store_, *request, response); });
   }
 
  private:
   ModelStore& store_;
-  CallTracker& tracker_;
+  Serving& serving_;
 };
 
 }  // namespace primserve

@@ -6,7 +6,7 @@
 #include "grpcpp/server_context.h"
 #include "primserve/v1/toolkit.grpc.pb.h"
 #include "server/call_cancellation.h"
-#include "server/call_tracker.h"
+#include "server/serving.h"
 #include "server/limits.h"
 #include "server/toolkit_handlers.h"
 
@@ -14,29 +14,29 @@ namespace primserve {
 
 class ToolkitService final : public v1::Toolkit::Service {
  public:
-  ToolkitService(Limits limits, CallTracker* tracker) : limits_(limits), tracker_(*tracker) {}
+  ToolkitService(Limits limits, Serving* serving) : limits_(limits), serving_(*serving) {}
 
-  grpc::Status EmbeddingDimension(grpc::ServerContext*, const v1::EmbeddingDimensionRequest* request,
+  grpc::Status EmbeddingDimension(grpc::ServerContext* context, const v1::EmbeddingDimensionRequest* request,
                                   v1::EmbeddingDimensionResponse* response) override {
-    return Serve(tracker_, [&] { return HandleEmbeddingDimension(*request, response); });
+    return Serve(serving_, context, {"primserve.v1.Toolkit/EmbeddingDimension", false}, *request, response, [&] { return HandleEmbeddingDimension(*request, response); });
   }
 
   grpc::Status InitializeParameters(grpc::ServerContext* context, const v1::InitializeParametersRequest* request,
                                     v1::InitializeParametersResponse* response) override {
-    return Serve(tracker_, [&] {
+    return Serve(serving_, context, {"primserve.v1.Toolkit/InitializeParameters", true}, *request, response, [&] {
       return HandleInitializeParameters(limits_, *request, response, CallCancellation::For(context));
     });
   }
 
   grpc::Status ChildTuningMask(grpc::ServerContext* context, const v1::ChildTuningMaskRequest* request,
                                v1::ChildTuningMaskResponse* response) override {
-    return Serve(tracker_,
+    return Serve(serving_, context, {"primserve.v1.Toolkit/ChildTuningMask", true}, *request, response,
                  [&] { return HandleChildTuningMask(limits_, *request, response, CallCancellation::For(context)); });
   }
 
  private:
   const Limits limits_;
-  CallTracker& tracker_;
+  Serving& serving_;
 };
 
 }  // namespace primserve

@@ -6,7 +6,9 @@
 // All flags are absl flags; the first positional argument names the command, and a flag that
 // does not belong to the command is a usage error. Exit codes: 0 success, 1 the call or a file
 // failed ("error: <CODE>: <message>" on stderr), 2 usage error.
+#include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -15,11 +17,13 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "client/cli/auth_token.h"
 #include "client/cli/commands.h"
 #include "client/cli/discriminator_flags.h"
 #include "client/cli/flag_scan.h"
@@ -31,6 +35,14 @@
 ABSL_FLAG(std::string, address, "localhost:50051", "server address host:port (dns:///host:port balances)");
 ABSL_FLAG(double, timeout_seconds, 60, "per-call deadline in seconds; 0 means none");
 ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20, "largest message sent or received");
+ABSL_FLAG(bool, tls, false, "connect over TLS (implied by --tls_ca, --tls_cert, --tls_key)");
+ABSL_FLAG(std::string, tls_ca, "", "PEM CA bundle that signed the server certificate (default: the system roots)");
+ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate chain, for servers that require mTLS (with --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_server_name, "", "verify the server certificate for this name instead of the address's host");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "file whose first token line (blank and '#' lines skipped) is sent as 'authorization: Bearer <token>' "
+          "(default: $PRIMSERVE_AUTH_TOKEN)");
 // health
 ABSL_FLAG(std::string, service, "", "health: the service to check (empty: the whole server)");
 // sinusoidal and rope
@@ -105,6 +117,13 @@ Global flags:
   --address=HOST:PORT       server (default localhost:50051; dns:///HOST:PORT balances over replicas)
   --timeout_seconds=S       per-call deadline (default 60; 0: none)
   --max_message_bytes=N     largest message sent or received (default 67108864, the server's default)
+  --tls                     connect over TLS (implied by the three flags below)
+  --tls_ca=CA.pem           CA that signed the server certificate (default: the system roots)
+  --tls_cert=C.pem --tls_key=K.pem
+                            client certificate and key, for servers that require mTLS
+  --tls_server_name=NAME    verify the server certificate for NAME instead of the address's host
+  --auth_token_file=FILE    send its first token as "authorization: Bearer <token>" (blank and '#'
+                            lines skipped); without it, $PRIMSERVE_AUTH_TOKEN if set
 
 Commands:
   health [--service=NAME]
@@ -263,7 +282,9 @@ absl::StatusOr<const Command*> SelectCommand(const std::vector<char*>& positiona
   if (command == nullptr) {
     return UsageError(absl::StrCat("unknown command \"", name, "\" (", kCommandNames, ")"));
   }
-  const std::vector<absl::string_view> global = {"address", "timeout_seconds", "max_message_bytes"};
+  const std::vector<absl::string_view> global = {"address",  "timeout_seconds", "max_message_bytes",
+                                                 "tls",      "tls_ca",          "tls_cert",
+                                                 "tls_key",  "tls_server_name", "auth_token_file"};
   for (const std::string& flag : given) {
     if (!Contains(global, flag) && !Contains(command->flags, flag)) {
       return UsageError(absl::StrCat("--", flag, " does not apply to ", name, " (its flags: --",
@@ -281,6 +302,26 @@ absl::StatusOr<primserve::cli::Connection> ConnectionFromFlags() {
   connection.call.timeout = timeout == 0 ? absl::InfiniteDuration() : absl::Seconds(timeout);
   connection.channel.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   if (connection.channel.max_message_bytes <= 0) return UsageError("--max_message_bytes must be > 0");
+  connection.channel.tls = absl::GetFlag(FLAGS_tls);
+  connection.channel.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
+  connection.channel.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  connection.channel.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  connection.channel.tls_server_name_override = absl::GetFlag(FLAGS_tls_server_name);
+  if (connection.channel.tls_cert_file.empty() != connection.channel.tls_key_file.empty()) {
+    return UsageError("--tls_cert and --tls_key go together (a client certificate and its key)");
+  }
+  const std::string token_file = absl::GetFlag(FLAGS_auth_token_file);
+  if (!token_file.empty()) {
+    absl::StatusOr<std::string> token = primserve::cli::ReadAuthToken(token_file);
+    if (!token.ok()) return token.status();
+    connection.channel.auth_token = *std::move(token);
+  } else if (const char* env = std::getenv("PRIMSERVE_AUTH_TOKEN"); env != nullptr) {
+    connection.channel.auth_token = std::string(absl::StripAsciiWhitespace(env));
+  }
+  // Files and the token are checked here, once, so that a bad one is reported before any request
+  // is built (exit 1 with the file's status); the commands then create their channels.
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = primserve::client::CreateChannelOrError(connection.channel);
+  if (!channel.ok()) return channel.status();
   return connection;
 }
 

@@ -11,6 +11,8 @@ if ! command -v kubectl >/dev/null; then
   exit 77
 fi
 rendered=$(kubectl kustomize "$ROOT/deploy/k8s")
+# The overlay with TLS and tokens on (its flags are checked below too).
+secured=$(kubectl kustomize "$ROOT/deploy/k8s-secured")
 help=$("$SERVER" --helpfull 2>&1 || true)
 fail=0
 check() { if ! grep -qE -- "$2" <<<"$rendered"; then echo "check_deploy: FAIL: $1"; fail=1; else echo "check_deploy: ok: $1"; fi; }
@@ -21,13 +23,18 @@ check "headless Service" "clusterIP: None"
 check "PodDisruptionBudget" "kind: PodDisruptionBudget"
 check "HorizontalPodAutoscaler" "kind: HorizontalPodAutoscaler"
 check "PersistentVolumeClaim" "kind: PersistentVolumeClaim"
+check "TLS Secret volume" "secretName: primserve-tls"
+if grep -A2 "mountPath: /etc/primserve/tls" <<<"$rendered" | grep -q "readOnly: true"; then
+  echo "check_deploy: ok: TLS Secret mounted read-only"; else echo "check_deploy: FAIL: TLS Secret not read-only"; fail=1; fi
+if grep -qE "PRIMSERVE_TLS_CERT: /etc/primserve/tls/" <<<"$secured"; then echo "check_deploy: ok: secured overlay sets TLS"; else
+  echo "check_deploy: FAIL: deploy/k8s-secured does not set PRIMSERVE_TLS_CERT"; fail=1; fi
 # requests = limits for the container.
 requests=$(grep -A2 "requests:" <<<"$rendered" | grep -E "cpu|memory" | sort | tr -d ' ' | head -2)
 limits=$(grep -A2 "limits:" <<<"$rendered" | grep -E "cpu|memory" | sort | tr -d ' ' | head -2)
 if [[ -n "$requests" && "$requests" == "$limits" ]]; then echo "check_deploy: ok: requests = limits"; else
   echo "check_deploy: FAIL: requests ($requests) != limits ($limits)"; fail=1; fi
 # Every PRIMSERVE_<FLAG> in the manifests and compose file is a real flag.
-for var in $( (echo "$rendered"; cat "$ROOT/deploy/compose.yaml") | grep -oE "PRIMSERVE_[A-Z_]+" | sort -u); do
+for var in $( (echo "$rendered"; echo "$secured"; cat "$ROOT/deploy/compose.yaml") | grep -oE "PRIMSERVE_[A-Z_]+" | sort -u); do
   flag=$(tr 'A-Z' 'a-z' <<<"${var#PRIMSERVE_}")
   if grep -qE -- "--$flag \(" <<<"$help"; then echo "check_deploy: ok: $var -> --$flag"; else
     echo "check_deploy: FAIL: $var: no --$flag in primserve-server --helpfull"; fail=1; fi

@@ -4,7 +4,9 @@
 # Usage, at the top of a test script that set -euo pipefail:
 #   source "$(dirname "$0")/cli_harness.sh" <test name> "$@"
 # Defines SERVER, CLI, PYTHON, WORK_DIR, PORT, RC and start_server, stop_server, fail, pass,
-# run_cli, expect_ok, expect_failure; the server is always stopped on exit.
+# run_cli, expect_ok, expect_failure; the server is always stopped on exit. Set SERVER_ARGS
+# (extra server flags) and CLI_ARGS (global CLI flags of every call, the health probe included)
+# before start_server for a secured server.
 HARNESS_NAME=$1
 shift
 if [[ $# -ne 2 ]]; then
@@ -22,6 +24,8 @@ fi
 
 WORK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/primserve_${HARNESS_NAME}.XXXXXX")
 SERVER_PID=""
+SERVER_ARGS=()
+CLI_ARGS=()
 
 stop_server() {
   if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -56,11 +60,11 @@ pass() { echo "ok: $*"; }
 
 start_server() {
   PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-  "$SERVER" --address="127.0.0.1:$PORT" --model_dir="$WORK_DIR/models" >>"$WORK_DIR/server.log" 2>&1 &
+  "$SERVER" --address="127.0.0.1:$PORT" --model_dir="$WORK_DIR/models" "${SERVER_ARGS[@]}" >>"$WORK_DIR/server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 100); do
     kill -0 "$SERVER_PID" 2>/dev/null || fail "the server exited during start-up"
-    if "$CLI" --address="127.0.0.1:$PORT" --timeout_seconds=1 health >/dev/null 2>&1; then return 0; fi
+    if "$CLI" --address="127.0.0.1:$PORT" --timeout_seconds=1 "${CLI_ARGS[@]}" health >/dev/null 2>&1; then return 0; fi
     sleep 0.2
   done
   fail "health never reported SERVING on port $PORT"
@@ -68,7 +72,7 @@ start_server() {
 
 run_cli() {
   RC=0
-  "$CLI" --address="127.0.0.1:$PORT" --timeout_seconds=30 "$@" >"$WORK_DIR/out" 2>"$WORK_DIR/err" || RC=$?
+  "$CLI" --address="127.0.0.1:$PORT" --timeout_seconds=30 "${CLI_ARGS[@]}" "$@" >"$WORK_DIR/out" 2>"$WORK_DIR/err" || RC=$?
 }
 
 expect_ok() {

@@ -66,6 +66,18 @@ std::string ServerBinary() {
 absl::StatusOr<ServerProcess> ServerProcess::Start(const std::string& binary,
                                                    const std::vector<std::string>& extra_args,
                                                    absl::Duration timeout) {
+  return Launch(binary, extra_args, timeout, /*admin_port=*/false);
+}
+
+absl::StatusOr<ServerProcess> ServerProcess::StartWithAdminPort(const std::string& binary,
+                                                                const std::vector<std::string>& extra_args,
+                                                                absl::Duration timeout) {
+  return Launch(binary, extra_args, timeout, /*admin_port=*/true);
+}
+
+absl::StatusOr<ServerProcess> ServerProcess::Launch(const std::string& binary,
+                                                    const std::vector<std::string>& extra_args,
+                                                    absl::Duration timeout, bool admin_port) {
   ServerProcess server;
   char dir_template[] = "/tmp/primserve-e2e-XXXXXX";
   if (mkdtemp(dir_template) == nullptr) return absl::InternalError("mkdtemp failed");
@@ -73,6 +85,10 @@ absl::StatusOr<ServerProcess> ServerProcess::Start(const std::string& binary,
   server.port_ = FreePort();
   std::vector<std::string> args = {binary, absl::StrCat("--address=127.0.0.1:", server.port_),
                                    absl::StrCat("--model_dir=", server.dir_, "/models")};
+  if (admin_port) {
+    server.admin_port_ = FreePort();
+    args.push_back(absl::StrCat("--admin_address=", server.admin_address()));
+  }
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
@@ -89,7 +105,8 @@ absl::StatusOr<ServerProcess> ServerProcess::Start(const std::string& binary,
   // Wait for the listener before creating the channel: a channel whose first connect is refused
   // backs off for about a second or more before it tries again.
   const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline && !PortAcceptsConnections(server.port_)) {
+  const int probe_port = admin_port ? server.admin_port_ : server.port_;
+  while (absl::Now() < deadline && !PortAcceptsConnections(probe_port)) {
     int wstatus = 0;
     if (waitpid(server.pid_, &wstatus, WNOHANG) == server.pid_) {
       server.pid_ = -1;
@@ -98,7 +115,7 @@ absl::StatusOr<ServerProcess> ServerProcess::Start(const std::string& binary,
     absl::SleepFor(absl::Milliseconds(20));
   }
   client::ChannelOptions options;
-  options.address = server.address();
+  options.address = admin_port ? server.admin_address() : server.address();
   client::HealthClient health(client::CreateChannel(options));
   while (absl::Now() < deadline) {
     client::CallOptions call;
@@ -117,7 +134,7 @@ absl::StatusOr<ServerProcess> ServerProcess::Start(const std::string& binary,
 }
 
 ServerProcess::ServerProcess(ServerProcess&& other) noexcept
-    : pid_(other.pid_), port_(other.port_), dir_(std::move(other.dir_)) {
+    : pid_(other.pid_), port_(other.port_), admin_port_(other.admin_port_), dir_(std::move(other.dir_)) {
   other.pid_ = -1;
   other.dir_.clear();
 }
@@ -134,6 +151,10 @@ ServerProcess::~ServerProcess() {
 }
 
 std::string ServerProcess::address() const { return absl::StrCat("127.0.0.1:", port_); }
+
+std::string ServerProcess::admin_address() const {
+  return admin_port_ == 0 ? std::string() : absl::StrCat("127.0.0.1:", admin_port_);
+}
 
 void ServerProcess::Signal(int signal_number) const {
   if (pid_ > 0) kill(pid_, signal_number);

@@ -23,11 +23,18 @@ class ServerProcess {
   // temporary one (the last flag wins): pass another server's model_dir() to restart on its store.
   static absl::StatusOr<ServerProcess> Start(const std::string& binary, const std::vector<std::string>& extra_args,
                                              absl::Duration timeout = absl::Seconds(30));
+  // As Start, plus `--admin_address=127.0.0.1:<second free port>`, and waits for SERVING there
+  // (plaintext, no token) instead of on the data port: for servers started with TLS or tokens.
+  static absl::StatusOr<ServerProcess> StartWithAdminPort(const std::string& binary,
+                                                          const std::vector<std::string>& extra_args,
+                                                          absl::Duration timeout = absl::Seconds(30));
   ServerProcess(ServerProcess&& other) noexcept;
   ServerProcess& operator=(ServerProcess&&) = delete;
   ~ServerProcess();  // SIGKILLs the server if it is still running.
 
   std::string address() const;
+  // "127.0.0.1:<admin port>" after StartWithAdminPort; empty after Start.
+  std::string admin_address() const;
   // The temporary model directory given to the server (unless extra_args named another); it
   // and its files live as long as this object, also after the server has exited.
   std::string model_dir() const { return dir_ + "/models"; }
@@ -40,8 +47,11 @@ class ServerProcess {
 
  private:
   ServerProcess() = default;
+  static absl::StatusOr<ServerProcess> Launch(const std::string& binary, const std::vector<std::string>& extra_args,
+                                              absl::Duration timeout, bool admin_port);
   pid_t pid_ = -1;
   int port_ = 0;
+  int admin_port_ = 0;
   std::string dir_;
 };
 

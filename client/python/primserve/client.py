@@ -12,9 +12,12 @@ Example::
     'SERVING'
 """
 
+import json
+
 import grpc
 import numpy as np
 
+from primserve.auth import BearerToken, tls_credentials
 from primserve.discriminator import DiscriminatorMethods
 from primserve.logistic import LogisticMethods
 from primserve.tensors import from_tensor, to_tensor
@@ -39,6 +42,26 @@ _ATTENTION_KINDS = {"softmax": at_pb2.ATTENTION_KIND_SOFTMAX, "linear": at_pb2.A
 _PRECISIONS = {"f32": at_pb2.COMPUTE_PRECISION_F32, "bf16": at_pb2.COMPUTE_PRECISION_BF16}
 _ROPE_KEYS = ("kind", "pairing", "base", "rotary_dim", "query_positions", "key_positions", "grid")
 _HEALTH_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+# The C++ client's scale-out defaults (client/include/primserve/client/channel.h): retry policy
+# for UNAVAILABLE on these services, client keepalive while calls are in flight.
+_RETRIED_SERVICES = ("primserve.v1.PositionEncoding", "primserve.v1.Attention",
+                     "primserve.v1.LogisticRegression", "primserve.v1.Models", "primserve.v1.Toolkit",
+                     "primserve.v1.Discriminator", "grpc.health.v1.Health")
+_KEEPALIVE_TIME_MS = 30000
+_KEEPALIVE_TIMEOUT_MS = 10000
+
+
+def _service_config(max_attempts):
+    """The default service config: round_robin with health checking, retries on UNAVAILABLE."""
+    config = {"loadBalancingConfig": [{"round_robin": {}}], "healthCheckConfig": {"serviceName": ""}}
+    if max_attempts > 1:
+        config["methodConfig"] = [{
+            "name": [{"service": name} for name in _RETRIED_SERVICES],
+            "retryPolicy": {"maxAttempts": min(int(max_attempts), 5), "initialBackoff": "0.05s",
+                            "maxBackoff": "1s", "backoffMultiplier": 2,
+                            "retryableStatusCodes": ["UNAVAILABLE"]},
+        }]
+    return json.dumps(config)
 
 
 class Error(Exception):
@@ -146,7 +169,16 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
     ``address`` is a gRPC target (``host:port``, ``dns:///name:port``, ...). ``max_message_bytes``
     bounds requests and responses (match the server's ``--max_message_bytes``). ``timeout`` is
     the default per-call deadline in seconds (None: no deadline); every method also takes
-    ``timeout=``. Pass ``credentials`` (``grpc.ssl_channel_credentials(...)``) for TLS.
+    ``timeout=``. TLS: ``root_certificates`` (PEM of the CA that signed the server; None: the
+    system roots), plus ``private_key`` and ``certificate_chain`` (PEM) for servers that require
+    client certificates; or any ``credentials`` (``grpc.ssl_channel_credentials(...)``).
+    ``auth_token`` is sent as ``authorization: Bearer <token>`` on every call, over TLS or
+    plaintext (see ``primserve.auth``).
+    Scale-out defaults as in the C++ client: round_robin over every address of a ``dns:///`` or
+    ``ipv4:a,b`` target, skipping replicas whose health is NOT_SERVING; calls that fail with
+    UNAVAILABLE (a replica died or drains) are retried on another replica, up to
+    ``max_attempts`` attempts in all (1 turns retries off, gRPC caps it at 5); requests up to
+    ``max_message_bytes`` stay retryable; keepalive pings every 30 s while calls are in flight.
     Failed calls raise ``primserve.Error``. Use it as a context manager, or call ``close()``.
     Logistic regression and the model store: ``fit``, ``fit_stream``, ``compute_statistics``,
     ``fit_from_statistics``, ``fit_sharded``, ``predict``, ``list_models``, ``get_model``,
@@ -164,17 +196,28 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
                [0.84147096, 0.5403023 , 0.00999983, 0.99995   ]], dtype=float32)
     """
 
-    def __init__(self, address, max_message_bytes=64 << 20, timeout=None, credentials=None):
+    def __init__(self, address, max_message_bytes=64 << 20, timeout=None, credentials=None, max_attempts=5,
+                 root_certificates=None, private_key=None, certificate_chain=None, auth_token=None):
         options = [
             ("grpc.max_send_message_length", int(max_message_bytes)),
             ("grpc.max_receive_message_length", int(max_message_bytes)),
             # As the C++ client: a dns:/// or ipv4:a,b address spreads calls over every replica.
             ("grpc.lb_policy_name", "round_robin"),
+            ("grpc.service_config", _service_config(max_attempts)),
+            ("grpc.enable_retries", 1),
+            ("grpc.per_rpc_retry_buffer_size", min(int(max_message_bytes), 2**31 - 1)),
+            ("grpc.keepalive_time_ms", _KEEPALIVE_TIME_MS),
+            ("grpc.keepalive_timeout_ms", _KEEPALIVE_TIMEOUT_MS),
+            ("grpc.keepalive_permit_without_calls", 0),
         ]
+        if credentials is None and (root_certificates, private_key, certificate_chain) != (None, None, None):
+            credentials = tls_credentials(root_certificates, private_key, certificate_chain)
         if credentials is None:
             self._channel = grpc.insecure_channel(address, options=options)
         else:
             self._channel = grpc.secure_channel(address, credentials, options=options)
+        if auth_token is not None:
+            self._channel = grpc.intercept_channel(self._channel, BearerToken(auth_token))
         self.address = address
         self.timeout = timeout
         self._position_encoding = pe_grpc.PositionEncodingStub(self._channel)

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Sanitizer builds that run the test suite (DESIGN.md: no bad input crashes, hangs or leaks).
+#   bash scripts/sanitize.sh asan   AddressSanitizer + LeakSanitizer + UndefinedBehaviorSanitizer
+#                                   (-fno-sanitize-recover=undefined) with g++, RelWithDebInfo at
+#                                   -O1, in ${SANITIZE_BUILD_DIR:-build-asan}: the whole unit and
+#                                   end-to-end suite; the e2e tests (C++, CLI, Python, Node) start
+#                                   this build's server, so it runs instrumented too.
+#   bash scripts/sanitize.sh tsan   ThreadSanitizer with clang-14 and its libomp (whose parallel
+#                                   regions TSan understands through libarcher), in
+#                                   ${SANITIZE_BUILD_DIR:-build-tsan}: the concurrency-relevant tests.
+# Every instrumented process (test binaries and the servers they start) writes its reports to
+# <build dir>/sanitizer-logs/; any report fails the run, also one from a server whose exit code
+# its test does not look at. Extra arguments go to ctest (e.g. -R e2e_server).
+#
+# Not run under the sanitizers, and why:
+#   bench_*_smoke                 benchmarks are not built (PRIMSERVE_BUILD_BENCH=OFF): timing
+#                                 runs of kernels the unit tests already cover
+#   client_find_package_consumer  installs this build and compiles an uninstrumented consumer
+#                                 against it: a packaging test, and the link needs the sanitizer
+#                                 runtime the consumer does not ask for
+#   tsan only: every test outside TSAN_TESTS below (single-threaded unit tests, script tests
+#   whose clients are Python / Node / bash: TSan checks the threads of the instrumented
+#   processes, which the C++ e2e tests already drive concurrently).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-}
+shift || true
+start=$(date +%s)
+jobs=$(nproc)
+
+case "$mode" in
+  asan)
+    BUILD_DIR=${SANITIZE_BUILD_DIR:-build-asan}
+    flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+    cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
+      -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
+      -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined" -DPRIMSERVE_BUILD_BENCH=OFF >/dev/null
+    cmake --build "$BUILD_DIR" -j"$jobs"
+    exclude='^client_find_package_consumer$'
+    select=()
+    logs=$(cd "$BUILD_DIR" && pwd)/sanitizer-logs
+    export ASAN_OPTIONS="detect_leaks=1:strict_init_order=1:log_path=$logs/asan"
+    export LSAN_OPTIONS="suppressions=$(pwd)/tests/sanitize/lsan.supp:print_suppressions=0"
+    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logs/ubsan"
+    ;;
+  tsan)
+    BUILD_DIR=${SANITIZE_BUILD_DIR:-build-tsan}
+    # Server end-to-end tests (concurrent calls, admission, drain, SIGTERM, shared model store
+    # and network cache), the model store's concurrent writers and readers, and the parallel
+    # attention kernels; the call tracker runs inside every e2e server.
+    TSAN_TARGETS=(primserve-server e2e_server_test e2e_logistic_test e2e_toolkit_test e2e_discriminator_test
+                  server_model_store_test core_attention_test)
+    TSAN_TESTS='^(e2e_server_test|e2e_logistic_test|e2e_toolkit_test|e2e_discriminator_test|server_model_store_test|core_attention_test)'
+    flags="-fsanitize=thread -fno-omit-frame-pointer"
+    CC=clang-14 CXX=clang++-14 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DCMAKE_CXX_FLAGS="$flags" \
+      -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=thread" \
+      -DPRIMSERVE_BUILD_BENCH=OFF >/dev/null
+    cmake --build "$BUILD_DIR" -j"$jobs" --target "${TSAN_TARGETS[@]}"
+    # absl::Mutex happens-before edges (see tests/sanitize/tsan_absl_sync.cc).
+    shim=$(cd "$BUILD_DIR" && pwd)/libtsan_absl_sync.so
+    clang++-14 -std=c++17 -O1 -g -fPIC -shared -Wall -Wextra -Werror -o "$shim" tests/sanitize/tsan_absl_sync.cc -ldl
+    absl_sync=$(ldconfig -p | sed -n 's/.*libabsl_synchronization\.so[^ ]* (libc6,x86-64) => //p' | head -1)
+    for symbol in $(nm -D --defined-only "$shim" | awk '$2 == "T" {print $3}'); do
+      nm -D --defined-only "$absl_sync" | grep -q " T $symbol\$" ||
+        { echo "sanitize.sh: $absl_sync does not export $symbol (another Abseil?)" >&2; exit 1; }
+    done
+    exclude='^$'
+    select=(-R "$TSAN_TESTS")
+    logs=$(cd "$BUILD_DIR" && pwd)/sanitizer-logs
+    export LD_PRELOAD=$shim
+    export OMP_TOOL_LIBRARIES=/usr/lib/llvm-14/lib/libarcher.so
+    export TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:history_size=4:log_path=$logs/tsan:suppressions=$(pwd)/tests/sanitize/tsan.supp"
+    ;;
+  *)
+    echo "usage: $0 asan|tsan [ctest arguments]" >&2
+    exit 2
+    ;;
+esac
+echo "sanitize.sh $mode: built in $(( $(date +%s) - start )) s"
+
+rm -rf "$logs" && mkdir -p "$logs"
+rc=0
+(cd "$BUILD_DIR" && ctest --output-on-failure -j"$jobs" --timeout 900 -E "$exclude" "${select[@]}" "$@") || rc=$?
+unset LD_PRELOAD
+reports=$(find "$logs" -type f | sort)
+if [[ -n "$reports" ]]; then
+  echo "sanitize.sh $mode: sanitizer reports:" >&2
+  for report in $reports; do
+    echo "==== $report" >&2
+    head -80 "$report" >&2
+  done
+  rc=1
+fi
+if ((rc != 0)); then
+  echo "sanitize.sh $mode: FAILED after $(( $(date +%s) - start )) s" >&2
+  exit 1
+fi
+echo "sanitize.sh $mode: passed in $(( $(date +%s) - start )) s"

@@ -1,0 +1,107 @@
+// Serving: what every RPC passes through between gRPC and its handler.
+//
+//   admission (refused with UNAVAILABLE once draining)
+//   -> compute stage (bounded queue; RESOURCE_EXHAUSTED when full; deadline checked before start)
+//   -> handler (absl::Status) -> status mapping
+//   -> metrics (count by code, queue and compute time, bytes) and one log line:
+//      "rpc primserve.v1.Attention/Attend OK 12.345 ms (queue 0.010 ms) id=... peer=..."
+//
+// The request id comes from the call's `x-request-id` metadata, else it is generated; it is
+// returned to the client as `x-request-id` initial metadata.
+//
+// Example (a service method):
+//   return Serve(serving_, context, kAttend, *request, response, [&] { return HandleAttend(...); });
+#ifndef PRIMSERVE_SERVER_SERVING_H_
+#define PRIMSERVE_SERVER_SERVING_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "google/protobuf/message.h"
+#include "grpcpp/server_context.h"
+#include "grpcpp/support/status.h"
+#include "server/call_tracker.h"
+#include "server/compute_stage.h"
+#include "server/metrics.h"
+
+namespace primserve {
+
+struct Method {
+  const char* name;  // Full name, "primserve.v1.Attention/Attend".
+  // False for calls that do no tensor compute (cost formulas, model listing): they skip the
+  // compute queue so that they stay fast while the workers are busy.
+  bool computes;
+};
+
+// The shared per-server state calls pass through.
+struct Serving {
+  Serving(int compute_workers, int max_queue)
+      : stage(compute_workers, max_queue,
+              [this](int64_t running, int64_t waiting) { metrics.SetComputeStage(running, waiting); }) {}
+  Metrics metrics;
+  CallTracker tracker;
+  ComputeStage stage;
+};
+
+// One call from arrival to its status: see the file comment.
+class CallScope {
+ public:
+  CallScope(Serving& serving, grpc::ServerContext* context, const Method& method, int64_t request_bytes);
+  CallScope(const CallScope&) = delete;
+  CallScope& operator=(const CallScope&) = delete;
+
+  // Admission, the compute queue and the deadline check; OK means the handler may run.
+  absl::Status Begin();
+  // Gives the compute slot back while `wait` blocks on the network (a streaming read), then
+  // queues for one again. Returns wait's result, or the queue's error.
+  template <typename Wait>
+  auto WithoutSlot(const Wait& wait) -> decltype(wait());
+  void AddReceivedBytes(int64_t bytes) { received_bytes_ += bytes; }
+  // Records metrics and the log line; returns the wire status.
+  grpc::Status End(const absl::Status& handler_status, int64_t response_bytes);
+
+  const std::string& request_id() const { return request_id_; }
+
+ private:
+  absl::Status AcquireSlot();
+
+  Serving& serving_;
+  grpc::ServerContext* const context_;
+  const Method method_;
+  const absl::Time start_;
+  absl::Duration queued_;
+  absl::Time compute_start_;
+  int64_t received_bytes_;
+  std::string request_id_;
+  CallTracker::Admission admission_{nullptr};
+  ComputeStage::Slot slot_;
+};
+
+template <typename Wait>
+auto CallScope::WithoutSlot(const Wait& wait) -> decltype(wait()) {
+  if (!method_.computes) return wait();
+  slot_.Release();
+  const absl::Time released = absl::Now();
+  auto result = wait();
+  compute_start_ += absl::Now() - released;  // Waiting on the client is not compute time.
+  absl::Status status = AcquireSlot();
+  if (!status.ok()) return status;
+  return result;
+}
+
+// Runs `handler` (returning absl::Status) for one call; see the file comment.
+template <typename Handler>
+grpc::Status Serve(Serving& serving, grpc::ServerContext* context, const Method& method,
+                   const google::protobuf::Message& request, const google::protobuf::Message* response,
+                   const Handler& handler) {
+  CallScope call(serving, context, method, static_cast<int64_t>(request.ByteSizeLong()));
+  absl::Status status = call.Begin();
+  if (status.ok()) status = handler();
+  return call.End(status, status.ok() ? static_cast<int64_t>(response->ByteSizeLong()) : 0);
+}
+
+}  // namespace primserve
+
+#endif  // PRIMSERVE_SERVER_SERVING_H_

@@ -1,0 +1,268 @@
+// The server's execution model and observability, end to end: the bounded compute stage
+// (queue full -> RESOURCE_EXHAUSTED at once), deadlines abandoning work, the Prometheus
+// /metrics endpoint, request ids and the per-request log line, --drain_seconds.
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "primserve/client/attention.h"
+#include "primserve/client/channel.h"
+#include "primserve/client/health.h"
+#include "primserve/client/position_encoding.h"
+#include "primserve/v1/position_encoding.grpc.pb.h"
+#include "tests/e2e/metrics_scrape.h"
+#include "tests/e2e/server_process.h"
+
+namespace primserve {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::FreePort;
+using testing::HttpGet;
+using testing::RequestsSeries;
+using testing::Sample;
+using testing::ServerBinary;
+using testing::ServerProcess;
+
+std::shared_ptr<grpc::Channel> Channel(const ServerProcess& server) {
+  client::ChannelOptions options;
+  options.address = server.address();
+  return client::CreateChannel(options);
+}
+
+// Softmax attention with head_dim 1: cheap to send (12 bytes per position), costly to compute
+// (one exp per query-key pair), so that its duration is the kernel's, not the transport's.
+client::Tensor Column(int64_t length) { return {{1, 1, length, 1}, std::vector<float>(length, 0.5f)}; }
+
+absl::Duration TimeAttend(client::AttentionClient& attention, int64_t length, absl::Duration timeout,
+                          absl::StatusCode* code) {
+  client::CallOptions call;
+  call.timeout = timeout;
+  const client::Tensor column = Column(length);
+  const absl::Time start = absl::Now();
+  *code = attention.Attend(column, column, column, {}, call).status().code();
+  return absl::Now() - start;
+}
+
+TEST(ComputeStage, AFloodBeyondTheQueueIsRefusedAtOnceAndTheRestSucceeds) {
+  const int metrics_port = FreePort();
+  absl::StatusOr<ServerProcess> server = ServerProcess::Start(
+      ServerBinary(), {"--compute_workers=1", "--compute_threads=1", "--max_queue=2",
+                       absl::StrCat("--metrics_address=127.0.0.1:", metrics_port)});
+  ASSERT_TRUE(server.ok()) << server.status();
+  client::AttentionClient attention(Channel(*server));
+  absl::StatusCode code;
+  // Warm-up (primitives created, pools grown), then the job's duration and the baseline memory.
+  TimeAttend(attention, 12288, absl::Seconds(30), &code);
+  ASSERT_EQ(code, absl::StatusCode::kOk);
+  const absl::Duration job = TimeAttend(attention, 12288, absl::Seconds(30), &code);
+  const double baseline_rss = Sample(HttpGet(metrics_port, "/metrics"), "process_resident_memory_bytes");
+  ASSERT_GT(baseline_rss, 0);
+
+  constexpr int kRounds = 3;
+  constexpr int kClients = 16;
+  int ok = 0, refused = 0;
+  absl::Duration slowest_refusal;
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<absl::StatusCode> codes(kClients);
+    std::vector<absl::Duration> latencies(kClients);
+    std::vector<std::string> messages(kClients);
+    std::vector<std::thread> clients;
+    for (int i = 0; i < kClients; ++i) {
+      clients.emplace_back([&, i] {
+        client::AttentionClient own(Channel(*server));
+        client::CallOptions call;
+        call.timeout = absl::Seconds(60);
+        const client::Tensor column = Column(12288);
+        const absl::Time start = absl::Now();
+        absl::Status status = own.Attend(column, column, column, {}, call).status();
+        latencies[i] = absl::Now() - start;
+        codes[i] = status.code();
+        messages[i] = std::string(status.message());
+      });
+    }
+    for (std::thread& t : clients) t.join();
+    for (int i = 0; i < kClients; ++i) {
+      if (codes[i] == absl::StatusCode::kOk) {
+        ++ok;
+      } else {
+        ASSERT_EQ(codes[i], absl::StatusCode::kResourceExhausted) << messages[i];
+        EXPECT_THAT(messages[i], HasSubstr("queue full: 2 waiting"));
+        ++refused;
+        slowest_refusal = std::max(slowest_refusal, latencies[i]);
+      }
+    }
+  }
+  // 16 calls at once against 1 worker + 2 queue places: most are refused, and at once (well
+  // within one job's time, which a queued call would have had to wait).
+  std::printf("flood: %d rounds x %d clients: %d ok, %d refused; job %s, slowest refusal %s\n", kRounds, kClients, ok,
+              refused, absl::FormatDuration(job).c_str(), absl::FormatDuration(slowest_refusal).c_str());
+  EXPECT_GE(ok, kRounds * 3);
+  EXPECT_GE(refused, kRounds * kClients / 2);
+  EXPECT_LT(slowest_refusal, job);
+
+  client::HealthClient health(Channel(*server));
+  absl::StatusOr<client::ServingStatus> serving = health.Check();
+  ASSERT_TRUE(serving.ok()) << serving.status();
+  EXPECT_EQ(*serving, grpc::health::v1::HealthCheckResponse::SERVING);
+  TimeAttend(attention, 12288, absl::Seconds(30), &code);
+  EXPECT_EQ(code, absl::StatusCode::kOk);
+
+  const std::string metrics = HttpGet(metrics_port, "/metrics");
+  const double rss = Sample(metrics, "process_resident_memory_bytes");
+  std::printf("resident memory: %.1f MiB after warm-up, %.1f MiB after the floods\n", baseline_rss / 1048576,
+              rss / 1048576);
+  EXPECT_LT(rss, baseline_rss * 1.10 + 8 * 1048576);
+  // The server counted what the clients saw (+3: warm-up, timing and the check after).
+  EXPECT_EQ(Sample(metrics, RequestsSeries("Attention/Attend", "OK")), ok + 3);
+  EXPECT_EQ(Sample(metrics, RequestsSeries("Attention/Attend", "RESOURCE_EXHAUSTED")), refused);
+  EXPECT_EQ(Sample(metrics, "primserve_compute_queue_depth"), 0);
+  EXPECT_EQ(Sample(metrics, "primserve_in_flight_requests"), 0);
+}
+
+TEST(ComputeStage, ADeadlineAbandonsALongJobAndFreesTheWorker) {
+  absl::StatusOr<ServerProcess> server =
+      ServerProcess::Start(ServerBinary(), {"--compute_workers=1", "--compute_threads=1"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  client::AttentionClient attention(Channel(*server));
+  client::PositionEncodingClient rope(Channel(*server));
+  absl::StatusCode code;
+  // 65536^2 exps: seconds of work on one thread.
+  const absl::Duration job_timeout_10ms = TimeAttend(attention, 65536, absl::Milliseconds(10), &code);
+  EXPECT_EQ(code, absl::StatusCode::kDeadlineExceeded);
+  // The one worker is free again at once: a small call is not stuck behind the abandoned job.
+  const absl::Time start = absl::Now();
+  client::CallOptions call;
+  call.timeout = absl::Seconds(5);
+  ASSERT_TRUE(rope.Sinusoidal(16, 64, call).ok());
+  const absl::Duration small_after_10ms = absl::Now() - start;
+
+  // Once more with a deadline the call surely reaches the kernel in, to see the kernel stop.
+  const absl::Duration job_timeout_300ms = TimeAttend(attention, 65536, absl::Milliseconds(300), &code);
+  EXPECT_EQ(code, absl::StatusCode::kDeadlineExceeded);
+  const absl::Time start2 = absl::Now();
+  ASSERT_TRUE(rope.Sinusoidal(16, 64, call).ok());
+  const absl::Duration small_after_300ms = absl::Now() - start2;
+  std::printf("10 ms deadline: DEADLINE_EXCEEDED after %s, next call %s; 300 ms: after %s, next call %s\n",
+              absl::FormatDuration(job_timeout_10ms).c_str(), absl::FormatDuration(small_after_10ms).c_str(),
+              absl::FormatDuration(job_timeout_300ms).c_str(), absl::FormatDuration(small_after_300ms).c_str());
+  EXPECT_LT(small_after_10ms, absl::Milliseconds(500));
+  EXPECT_LT(small_after_300ms, absl::Milliseconds(500));
+  // The server's own record: the abandoned Attend ended within a fraction of the job.
+  absl::SleepFor(absl::Milliseconds(200));  // Log lines are written after the response.
+  const std::string log = server->Log();
+  std::smatch match;
+  const std::regex line(R"(rpc primserve\.v1\.Attention/Attend DEADLINE_EXCEEDED ([0-9.]+) ms)");
+  int abandoned = 0;
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), line); it != std::sregex_iterator(); ++it) {
+    EXPECT_LT(std::stod((*it)[1]), 600.0) << log;
+    ++abandoned;
+  }
+  // The 300 ms call always reached the kernel; the 10 ms one may expire in transport (786 KB
+  // upload) before gRPC hands it to the server, and then it leaves no line.
+  EXPECT_GE(abandoned, 1) << log;
+}
+
+TEST(Observability, MetricsCountGoodAndBadCallsPerCode) {
+  const int metrics_port = FreePort();
+  absl::StatusOr<ServerProcess> server =
+      ServerProcess::Start(ServerBinary(), {absl::StrCat("--metrics_address=127.0.0.1:", metrics_port)});
+  ASSERT_TRUE(server.ok()) << server.status();
+  client::PositionEncodingClient rope(Channel(*server));
+  client::AttentionClient attention(Channel(*server));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(rope.Sinusoidal(16, 64).ok());
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(rope.Sinusoidal(16, 63).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(attention.EstimateCost(0, 64, 12).status().code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(attention.EstimateCost(512, 64, 12).ok());
+  const client::Tensor q{{1, 2, 3, 4}, std::vector<float>(24, 1.0f)};
+  const client::Tensor k{{1, 3, 3, 4}, std::vector<float>(36, 1.0f)};  // 2 % 3 != 0
+  EXPECT_EQ(attention.Attend(q, k, k).status().code(), absl::StatusCode::kInvalidArgument);
+
+  const std::string response = HttpGet(metrics_port, "/metrics");
+  ASSERT_THAT(response, HasSubstr("200 OK"));
+  EXPECT_EQ(Sample(response, RequestsSeries("PositionEncoding/Sinusoidal", "OK")), 3);
+  EXPECT_EQ(Sample(response, RequestsSeries("PositionEncoding/Sinusoidal", "INVALID_ARGUMENT")), 2);
+  EXPECT_EQ(Sample(response, RequestsSeries("Attention/EstimateCost", "OK")), 1);
+  EXPECT_EQ(Sample(response, RequestsSeries("Attention/EstimateCost", "INVALID_ARGUMENT")), 1);
+  EXPECT_EQ(Sample(response, RequestsSeries("Attention/Attend", "INVALID_ARGUMENT")), 1);
+  EXPECT_EQ(Sample(response, RequestsSeries("Attention/Attend", "OK")), -1);  // Never called with success.
+  const std::string sinusoidal = "{method=\"primserve.v1.PositionEncoding/Sinusoidal\"}";
+  EXPECT_EQ(Sample(response, "primserve_request_compute_seconds_count" + sinusoidal), 5);
+  EXPECT_EQ(Sample(response, "primserve_request_queue_seconds_count" + sinusoidal), 5);
+  // Each good response carries the 16 x 64 table: 4096 bytes of floats plus framing.
+  EXPECT_GE(Sample(response, "primserve_request_sent_bytes_total" + sinusoidal), 3 * 4096);
+  EXPECT_GT(Sample(response, "primserve_request_received_bytes_total" + sinusoidal), 0);
+  EXPECT_THAT(response, HasSubstr("primserve_build_info{isa=\""));
+  EXPECT_GT(Sample(response, "process_open_fds"), 0);
+  EXPECT_THAT(HttpGet(metrics_port, "/nothing"), HasSubstr("404"));
+}
+
+TEST(Observability, EveryCallHasALogLineWithItsRequestId) {
+  absl::StatusOr<ServerProcess> server = ServerProcess::Start(ServerBinary(), {});
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto stub = v1::PositionEncoding::NewStub(Channel(*server));
+  v1::SinusoidalRequest request;
+  request.set_length(4);
+  request.set_dim(8);
+  v1::SinusoidalResponse response;
+  grpc::ClientContext with_id;
+  with_id.AddMetadata("x-request-id", "trace-42");
+  ASSERT_TRUE(stub->Sinusoidal(&with_id, request, &response).ok());
+  // The id comes back as initial metadata.
+  const auto echoed = with_id.GetServerInitialMetadata().find("x-request-id");
+  ASSERT_NE(echoed, with_id.GetServerInitialMetadata().end());
+  EXPECT_EQ(std::string(echoed->second.data(), echoed->second.size()), "trace-42");
+
+  grpc::ClientContext without_id;
+  request.set_dim(7);
+  ASSERT_EQ(stub->Sinusoidal(&without_id, request, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  const auto generated = without_id.GetServerInitialMetadata().find("x-request-id");
+  ASSERT_NE(generated, without_id.GetServerInitialMetadata().end());
+  const std::string id(generated->second.data(), generated->second.size());
+  EXPECT_EQ(id.size(), 16u);
+
+  absl::SleepFor(absl::Milliseconds(100));  // The log line is written after the response.
+  const std::string log = server->Log();
+  EXPECT_TRUE(std::regex_search(log, std::regex(R"(rpc primserve\.v1\.PositionEncoding/Sinusoidal OK [0-9.]+ ms .*id=trace-42)")))
+      << log;
+  EXPECT_TRUE(std::regex_search(
+      log, std::regex("rpc primserve\\.v1\\.PositionEncoding/Sinusoidal INVALID_ARGUMENT [0-9.]+ ms .*id=" + id +
+                      ".*dim: expected an even number")))
+      << log;
+}
+
+TEST(Lifecycle, DrainSecondsBoundsHowLongInFlightCallsMayRun) {
+  absl::StatusOr<ServerProcess> server =
+      ServerProcess::Start(ServerBinary(), {"--compute_threads=1", "--drain_seconds=1"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  client::AttentionClient attention(Channel(*server));
+  absl::StatusCode code = absl::StatusCode::kOk;
+  std::thread in_flight([&] { TimeAttend(attention, 65536, absl::Seconds(60), &code); });
+  absl::SleepFor(absl::Milliseconds(300));
+  const absl::Time signalled = absl::Now();
+  server->Signal(SIGTERM);
+  absl::StatusOr<int> exit_code = server->WaitForExit(absl::Seconds(15));
+  const absl::Duration exit_after = absl::Now() - signalled;
+  in_flight.join();
+  ASSERT_TRUE(exit_code.ok()) << exit_code.status();
+  EXPECT_EQ(*exit_code, 0) << server->Log();
+  // The job needs many seconds; after 1 s of drain it is cancelled, then a <= 2 s flush window.
+  std::printf("exit %s after SIGTERM; the in-flight call ended with %s\n", absl::FormatDuration(exit_after).c_str(),
+              absl::StatusCodeToString(code).c_str());
+  EXPECT_LT(exit_after, absl::Seconds(6));
+  EXPECT_NE(code, absl::StatusCode::kOk);
+  EXPECT_THAT(server->Log(), HasSubstr("grace period over: cancelling 1 unfinished call(s)"));
+}
+
+}  // namespace
+}  // namespace primserve
