@@ -179,6 +179,9 @@ struct StatisticsPartial {
   std::vector<uint8_t> block_has_class;  // [K]
 };
 
+// Sample counts enter the fit as doubles: beyond 2^53 they would no longer be exact.
+constexpr int64_t kMaxStatisticsSamples = int64_t{1} << 53;
+
 }  // namespace
 
 int64_t SufficientStatistics::num_samples() const {
@@ -208,10 +211,17 @@ absl::Status ValidateStatistics(const SufficientStatistics& s) {
   RETURN_IF_ERROR(check_size(s.class_shifts.size(), s.num_classes * s.dim, "class_shifts"));
   RETURN_IF_ERROR(check_size(s.class_sums.size(), s.num_classes * s.dim, "class_sums"));
   RETURN_IF_ERROR(check_size(s.scatter.size(), s.dim * s.dim, "scatter"));
+  int64_t total = 0;
   for (size_t c = 0; c < s.counts.size(); ++c) {
     if (s.counts[c] < 0) {
       return absl::InvalidArgumentError(absl::StrCat("statistics.counts[", c, "]: expected >= 0, got ", s.counts[c]));
     }
+    if (s.counts[c] > kMaxStatisticsSamples - total) {
+      return absl::InvalidArgumentError(absl::StrCat("statistics.counts: expected at most 2^53 samples in all (",
+                                                     "counts are used as exact doubles), got more at counts[", c,
+                                                     "] = ", s.counts[c]));
+    }
+    total += s.counts[c];
   }
   RETURN_IF_ERROR(CheckFinite(s.class_shifts, "statistics.class_shifts"));
   RETURN_IF_ERROR(CheckFinite(s.class_sums, "statistics.class_sums"));
@@ -233,6 +243,12 @@ absl::Status SufficientStatistics::Merge(const SufficientStatistics& other) {
     return absl::OkStatus();
   }
   if (other.num_classes == 0 && other.dim == 0) return absl::OkStatus();
+  // Both totals are <= 2^53 (validated), so this sum cannot overflow; the per-class sums below
+  // are bounded by it.
+  if (num_samples() + other.num_samples() > kMaxStatisticsSamples) {
+    return absl::InvalidArgumentError(absl::StrCat("statistics.counts: merging ", other.num_samples(), " samples into ",
+                                                   num_samples(), " exceeds 2^53 samples in all"));
+  }
   if (other.dim != dim) {
     return absl::InvalidArgumentError(absl::StrCat("statistics.dim: cannot merge statistics of dim ", other.dim,
                                                    " into statistics of dim ", dim,

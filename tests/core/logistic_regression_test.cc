@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <string>
@@ -418,6 +419,28 @@ TEST(LogisticStreaming, MergedShardsEqualTheWhole) {
   ASSERT_TRUE(copy.Merge(*whole).ok());
   ASSERT_TRUE(copy.Merge(SufficientStatistics{}).ok());
   EXPECT_EQ(copy.scatter, whole->scatter);
+}
+
+// Regression: counts near INT64_MAX once overflowed (undefined behaviour) when shards were
+// merged, and the server answered with a wrapped negative count.
+TEST(LogisticStreaming, SampleCountsBeyondTwoToThe53AreRefusedBeforeTheyOverflow) {
+  SufficientStatistics s;
+  s.num_classes = 2;
+  s.dim = 1;
+  s.counts = {int64_t{1} << 52, int64_t{1} << 52};
+  s.class_shifts = {0, 0};
+  s.class_sums = {0, 0};
+  s.scatter = {1};
+  ASSERT_TRUE(ValidateStatistics(s).ok());
+  SufficientStatistics merged = s;
+  const absl::Status sum = merged.Merge(s);
+  EXPECT_EQ(sum.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(sum.message()), ::testing::HasSubstr("exceeds 2^53 samples"));
+  SufficientStatistics huge = s;
+  huge.counts = {1, std::numeric_limits<int64_t>::max()};
+  const absl::Status invalid = ValidateStatistics(huge);
+  EXPECT_EQ(invalid.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(invalid.message()), ::testing::HasSubstr("counts[1]"));
 }
 
 // ----- singular covariance ----------------------------------------------------------------------
