@@ -291,6 +291,10 @@ absl::StatusOr<PortCredentials> BuildPortCredentials(const SecurityOptions& opti
   if (!options.auth_token_file.empty()) {
     ASSIGN_OR_RETURN(data_policy.tokens, LoadTokenFile(options.auth_token_file));
   }
+  if (!options.secured()) {
+    // Exactly gRPC's plaintext port, as before TLS and tokens existed.
+    return PortCredentials{grpc::InsecureServerCredentials(), grpc::InsecureServerCredentials()};
+  }
   grpc_server_credentials* data = nullptr;
   if (options.tls()) {
     ASSIGN_OR_RETURN(data, TlsCredentials(options));
@@ -303,13 +307,9 @@ absl::StatusOr<PortCredentials> BuildPortCredentials(const SecurityOptions& opti
   } else {
     ports.data = WithPolicy(data, std::move(data_policy));
   }
-  if (options.secured()) {
-    AuthPolicy admin_policy;
-    admin_policy.exempt_only = true;
-    ports.admin = WithPolicy(grpc_insecure_server_credentials_create(), std::move(admin_policy));
-  } else {
-    ports.admin = grpc::InsecureServerCredentials();
-  }
+  AuthPolicy admin_policy;
+  admin_policy.exempt_only = true;
+  ports.admin = WithPolicy(grpc_insecure_server_credentials_create(), std::move(admin_policy));
   return ports;
 }
 

@@ -47,8 +47,8 @@ std::string DefaultServiceConfig(const ChannelOptions& options) {
     // healthCheckConfig: the balancer watches each replica's grpc.health.v1 status ("" service)
     // and stops picking one the moment it reports NOT_SERVING (SIGTERM drain), before its
     // listener closes; a server without the Health service counts as healthy (gRFC A17).
-    absl::StrAppend(&json, "\"loadBalancingConfig\": [{\"", options.load_balancing_policy,
-                    "\": {}}], \"healthCheckConfig\": {\"serviceName\": \"\"}");
+    absl::StrAppend(&json, "\"loadBalancingConfig\": [{\"", options.load_balancing_policy, "\": {}}]");
+    if (options.health_checked_balancing) absl::StrAppend(&json, ", \"healthCheckConfig\": {\"serviceName\": \"\"}");
   }
   if (options.max_attempts > 1) {
     // Every service the server registers, listed by name rather than with gRPC's empty-name
@@ -95,6 +95,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateChannelOrError(const Channe
   if (!credentials.ok()) return credentials.status();
   auto interceptors = AuthInterceptors(options);
   if (!interceptors.ok()) return interceptors.status();
+  if (interceptors->empty()) return grpc::CreateCustomChannel(options.address, *credentials, args);
   return grpc::experimental::CreateCustomChannelWithInterceptors(options.address, *credentials, args,
                                                                  *std::move(interceptors));
 }
