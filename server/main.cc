@@ -101,6 +101,8 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // A file-size limit (RLIMIT_FSIZE) must fail a model write with EFBIG, not kill the server.
+  signal(SIGXFSZ, SIG_IGN);
 
   primserve::ServerOptions options;
   options.address = absl::GetFlag(FLAGS_address);
