@@ -21,6 +21,13 @@ absl::Status CheckBase(double base) {
   return absl::OkStatus();
 }
 
+absl::Status CheckSinusoidalDim(int64_t dim) {
+  if (dim <= 0 || dim % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("dim: expected an even number > 0 (sin/cos pairs), got ", dim));
+  }
+  return absl::OkStatus();
+}
+
 // theta_i = base^(-2i/width) for i = 0 .. width/2 - 1, in double.
 std::vector<double> Frequencies(double base, int64_t width) {
   std::vector<double> theta(static_cast<size_t>(width / 2));
@@ -120,10 +127,7 @@ constexpr int64_t kParallelMinElements = int64_t{1} << 16;
 
 absl::StatusOr<Tensor> SinusoidalTable(absl::Span<const double> positions,
                                        const SinusoidalOptions& options) {
-  if (options.dim <= 0 || options.dim % 2 != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dim: expected an even number > 0 (sin/cos pairs), got ", options.dim));
-  }
+  RETURN_IF_ERROR(CheckSinusoidalDim(options.dim));
   RETURN_IF_ERROR(CheckBase(options.base));
   if (positions.empty()) {
     return absl::InvalidArgumentError("positions: expected length > 0 or at least one position, got none");
@@ -165,10 +169,11 @@ absl::StatusOr<Tensor> SinusoidalTable(int64_t length, const SinusoidalOptions& 
     return absl::InvalidArgumentError(
         absl::StrCat("length: expected > 0 when positions is empty, got ", length));
   }
-  // Validate the size before building the positions vector.
-  if (options.dim > 0) {
-    RETURN_IF_ERROR(CheckedElementCount({length, options.dim}, "output", options.max_elements).status());
-  }
+  // Validate the size before building the positions vector. dim first: with dim <= 0 the
+  // element count is <= 0 and would not bound `length` (found by tests/fuzz: length 2^27 with
+  // dim 0 allocated a 1 GiB positions vector before failing on dim).
+  RETURN_IF_ERROR(CheckSinusoidalDim(options.dim));
+  RETURN_IF_ERROR(CheckedElementCount({length, options.dim}, "output", options.max_elements).status());
   std::vector<double> positions(static_cast<size_t>(length));
   for (int64_t k = 0; k < length; ++k) positions[static_cast<size_t>(k)] = static_cast<double>(k);
   return SinusoidalTable(positions, options);

@@ -33,7 +33,7 @@ export OMP_NUM_THREADS=1
 # One target: copy its corpus, fuzz, judge the log. Prints one summary line.
 run_one() {
   local target=$1 dir="$runs/$1"
-  rm -rf "$dir" && mkdir -p "$dir/corpus" "$dir/tmp"
+  rm -rf "$dir" && mkdir -p "$dir/corpus"
   cp tests/fuzz/corpus/"$target"/* "$dir/corpus/"
   local seeds
   seeds=$(ls "$dir/corpus" | wc -l)

@@ -66,7 +66,8 @@ absl::StatusOr<Tensor> TensorFromProto(const v1::Tensor& proto, absl::string_vie
   tensor.values.resize(static_cast<size_t>(count));
   const char* bytes = proto.data().data();
   if (element_bytes == 4) {
-    std::memcpy(tensor.values.data(), bytes, expected_bytes);
+    // An empty tensor's vector has no buffer: memcpy from / to null is undefined even for 0 bytes.
+    if (expected_bytes > 0) std::memcpy(tensor.values.data(), bytes, expected_bytes);
   } else {
     // bfloat16 is the upper half of a float32: widening is exact.
     for (size_t i = 0; i < tensor.values.size(); ++i) {

@@ -1138,6 +1138,12 @@ TEST(SinusoidalBadInputTest, Errors) {
       // Must be rejected before anything of that size is allocated.
       {"huge length", 4, kDefaultRopeBase, int64_t{1} << 40, {}, kMax, absl::StatusCode::kResourceExhausted,
        "output"},
+      // dim <= 0 makes the element count 0, so it must not let a huge length through to the
+      // positions vector (tests/fuzz found length 2^27 with dim 0 allocating 1 GiB).
+      {"huge length, dim 0", 0, kDefaultRopeBase, int64_t{1} << 40, {}, kMax, absl::StatusCode::kInvalidArgument,
+       "dim"},
+      {"huge length, dim negative", -2, kDefaultRopeBase, int64_t{1} << 40, {}, kMax,
+       absl::StatusCode::kInvalidArgument, "dim"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
