@@ -316,20 +316,32 @@ void RopeTable::ApplyRow(const float* input, float* output, int64_t s) const {
 }
 
 absl::StatusOr<Tensor> ApplyRope(Tensor input, const RopeSpec& spec) {
-  if (input.rank() < 2) {
-    return absl::InvalidArgumentError(absl::StrCat("input.shape: expected rank >= 2 ([..., seq, dim]), got ",
-                                                   ShapeToString(input.shape)));
-  }
-  const int64_t seq_len = input.dim(input.rank() - 2);
-  const int64_t dim = input.dim(input.rank() - 1);
-  ASSIGN_OR_RETURN(RopeTable table, RopeTable::Create(spec, seq_len, dim));
-  RETURN_IF_ERROR(CheckFinite(input.values, "input"));
-  const int64_t slice = seq_len * dim;
-  const int64_t num_slices = slice == 0 ? 0 : static_cast<int64_t>(input.values.size()) / slice;
   // In place: each cache line is read once and written once, the traffic of a copy, with no
   // second buffer (an out-of-place write would also pay a read-for-ownership of the output).
-  table.Apply(input.values.data(), input.values.data(), num_slices);
+  RETURN_IF_ERROR(ApplyRope(input.values, input.shape, spec, absl::MakeSpan(input.values)));
   return input;
+}
+
+absl::Status ApplyRope(absl::Span<const float> input, absl::Span<const int64_t> shape, const RopeSpec& spec,
+                       absl::Span<float> output) {
+  if (shape.size() < 2) {
+    return absl::InvalidArgumentError(absl::StrCat("input.shape: expected rank >= 2 ([..., seq, dim]), got ",
+                                                   ShapeToString(shape)));
+  }
+  ASSIGN_OR_RETURN(const int64_t count, ElementCount(shape, "input.shape"));
+  if (static_cast<int64_t>(input.size()) != count || static_cast<int64_t>(output.size()) != count) {
+    return absl::InvalidArgumentError(absl::StrCat("input: expected ", count, " elements for shape ",
+                                                   ShapeToString(shape), ", got ", input.size(), " in and ",
+                                                   output.size(), " out"));
+  }
+  const int64_t seq_len = shape[shape.size() - 2];
+  const int64_t dim = shape[shape.size() - 1];
+  ASSIGN_OR_RETURN(RopeTable table, RopeTable::Create(spec, seq_len, dim));
+  RETURN_IF_ERROR(CheckFinite(input, "input"));
+  const int64_t slice = seq_len * dim;
+  const int64_t num_slices = slice == 0 ? 0 : count / slice;
+  table.Apply(input.data(), output.data(), num_slices);
+  return absl::OkStatus();
 }
 
 }  // namespace primserve

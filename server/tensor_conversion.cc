@@ -1,6 +1,9 @@
 #include "server/tensor_conversion.h"
 
+#include <cstdint>
 #include <cstring>
+#include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "core/status_macros.h"
@@ -86,6 +89,51 @@ void TensorToProto(const Tensor& tensor, v1::Tensor* proto) {
   proto->set_dtype(v1::DATA_TYPE_FLOAT32);
   proto->mutable_data()->assign(reinterpret_cast<const char*>(tensor.values.data()),
                                 tensor.values.size() * sizeof(float));
+}
+
+absl::StatusOr<TensorView> TensorViewFromProto(const v1::Tensor& proto, absl::string_view field,
+                                               int64_t max_elements) {
+  TensorView view;
+  const std::string& data = proto.data();
+  const bool aliasable = (proto.dtype() == v1::DATA_TYPE_UNSPECIFIED || proto.dtype() == v1::DATA_TYPE_FLOAT32) &&
+                         !data.empty() && reinterpret_cast<uintptr_t>(data.data()) % alignof(float) == 0;
+  if (!aliasable) {
+    ASSIGN_OR_RETURN(Tensor tensor, TensorFromProto(proto, field, max_elements));
+    view.shape = std::move(tensor.shape);
+    view.owned = std::move(tensor.values);
+    view.values = view.owned;
+    return view;
+  }
+  // The same checks as TensorFromProto, in its order, for float32 `data`.
+  view.shape.assign(proto.shape().begin(), proto.shape().end());
+  ASSIGN_OR_RETURN(const int64_t count,
+                   CheckedElementCount(view.shape, absl::StrCat(field, ".shape"), max_elements));
+  if (proto.values_size() > 0) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": expected one of data or values, got both (",
+                                                   data.size(), " bytes and ", proto.values_size(), " values)"));
+  }
+  const size_t expected_bytes = static_cast<size_t>(count) * sizeof(float);
+  if (data.size() != expected_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ".data: expected ", expected_bytes, " bytes (", count,
+                                                   " float32 elements for shape ", ShapeToString(view.shape),
+                                                   "), got ", data.size()));
+  }
+  // Why no copy: the wire format is little-endian float32 like the host's, and the string's
+  // buffer comes from operator new (aligned for any fundamental type; checked above). The bytes
+  // were written by protobuf's parser in another translation unit and are only read here.
+  view.values = absl::MakeConstSpan(reinterpret_cast<const float*>(data.data()), static_cast<size_t>(count));
+  return view;
+}
+
+absl::Span<float> MutableTensorData(absl::Span<const int64_t> shape, v1::Tensor* proto) {
+  proto->Clear();
+  proto->mutable_shape()->Add(shape.begin(), shape.end());
+  proto->set_dtype(v1::DATA_TYPE_FLOAT32);
+  int64_t count = 1;
+  for (int64_t extent : shape) count *= extent;
+  std::string* data = proto->mutable_data();
+  data->resize(static_cast<size_t>(count) * sizeof(float));
+  return absl::MakeSpan(reinterpret_cast<float*>(data->data()), static_cast<size_t>(count));
 }
 
 }  // namespace primserve

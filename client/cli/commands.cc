@@ -77,7 +77,9 @@ double ResultElements(const client::Tensor& rows_from, const client::Tensor& col
 }  // namespace
 
 absl::Status RunHealth(const HealthArgs& args, const Connection& connection, std::ostream& out) {
-  client::HealthClient health(client::CreateChannel(connection.channel));
+  client::ChannelOptions options = connection.channel;
+  options.health_checked_balancing = false;  // Report a draining server's NOT_SERVING as such.
+  client::HealthClient health(client::CreateChannel(options));
   absl::StatusOr<client::ServingStatus> status = health.Check(args.service, connection.call);
   if (!status.ok()) return status.status();
   out << client::ServingStatusName(*status) << "\n";

@@ -202,6 +202,9 @@ TEST(ScaleOutE2E, ChannelCarriesTheDefaultServiceConfig) {
   client::ChannelOptions no_retries;
   no_retries.max_attempts = 1;
   EXPECT_THAT(client::DefaultServiceConfig(no_retries), ::testing::Not(HasSubstr("retryPolicy")));
+  client::ChannelOptions unchecked;
+  unchecked.health_checked_balancing = false;
+  EXPECT_THAT(client::DefaultServiceConfig(unchecked), ::testing::Not(HasSubstr("healthCheckConfig")));
   client::ChannelOptions many;
   many.max_attempts = 9;
   EXPECT_THAT(client::DefaultServiceConfig(many), HasSubstr("\"maxAttempts\": 5"));

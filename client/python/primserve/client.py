@@ -24,6 +24,8 @@ from primserve.tensors import from_tensor, to_tensor
 from primserve.toolkit import ToolkitMethods
 from primserve.v1 import attention_pb2 as at_pb2
 from primserve.v1 import attention_pb2_grpc as at_grpc
+from primserve.v1 import diagnostics_pb2 as dg_pb2
+from primserve.v1 import diagnostics_pb2_grpc as dg_grpc
 from primserve.v1 import position_encoding_pb2 as pe_pb2
 from primserve.v1 import position_encoding_pb2_grpc as pe_grpc
 
@@ -51,9 +53,11 @@ _KEEPALIVE_TIME_MS = 30000
 _KEEPALIVE_TIMEOUT_MS = 10000
 
 
-def _service_config(max_attempts):
+def _service_config(max_attempts, health_checking=True):
     """The default service config: round_robin with health checking, retries on UNAVAILABLE."""
-    config = {"loadBalancingConfig": [{"round_robin": {}}], "healthCheckConfig": {"serviceName": ""}}
+    config = {"loadBalancingConfig": [{"round_robin": {}}]}
+    if health_checking:
+        config["healthCheckConfig"] = {"serviceName": ""}
     if max_attempts > 1:
         config["methodConfig"] = [{
             "name": [{"service": name} for name in _RETRIED_SERVICES],
@@ -179,6 +183,7 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
     UNAVAILABLE (a replica died or drains) are retried on another replica, up to
     ``max_attempts`` attempts in all (1 turns retries off, gRPC caps it at 5); requests up to
     ``max_message_bytes`` stay retryable; keepalive pings every 30 s while calls are in flight.
+    ``health_checking=False`` turns the NOT_SERVING skipping off (see ``health``).
     Failed calls raise ``primserve.Error``. Use it as a context manager, or call ``close()``.
     Logistic regression and the model store: ``fit``, ``fit_stream``, ``compute_statistics``,
     ``fit_from_statistics``, ``fit_sharded``, ``predict``, ``list_models``, ``get_model``,
@@ -197,13 +202,14 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
     """
 
     def __init__(self, address, max_message_bytes=64 << 20, timeout=None, credentials=None, max_attempts=5,
-                 root_certificates=None, private_key=None, certificate_chain=None, auth_token=None):
+                 root_certificates=None, private_key=None, certificate_chain=None, auth_token=None,
+                 health_checking=True):
         options = [
             ("grpc.max_send_message_length", int(max_message_bytes)),
             ("grpc.max_receive_message_length", int(max_message_bytes)),
             # As the C++ client: a dns:/// or ipv4:a,b address spreads calls over every replica.
             ("grpc.lb_policy_name", "round_robin"),
-            ("grpc.service_config", _service_config(max_attempts)),
+            ("grpc.service_config", _service_config(max_attempts, health_checking)),
             ("grpc.enable_retries", 1),
             ("grpc.per_rpc_retry_buffer_size", min(int(max_message_bytes), 2**31 - 1)),
             ("grpc.keepalive_time_ms", _KEEPALIVE_TIME_MS),
@@ -222,6 +228,7 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
         self.timeout = timeout
         self._position_encoding = pe_grpc.PositionEncodingStub(self._channel)
         self._attention = at_grpc.AttentionStub(self._channel)
+        self._diagnostics = dg_grpc.DiagnosticsStub(self._channel)
 
     def __enter__(self):
         return self
@@ -241,6 +248,20 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
             return method(request, timeout=self.timeout if timeout is None else timeout)
         except grpc.RpcError as e:
             raise Error(e.code(), e.details()) from None
+
+    def echo(self, x, timeout=None):
+        """Sends ``x`` through the Diagnostics.Echo RPC and returns it unchanged (float32).
+
+        The transport baseline: the same tensor round trip as ``apply_rope`` with no compute
+        (``bench/load_generator.cc``, ``bench/report.md``).
+
+        Example::
+
+            >>> c.echo(np.arange(3.0))
+            array([0., 1., 2.], dtype=float32)
+        """
+        request = dg_pb2.EchoRequest(input=to_tensor(x))
+        return from_tensor(self._call(self._diagnostics.Echo, request, timeout).output)
 
     def sinusoidal(self, length=None, *, dim, base=0, layout="interleaved", positions=None,
                    timeout=None):
@@ -347,7 +368,9 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
         """The standard gRPC health status of ``service`` ('' = the server) as a string.
 
         One of ``'SERVING'``, ``'NOT_SERVING'``, ``'SERVICE_UNKNOWN'``, ``'UNKNOWN'``; an
-        unknown service name raises ``Error`` with ``NOT_FOUND``.
+        unknown service name raises ``Error`` with ``NOT_FOUND``. While a server drains, a
+        client made with the default ``health_checking=True`` raises ``UNAVAILABLE`` ("backend
+        unhealthy") instead of returning ``'NOT_SERVING'``: its balancer already left that server.
 
         Example::
 

@@ -61,6 +61,10 @@ struct ChannelOptions {
   int64_t max_message_bytes = int64_t{64} << 20;  // Both directions; match the server's limit.
   // In the default service config; empty: gRPC's default (pick_first). Letters, digits, '_'.
   std::string load_balancing_policy = "round_robin";
+  // Client-side health checking in the service config (see above). Turn it off for a channel
+  // that asks one server for its health: through a health-checked channel a draining server's
+  // Health.Check fails with UNAVAILABLE ("backend unhealthy") instead of answering NOT_SERVING.
+  bool health_checked_balancing = true;
   // Attempts per call (first try included) on UNAVAILABLE; 0 or 1 disables retries; values
   // above 5 act as 5 (gRPC's cap).
   int max_attempts = kDefaultMaxAttempts;
