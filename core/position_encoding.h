@@ -116,6 +116,14 @@ class RopeTable {
 // input values.
 absl::StatusOr<Tensor> ApplyRope(Tensor input, const RopeSpec& spec);
 
+// The same rotation from `input` (elements of `shape` = [..., seq_len, dim], rank >= 2) into
+// `output` (the same number of elements; may alias `input` exactly, must not otherwise overlap).
+// For callers that own neither buffer as a Tensor, e.g. a server that reads a request's bytes
+// and writes straight into its response. Errors as ApplyRope, plus INVALID_ARGUMENT when the
+// element counts of `shape`, `input` and `output` differ; nothing is written on error.
+absl::Status ApplyRope(absl::Span<const float> input, absl::Span<const int64_t> shape, const RopeSpec& spec,
+                       absl::Span<float> output);
+
 }  // namespace primserve
 
 #endif  // PRIMSERVE_CORE_POSITION_ENCODING_H_

@@ -79,9 +79,13 @@ absl::Status HandleApplyRope(const Limits& limits, const v1::ApplyRopeRequest& r
   spec.positions_y.assign(request.positions_y().begin(), request.positions_y().end());
   spec.grid_height = request.grid_height();
   spec.grid_width = request.grid_width();
-  ASSIGN_OR_RETURN(Tensor input, TensorFromProto(request.input(), "input", limits.max_elements));
-  ASSIGN_OR_RETURN(const Tensor output, ApplyRope(std::move(input), spec));
-  TensorToProto(output, response->mutable_output());
+  // Zero-copy: rotate from the request's bytes straight into the response's (no Tensor in
+  // between; the server's only payload copies are gRPC's own parse and serialize).
+  ASSIGN_OR_RETURN(const TensorView input, TensorViewFromProto(request.input(), "input", limits.max_elements));
+  v1::Tensor output;
+  const absl::Span<float> out = MutableTensorData(input.shape, &output);
+  RETURN_IF_ERROR(ApplyRope(input.values, input.shape, spec, out));
+  response->mutable_output()->Swap(&output);
   return absl::OkStatus();
 }
 

@@ -17,6 +17,7 @@
 #include "server/log.h"
 #include "server/services.h"
 #include "server/toolkit_service.h"
+#include "server/diagnostics_service.h"
 #include "server/discriminator_service.h"
 
 namespace primserve {
@@ -89,6 +90,8 @@ absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOption
   server->services_.push_back(
       std::make_unique<DiscriminatorService>(limits, server->model_store_.get(), serving));
   server->service_names_.push_back(v1::Discriminator::service_full_name());
+  server->services_.push_back(std::make_unique<DiagnosticsService>(limits, serving));
+  server->service_names_.push_back(v1::Diagnostics::service_full_name());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

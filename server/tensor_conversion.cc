@@ -1,5 +1,6 @@
 #include "server/tensor_conversion.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -129,8 +130,11 @@ absl::Span<float> MutableTensorData(absl::Span<const int64_t> shape, v1::Tensor*
   proto->Clear();
   proto->mutable_shape()->Add(shape.begin(), shape.end());
   proto->set_dtype(v1::DATA_TYPE_FLOAT32);
-  int64_t count = 1;
-  for (int64_t extent : shape) count *= extent;
+  // A validated shape with a zero extent may have other extents whose product overflows: multiply
+  // only when no extent is zero.
+  const bool empty = std::find(shape.begin(), shape.end(), int64_t{0}) != shape.end();
+  int64_t count = empty ? 0 : 1;
+  for (int64_t extent : shape) count = empty ? 0 : count * extent;
   std::string* data = proto->mutable_data();
   data->resize(static_cast<size_t>(count) * sizeof(float));
   return absl::MakeSpan(reinterpret_cast<float*>(data->data()), static_cast<size_t>(count));
