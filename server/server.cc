@@ -23,6 +23,10 @@
 namespace primserve {
 namespace {
 
+// After a drain, how long new calls are still refused with UNAVAILABLE before the listener
+// closes (see Shutdown).
+constexpr absl::Duration kRefusalWindow = absl::Milliseconds(500);
+
 // Threads beyond the compute stage's workers and queue (see Start).
 constexpr int kThreadHeadroom = 32;
 
@@ -157,6 +161,11 @@ void PrimServer::Shutdown(absl::Duration grace) {
   const int64_t unfinished = serving_->tracker.Drain(deadline);
   if (unfinished > 0) {
     Log(LogLevel::kWarning, "grace period over: cancelling ", unfinished, " unfinished call(s)");
+  } else {
+    // Keep refusing (UNAVAILABLE, which clients retry elsewhere) a little longer before the
+    // listener closes: gRPC's Shutdown cancels calls that arrived but have no handler thread yet,
+    // and CANCELLED is not retried. By then health-checking clients have moved away.
+    absl::SleepFor(std::max(absl::ZeroDuration(), std::min(kRefusalWindow, deadline - absl::Now())));
   }
   // Every handler has returned; their responses may still be on the wire. Give them a short
   // flush window rather than the rest of the grace period: gRPC keeps polling until the

@@ -54,7 +54,6 @@ CallScope::CallScope(Serving& serving, grpc::ServerContext* context, const Metho
     if (it != metadata.end() && UsableRequestId(it->second)) request_id_.assign(it->second.data(), it->second.size());
   }
   if (request_id_.empty()) request_id_ = GenerateRequestId();
-  if (context_ != nullptr) context_->AddInitialMetadata("x-request-id", request_id_);
 }
 
 absl::Status CallScope::Begin() {
@@ -101,6 +100,11 @@ grpc::Status CallScope::End(const absl::Status& handler_status, int64_t response
   }
   admission_ = CallTracker::Admission(nullptr);
   grpc::Status wire = ToGrpcStatus(status);
+  // Not on UNAVAILABLE: response headers commit a call, and gRPC clients then no longer retry it
+  // (a draining replica's refusal must stay retryable on another replica).
+  if (context_ != nullptr && status.code() != absl::StatusCode::kUnavailable) {
+    context_->AddInitialMetadata("x-request-id", request_id_);
+  }
   Metrics::Call call;
   call.method = method_.name;
   call.code = wire.error_code();

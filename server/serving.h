@@ -7,7 +7,8 @@
 //      "rpc primserve.v1.Attention/Attend OK 12.345 ms (queue 0.010 ms) id=... peer=..."
 //
 // The request id comes from the call's `x-request-id` metadata, else it is generated; it is
-// returned to the client as `x-request-id` initial metadata.
+// returned to the client as `x-request-id` initial metadata (except with UNAVAILABLE, which must
+// stay retryable: response headers would commit the call).
 //
 // Example (a service method):
 //   return Serve(serving_, context, kAttend, *request, response, [&] { return HandleAttend(...); });
