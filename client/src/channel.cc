@@ -12,6 +12,7 @@
 #include "grpcpp/support/channel_arguments.h"
 #include "channel_security.h"
 #include "primserve/v1/attention.grpc.pb.h"
+#include "primserve/v1/diagnostics.grpc.pb.h"
 #include "primserve/v1/discriminator.grpc.pb.h"
 #include "primserve/v1/logistic_regression.grpc.pb.h"
 #include "primserve/v1/models.grpc.pb.h"
@@ -57,7 +58,7 @@ std::string DefaultServiceConfig(const ChannelOptions& options) {
         v1::PositionEncoding::service_full_name(), v1::Attention::service_full_name(),
         v1::LogisticRegression::service_full_name(), v1::Models::service_full_name(),
         v1::Toolkit::service_full_name(),          v1::Discriminator::service_full_name(),
-        grpc::health::v1::Health::service_full_name()};
+        v1::Diagnostics::service_full_name(),      grpc::health::v1::Health::service_full_name()};
     if (json.size() > 1) json += ", ";
     absl::StrAppend(&json, "\"methodConfig\": [{\"name\": [",
                     absl::StrJoin(services, ", ",

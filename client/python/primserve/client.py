@@ -48,7 +48,7 @@ _HEALTH_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKN
 # for UNAVAILABLE on these services, client keepalive while calls are in flight.
 _RETRIED_SERVICES = ("primserve.v1.PositionEncoding", "primserve.v1.Attention",
                      "primserve.v1.LogisticRegression", "primserve.v1.Models", "primserve.v1.Toolkit",
-                     "primserve.v1.Discriminator", "grpc.health.v1.Health")
+                     "primserve.v1.Discriminator", "primserve.v1.Diagnostics", "grpc.health.v1.Health")
 _KEEPALIVE_TIME_MS = 30000
 _KEEPALIVE_TIMEOUT_MS = 10000
 
