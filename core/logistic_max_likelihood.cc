@@ -338,7 +338,8 @@ struct Outcome {
 // the line search stalls. With `reject_separable` (l2 = 0), an iterate that separates the data
 // ends the fit with FAILED_PRECONDITION: a linear classifier with a strict margin on every
 // sample proves the loss has no minimiser (scaling it up keeps lowering the loss).
-absl::StatusOr<Outcome> Minimize(Objective& objective, int max_iterations, double tolerance, bool reject_separable) {
+absl::StatusOr<Outcome> Minimize(Objective& objective, int max_iterations, double tolerance, bool reject_separable,
+                                 const std::function<bool()>& cancelled) {
   Outcome out;
   Iterate& current = out.last;
   current.theta.assign(static_cast<size_t>(objective.size()), 0.0);
@@ -346,6 +347,10 @@ absl::StatusOr<Outcome> Minimize(Objective& objective, int max_iterations, doubl
   LbfgsMemory memory;
   Iterate next;
   while (current.GradientNorm() > tolerance) {
+    if (cancelled && cancelled()) {
+      return absl::CancelledError(
+          absl::StrCat("maximum-likelihood fit: cancelled after ", out.iterations, " L-BFGS iteration(s)"));
+    }
     const double grad_norm = current.GradientNorm();
     if (out.iterations == max_iterations) {
       out.stop_reason = absl::StrFormat(
@@ -407,7 +412,7 @@ absl::StatusOr<MaxLikelihoodResult> FitMaxLikelihood(const Tensor& features, abs
 
   Objective objective(features, labels, k, options.l2);
   RETURN_IF_ERROR(objective.Init());
-  ASSIGN_OR_RETURN(const Outcome outcome, Minimize(objective, max_iterations, tolerance, options.l2 == 0));
+  ASSIGN_OR_RETURN(const Outcome outcome, Minimize(objective, max_iterations, tolerance, options.l2 == 0, options.cancelled));
   const std::vector<double>& theta = outcome.last.theta;
   const double grad_norm = outcome.last.GradientNorm();
   MaxLikelihoodResult result;

@@ -27,6 +27,7 @@
 #define PRIMSERVE_CORE_LOGISTIC_REGRESSION_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -199,6 +200,9 @@ struct MaxLikelihoodOptions {
   // on feature units) is <= this; 0 means kDefaultGradientTolerance. The float32 matmuls put a
   // floor of roughly 1e-7 under reachable values.
   double gradient_tolerance = 0.0;
+  // Polled before every L-BFGS iteration; true ends the fit with CANCELLED (e.g. the call's
+  // deadline passed or its client went away). Null: never cancelled.
+  std::function<bool()> cancelled;
 };
 
 inline constexpr int kDefaultMaxIterations = 500;

@@ -209,7 +209,7 @@ absl::StatusOr<Covariance> CovarianceFromProto(v1::Covariance covariance, absl::
 }
 
 absl::Status HandleFit(const Limits& limits, ModelStore* store, const v1::FitRequest& request,
-                       v1::FitResponse* response) {
+                       v1::FitResponse* response, std::function<bool()> cancelled) {
   if (!request.has_features()) return Missing("features");
   ASSIGN_OR_RETURN(const Solver solver, SolverFromProto(request.solver(), "solver"));
   AnalyticFitOptions analytic;
@@ -234,6 +234,7 @@ absl::Status HandleFit(const Limits& limits, ModelStore* store, const v1::FitReq
     options.l2 = request.l2();
     options.max_iterations = static_cast<int>(request.max_iterations());
     options.gradient_tolerance = request.gradient_tolerance();
+    options.cancelled = std::move(cancelled);
     ASSIGN_OR_RETURN(MaxLikelihoodResult result,
                      FitMaxLikelihood(features, labels, request.num_classes(), options));
     model = std::move(result.model);

@@ -26,9 +26,10 @@
 
 namespace primserve {
 
-// `store` may be null only when no request sets `model_name`.
+// `store` may be null only when no request sets `model_name`. `cancelled` (may be null) is
+// polled between the maximum-likelihood solver's iterations.
 absl::Status HandleFit(const Limits& limits, ModelStore* store, const v1::FitRequest& request,
-                       v1::FitResponse* response);
+                       v1::FitResponse* response, std::function<bool()> cancelled = nullptr);
 
 // Reads the next stream message into its argument: true, false at the end of the stream, or an
 // error when the stream broke off (e.g. CANCELLED: the client went away), which fails the call.

@@ -66,7 +66,9 @@ class LogisticRegressionService final : public v1::LogisticRegression::Service {
       : limits_(limits), store_(*store), serving_(*serving) {}
 
   grpc::Status Fit(grpc::ServerContext* context, const v1::FitRequest* request, v1::FitResponse* response) override {
-    return Serve(serving_, context, {"primserve.v1.LogisticRegression/Fit", true}, *request, response, [&] { return HandleFit(limits_, &store_, *request, response); });
+    return Serve(serving_, context, {"primserve.v1.LogisticRegression/Fit", true}, *request, response, [&] {
+      return HandleFit(limits_, &store_, *request, response, CallCancellation::For(context));
+    });
   }
 
   grpc::Status FitStream(grpc::ServerContext* context, grpc::ServerReader<v1::FitRequest>* reader,

@@ -122,6 +122,20 @@ TEST(LogisticMaxLikelihood, IterationLimitReportsNonConvergence) {
   EXPECT_THAT(result->message, HasSubstr("max_iterations (2)"));
 }
 
+TEST(LogisticMaxLikelihood, CancellationIsPolledBetweenIterations) {
+  const Data data = MakeGaussian(500, 4, 3, 71, 1.0, 0.7);
+  MaxLikelihoodOptions options;
+  options.l2 = 1e-3;
+  options.max_iterations = 1 << 30;  // Without the poll, effectively endless at this tolerance.
+  options.gradient_tolerance = 1e-300;
+  int polls = 0;
+  options.cancelled = [&polls] { return ++polls > 3; };
+  absl::StatusOr<MaxLikelihoodResult> result = FitMaxLikelihood(data.features, data.labels, 0, options);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(std::string(result.status().message()), HasSubstr("cancelled after 3 L-BFGS iteration(s)"));
+  EXPECT_EQ(polls, 4);
+}
+
 // ----- prediction and evaluation ----------------------------------------------------------------
 
 TEST(LogisticPredict, StableSoftmaxAndEvaluate) {
