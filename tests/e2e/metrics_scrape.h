@@ -14,6 +14,15 @@
 namespace primserve {
 namespace testing {
 
+// Under AddressSanitizer (scripts/sanitize.sh asan builds the server and the tests alike) freed
+// memory sits in ASan's quarantine and kernels run many times slower: resident-memory bounds
+// mean nothing there (LeakSanitizer checks leaks instead) and compute-heavy jobs are made smaller.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kAddressSanitizer = true;
+#else
+inline constexpr bool kAddressSanitizer = false;
+#endif
+
 // GET http://127.0.0.1:<port><path>: the whole response (status line, headers, body), or "".
 inline std::string HttpGet(int port, const std::string& path) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
