@@ -184,6 +184,14 @@ absl::StatusOr<RopeTable> RopeTable::Create(const RopeSpec& spec, int64_t seq_le
     return absl::InvalidArgumentError(
         absl::StrCat("input.shape: expected seq_len, dim >= 0, got ", seq_len, ", ", dim));
   }
+  // The tables hold seq_len positions (and seq_len x dim / 2 angles). A non-empty input bounds
+  // them already; an empty one (a zero batch extent) may claim any seq_len: refuse before
+  // allocating (found by the fuzzer: shape [0, 2^60, 24] asked for a 2^60-entry vector).
+  if (seq_len > kDefaultMaxElements / std::max<int64_t>(dim, 1)) {
+    return absl::ResourceExhaustedError(absl::StrCat("input.shape: seq_len x dim = ", seq_len, " x ", dim,
+                                                     " exceeds the limit of ", kDefaultMaxElements,
+                                                     " table entries"));
+  }
   const bool two_d = spec.kind == RopeKind::k2D;
   const int64_t multiple = two_d ? 4 : 2;
   const char* why = two_d ? "2-D RoPE splits it into two halves of rotation pairs" : "features rotate in pairs";

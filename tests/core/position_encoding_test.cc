@@ -1096,6 +1096,16 @@ TEST(RopeBadInputTest, InvalidArgumentNamingTheField) {
   }
 }
 
+// Regression (fuzzer): an empty input may claim any seq_len; the table must not try to hold it.
+TEST(RopeBadInputTest, AnEmptyInputWithAHugeSeqLenIsRefusedBeforeAllocating) {
+  const std::vector<int64_t> shape = {0, int64_t{1} << 60, 24};
+  const absl::Status status = ApplyRope({}, shape, RopeSpec{}, {});
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("seq_len x dim"));
+  // An empty input of a sensible shape is still fine.
+  EXPECT_TRUE(ApplyRope({}, std::vector<int64_t>{0, 16, 24}, RopeSpec{}, {}).ok());
+}
+
 TEST(RopeBadInputTest, NegativeExtentsInCreate) {
   const absl::StatusOr<RopeTable> table = RopeTable::Create(RopeSpec{}, -1, 4);
   ASSERT_FALSE(table.ok());
