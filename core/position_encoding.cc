@@ -344,6 +344,16 @@ absl::Status ApplyRope(absl::Span<const float> input, absl::Span<const int64_t> 
   }
   const int64_t seq_len = shape[shape.size() - 2];
   const int64_t dim = shape[shape.size() - 1];
+  // A non-empty input pays for its tables (seq_len x dim <= its element count). An empty one (a
+  // zero extent) pays nothing, so it may only claim small tables (found by the fuzzer: [0, 2^24,
+  // 8] computed 2^26 angles for nothing).
+  constexpr int64_t kMaxEmptyInputTable = int64_t{1} << 16;
+  if (count == 0 && seq_len > kMaxEmptyInputTable / std::max<int64_t>(dim, 1)) {
+    return absl::ResourceExhaustedError(absl::StrCat("input.shape: an empty input ", ShapeToString(shape),
+                                                     " claims seq_len x dim = ", seq_len, " x ", dim,
+                                                     " table entries; at most ", kMaxEmptyInputTable,
+                                                     " when there is nothing to rotate"));
+  }
   ASSIGN_OR_RETURN(RopeTable table, RopeTable::Create(spec, seq_len, dim));
   RETURN_IF_ERROR(CheckFinite(input, "input"));
   const int64_t slice = seq_len * dim;

@@ -1102,6 +1102,9 @@ TEST(RopeBadInputTest, AnEmptyInputWithAHugeSeqLenIsRefusedBeforeAllocating) {
   const absl::Status status = ApplyRope({}, shape, RopeSpec{}, {});
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(status.message()), HasSubstr("seq_len x dim"));
+  // Within the general cap, but an empty input must not pay for a large table either.
+  EXPECT_EQ(ApplyRope({}, std::vector<int64_t>{0, int64_t{1} << 24, 8}, RopeSpec{}, {}).code(),
+            absl::StatusCode::kResourceExhausted);
   // An empty input of a sensible shape is still fine.
   EXPECT_TRUE(ApplyRope({}, std::vector<int64_t>{0, 16, 24}, RopeSpec{}, {}).ok());
 }
