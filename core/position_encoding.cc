@@ -185,9 +185,9 @@ absl::StatusOr<RopeTable> RopeTable::Create(const RopeSpec& spec, int64_t seq_le
         absl::StrCat("input.shape: expected seq_len, dim >= 0, got ", seq_len, ", ", dim));
   }
   // The tables hold seq_len positions (and seq_len x dim / 2 angles). A non-empty input bounds
-  // them already; an empty one (a zero batch extent) may claim any seq_len: refuse before
+  // them already; an empty one (a zero extent) may claim any seq_len or dim: refuse before
   // allocating (found by the fuzzer: shape [0, 2^60, 24] asked for a 2^60-entry vector).
-  if (seq_len > kDefaultMaxElements / std::max<int64_t>(dim, 1)) {
+  if (dim > kDefaultMaxElements || seq_len > kDefaultMaxElements / std::max<int64_t>(dim, 1)) {
     return absl::ResourceExhaustedError(absl::StrCat("input.shape: seq_len x dim = ", seq_len, " x ", dim,
                                                      " exceeds the limit of ", kDefaultMaxElements,
                                                      " table entries"));
@@ -348,7 +348,7 @@ absl::Status ApplyRope(absl::Span<const float> input, absl::Span<const int64_t> 
   // zero extent) pays nothing, so it may only claim small tables (found by the fuzzer: [0, 2^24,
   // 8] computed 2^26 angles for nothing).
   constexpr int64_t kMaxEmptyInputTable = int64_t{1} << 16;
-  if (count == 0 && seq_len > kMaxEmptyInputTable / std::max<int64_t>(dim, 1)) {
+  if (count == 0 && (dim > kMaxEmptyInputTable || seq_len > kMaxEmptyInputTable / std::max<int64_t>(dim, 1))) {
     return absl::ResourceExhaustedError(absl::StrCat("input.shape: an empty input ", ShapeToString(shape),
                                                      " claims seq_len x dim = ", seq_len, " x ", dim,
                                                      " table entries; at most ", kMaxEmptyInputTable,

@@ -1105,6 +1105,9 @@ TEST(RopeBadInputTest, AnEmptyInputWithAHugeSeqLenIsRefusedBeforeAllocating) {
   // Within the general cap, but an empty input must not pay for a large table either.
   EXPECT_EQ(ApplyRope({}, std::vector<int64_t>{0, int64_t{1} << 24, 8}, RopeSpec{}, {}).code(),
             absl::StatusCode::kResourceExhausted);
+  // seq_len 0 and a huge dim: the frequencies alone would be a 2^62-entry vector.
+  EXPECT_EQ(ApplyRope({}, std::vector<int64_t>{5, 0, int64_t{1} << 62}, RopeSpec{}, {}).code(),
+            absl::StatusCode::kResourceExhausted);
   // An empty input of a sensible shape is still fine.
   EXPECT_TRUE(ApplyRope({}, std::vector<int64_t>{0, 16, 24}, RopeSpec{}, {}).ok());
 }
