@@ -46,11 +46,6 @@ enum class AttentionKind {
   kLinear,   // phi(q) (sum phi(k) v^T) / (phi(q) . sum phi(k)), phi = elu + 1
 };
 
-enum class ComputePrecision {
-  kF32,   // float32 products and accumulation.
-  kBF16,  // bfloat16 tile products, float32 accumulation and softmax.
-};
-
 struct AttentionRope {
   RopeKind kind = RopeKind::k1D;
   RopePairing pairing = RopePairing::kInterleaved;

@@ -11,11 +11,11 @@
 
 #include <cstdint>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 namespace primserve {
@@ -25,6 +25,12 @@ using Shape = std::vector<int64_t>;
 // Default cap on the elements of any tensor the core creates (1 GiB of float32). The server
 // lowers it to what fits in one message.
 inline constexpr int64_t kDefaultMaxElements = int64_t{1} << 28;
+
+// Arithmetic of a kernel's products (attention tiles, discriminator layers).
+enum class ComputePrecision {
+  kF32,   // float32 products and accumulation.
+  kBF16,  // bfloat16 products, float32 accumulation; every other step float32.
+};
 
 struct Tensor {
   Shape shape;

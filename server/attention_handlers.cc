@@ -47,16 +47,6 @@ absl::StatusOr<AttentionKind> AttentionKindFromProto(v1::AttentionKind kind, abs
   }
 }
 
-absl::StatusOr<ComputePrecision> ComputePrecisionFromProto(v1::ComputePrecision precision,
-                                                           absl::string_view field) {
-  switch (precision) {
-    case v1::COMPUTE_PRECISION_UNSPECIFIED:
-    case v1::COMPUTE_PRECISION_F32: return ComputePrecision::kF32;
-    case v1::COMPUTE_PRECISION_BF16: return ComputePrecision::kBF16;
-    default: return UnknownEnum(field, precision);
-  }
-}
-
 absl::Status HandleAttend(const Limits& limits, const v1::AttendRequest& request, v1::AttendResponse* response,
                           std::function<bool()> cancelled) {
   // Cheap wire-only checks first; everything about shapes and values is the core's to judge.

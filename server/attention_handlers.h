@@ -25,8 +25,6 @@ absl::Status HandleEstimateCost(const v1::EstimateCostRequest& request, v1::Esti
 // Wire enums -> core enums (UNSPECIFIED means the first listed value; unknown values are
 // INVALID_ARGUMENT naming `field`).
 absl::StatusOr<AttentionKind> AttentionKindFromProto(v1::AttentionKind kind, absl::string_view field);
-absl::StatusOr<ComputePrecision> ComputePrecisionFromProto(v1::ComputePrecision precision,
-                                                           absl::string_view field);
 
 }  // namespace primserve
 

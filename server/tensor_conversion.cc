@@ -140,4 +140,15 @@ absl::Span<float> MutableTensorData(absl::Span<const int64_t> shape, v1::Tensor*
   return absl::MakeSpan(reinterpret_cast<float*>(data->data()), static_cast<size_t>(count));
 }
 
+absl::StatusOr<ComputePrecision> ComputePrecisionFromProto(v1::ComputePrecision precision,
+                                                           absl::string_view field) {
+  switch (precision) {
+    case v1::COMPUTE_PRECISION_UNSPECIFIED:
+    case v1::COMPUTE_PRECISION_F32: return ComputePrecision::kF32;
+    case v1::COMPUTE_PRECISION_BF16: return ComputePrecision::kBF16;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(field, ": unknown enum value ", static_cast<int>(precision)));
+  }
+}
+
 }  // namespace primserve

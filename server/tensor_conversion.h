@@ -55,6 +55,11 @@ absl::StatusOr<TensorView> TensorViewFromProto(const v1::Tensor& proto, absl::st
 // validated (its element count fits in memory).
 absl::Span<float> MutableTensorData(absl::Span<const int64_t> shape, v1::Tensor* proto);
 
+// The wire's compute_precision as the core's (UNSPECIFIED means F32; an unknown value is
+// INVALID_ARGUMENT naming `field`).
+absl::StatusOr<ComputePrecision> ComputePrecisionFromProto(v1::ComputePrecision precision,
+                                                           absl::string_view field);
+
 }  // namespace primserve
 
 #endif  // PRIMSERVE_SERVER_TENSOR_CONVERSION_H_

@@ -28,6 +28,7 @@ from primserve.v1 import diagnostics_pb2 as dg_pb2
 from primserve.v1 import diagnostics_pb2_grpc as dg_grpc
 from primserve.v1 import position_encoding_pb2 as pe_pb2
 from primserve.v1 import position_encoding_pb2_grpc as pe_grpc
+from primserve.v1 import tensor_pb2
 
 __all__ = ["Client", "Error"]
 
@@ -41,7 +42,7 @@ _PAIRINGS = {
     "half_split": pe_pb2.ROPE_PAIRING_HALF_SPLIT,
 }
 _ATTENTION_KINDS = {"softmax": at_pb2.ATTENTION_KIND_SOFTMAX, "linear": at_pb2.ATTENTION_KIND_LINEAR}
-_PRECISIONS = {"f32": at_pb2.COMPUTE_PRECISION_F32, "bf16": at_pb2.COMPUTE_PRECISION_BF16}
+_PRECISIONS = {"f32": tensor_pb2.COMPUTE_PRECISION_F32, "bf16": tensor_pb2.COMPUTE_PRECISION_BF16}
 _ROPE_KEYS = ("kind", "pairing", "base", "rotary_dim", "query_positions", "key_positions", "grid")
 _HEALTH_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
 # The C++ client's scale-out defaults (client/include/primserve/client/channel.h): retry policy
