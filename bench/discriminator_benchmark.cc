@@ -10,6 +10,11 @@
 //     one; ~0.25 with the Hessian term).
 //   metric 1, rate = FLOP/s (forward + backward-data FLOPs, the Hessian passes not counted):
 //     against one large oneDNN f32 matmul (the machine's practical peak).
+// and for compute_precision BF16 (ScoreOptions::precision; skipped without native bf16):
+//   metric 2, the F32 Score run that is the baseline of metric 3 (label
+//     "baseline:score_f32_b<batch>"; same rate as metric 1);
+//   metric 3, BF16 Score against F32 Score of the same batch (a samples/s ratio; target 1.6x);
+//   metric 4, BF16 Score FLOP/s against one large oneDNN bf16 matmul (bf16 A and B, f32 C).
 // Modes: 0 = GRADIENT_NORM scores; 1 = plus input_gradients (piecewise linear: exact region
 // formula, no extra pass); 2 = TANH network with input_gradients (Hessian-vector term: a tangent
 // and a second-order backward pass, about twice the work); 3 = mode 0 with
@@ -26,6 +31,7 @@
 #include "core/discriminator_internal.h"
 #include "core/dnnl_context.h"
 #include "core/parallel.h"
+#include "core/tile_matmul.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
 namespace primserve {
@@ -88,26 +94,35 @@ void SetCounters(benchmark::State& state, int64_t batch, double flops_per_sample
                                                  benchmark::Counter::kIsRate);
 }
 
-// The baseline of metric 1: C = A B, 2048 x 2048 f32, all threads.
+// The baselines of metrics 1 and 4: C = A B, 2048 x 2048, all threads; A and B f32 (arg 1 = 0)
+// or bf16 (arg 1 = 1; C f32 either way, as the discriminator's bf16 products accumulate in f32).
 void BM_OneDnnMatmul(benchmark::State& state) {
   const int64_t n = state.range(0);
+  const bool bf16 = state.range(1) != 0;
+  if (bf16 && !HasNativeBf16()) {
+    state.SkipWithError("no native bf16 on this CPU");
+    return;
+  }
   SetComputeThreads(0);
   dnnl::engine& engine = DnnlEngine();
   dnnl::stream stream(engine);
   using tag = dnnl::memory::format_tag;
   using dt = dnnl::memory::data_type;
-  dnnl::memory::desc md({n, n}, dt::f32, tag::ab);
+  const dnnl::memory::desc in_md({n, n}, bf16 ? dt::bf16 : dt::f32, tag::ab), out_md({n, n}, dt::f32, tag::ab);
   std::mt19937 rng(1);
+  // Buffers of n x n floats hold the bf16 inputs too (half of each is used); bf16 inputs are
+  // the float bits' upper halves, so random float data gives finite bf16 values.
   Tensor a = Random({n, n}, rng, 1.0), b = Random({n, n}, rng, 1.0), c = Tensor::Zeros({n, n});
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(md, md, md), engine);
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(in_md, in_md, out_md), engine);
   dnnl::matmul matmul(pd);
-  dnnl::memory am(md, engine, a.values.data()), bm(md, engine, b.values.data()), cm(md, engine, c.values.data());
+  dnnl::memory am(in_md, engine, a.values.data()), bm(in_md, engine, b.values.data()),
+      cm(out_md, engine, c.values.data());
   for (auto _ : state) {
     matmul.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
     stream.wait();
   }
   SetRate(state, 2.0 * n * n * n);
-  state.SetLabel("baseline:matmul impl=" + std::string(pd.impl_info_str()));
+  state.SetLabel(std::string(bf16 ? "baseline:matmul_bf16" : "baseline:matmul") + " impl=" + pd.impl_info_str());
 }
 
 // The forward pass alone, on the plan and workspace Score uses.
@@ -136,18 +151,24 @@ void BM_Forward(benchmark::State& state) {
   state.SetLabel("baseline:fwd_" + Key(tanh, batch));
 }
 
-// Args: batch, mode (see the top), metric (0: samples/s vs forward, 1: FLOP/s vs matmul).
+// Args: batch, mode, metric (see the top).
 void BM_Score(benchmark::State& state) {
   const int64_t batch = state.range(0);
   const int mode = static_cast<int>(state.range(1));
-  const bool metric_flops = state.range(2) != 0;
+  const int metric = static_cast<int>(state.range(2));
   const bool tanh = mode == 2;
+  const bool bf16 = metric >= 3;
+  if (bf16 && !HasNativeBf16()) {
+    state.SkipWithError("no native bf16 on this CPU");
+    return;
+  }
   SetComputeThreads(0);
   const CompiledNetwork& net = mode == 3 ? Compiled(false, 256) : Compiled(tanh);
   std::mt19937 rng(7);
   const Tensor x = Random({batch, 3, 32, 32}, rng, 1.0);
   ScoreOptions options;
   options.return_input_gradient = mode != 0;
+  options.precision = bf16 ? ComputePrecision::kBF16 : ComputePrecision::kF32;
   for (auto _ : state) {
     absl::StatusOr<ScoreResult> result = Score(net, x, options);
     if (!result.ok()) {
@@ -157,16 +178,27 @@ void BM_Score(benchmark::State& state) {
     benchmark::DoNotOptimize(result->scores.values.data());
   }
   SetCounters(state, batch, 2 * ForwardFlops());
-  if (metric_flops) {
-    SetRate(state, 2 * ForwardFlops() * static_cast<double>(batch));
-    state.SetLabel("vs:matmul (forward + backward-data FLOPs)");
-  } else {
+  if (metric == 0) {
     SetRate(state, ForwardFlops() * static_cast<double>(batch));
     state.SetLabel("vs:fwd_" + Key(tanh, batch) + " (forward-equivalent FLOPs: a samples/s ratio)");
+    return;
+  }
+  SetRate(state, 2 * ForwardFlops() * static_cast<double>(batch));
+  const std::string f32_score = "score_f32_" + Key(tanh, batch);
+  switch (metric) {
+    case 1: state.SetLabel("vs:matmul (forward + backward-data FLOPs)"); break;
+    case 2: state.SetLabel("baseline:" + f32_score + " (F32 Score, the baseline of BF16 Score)"); break;
+    case 3: state.SetLabel("vs:" + f32_score + " (BF16 Score: a samples/s ratio)"); break;
+    default: state.SetLabel("vs:matmul_bf16 (BF16 Score, forward + backward-data FLOPs)"); break;
   }
 }
 
-BENCHMARK(BM_OneDnnMatmul)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_OneDnnMatmul)
+    ->ArgNames({"n", "bf16"})
+    ->Args({2048, 0})
+    ->Args({2048, 1})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Forward)
     ->ArgNames({"batch", "tanh"})
     ->Args({64, 0})
@@ -175,7 +207,7 @@ BENCHMARK(BM_Forward)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Score)
-    ->ArgNames({"batch", "mode", "flops"})
+    ->ArgNames({"batch", "mode", "metric"})
     ->Args({64, 0, 0})
     ->Args({256, 0, 0})
     ->Args({64, 1, 0})
@@ -183,6 +215,12 @@ BENCHMARK(BM_Score)
     ->Args({64, 0, 1})
     ->Args({256, 0, 1})
     ->Args({256, 3, 1})
+    ->Args({64, 0, 2})
+    ->Args({64, 0, 3})
+    ->Args({64, 0, 4})
+    ->Args({256, 0, 2})
+    ->Args({256, 0, 3})
+    ->Args({256, 0, 4})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 

@@ -12,6 +12,7 @@
 #include "core/dnnl_context.h"
 #include "core/parallel.h"
 #include "core/status_macros.h"
+#include "core/tile_matmul.h"
 
 namespace primserve {
 
@@ -57,24 +58,44 @@ int64_t CompiledNetwork::ChunkSize(int64_t batch) const {
   return std::max<int64_t>(1, std::min({batch, options_.max_chunk, by_memory}));
 }
 
-absl::StatusOr<std::shared_ptr<const Plan>> CompiledNetwork::GetPlan(int64_t chunk) const {
+namespace {
+
+// The cached plan of (chunk, precision), or null. Requires cache.mu.
+std::shared_ptr<const Plan> FindPlan(const PlanCache& cache, int64_t chunk, ComputePrecision precision)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(cache.mu) {
+  for (const std::shared_ptr<const Plan>& plan : cache.plans) {
+    if (plan->batch == chunk && plan->precision == precision) return plan;
+  }
+  return nullptr;
+}
+
+// UNIMPLEMENTED for BF16 where oneDNN has no native bfloat16 kernels (it would emulate them far
+// slower than F32, or fall back to reference code).
+absl::Status CheckPrecisionSupported(ComputePrecision precision) {
+  if (precision != ComputePrecision::kBF16 || HasNativeBf16()) return absl::OkStatus();
+  return absl::UnimplementedError(
+      absl::StrCat("compute_precision: BF16 needs a CPU with native bfloat16 (oneDNN ISA avx512_core_bf16 or "
+                   "newer); this CPU: ",
+                   DnnlIsaName(), "; use F32"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const Plan>> CompiledNetwork::GetPlan(int64_t chunk, ComputePrecision precision) const {
   if (chunk < 1) return absl::InvalidArgumentError(absl::StrCat("chunk: expected >= 1 samples, got ", chunk));
+  RETURN_IF_ERROR(CheckPrecisionSupported(precision));
   PlanCache& cache = *cache_;
   {
     absl::MutexLock lock(&cache.mu);
-    for (const auto& [size, plan] : cache.plans) {
-      if (size == chunk) return plan;
-    }
+    if (std::shared_ptr<const Plan> plan = FindPlan(cache, chunk, precision)) return plan;
   }
   // Built outside the lock (it may take milliseconds); a concurrent duplicate is discarded.
   ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan,
-                   discriminator_internal::BuildPlan(network_, layer_shapes_, chunk, cache.weights));
+                   discriminator_internal::BuildPlan(network_, layer_shapes_, chunk, precision, cache.weights));
   absl::MutexLock lock(&cache.mu);
-  for (const auto& [size, existing] : cache.plans) {
-    if (size == chunk) return existing;
-  }
+  if (std::shared_ptr<const Plan> existing = FindPlan(cache, chunk, precision)) return existing;
   if (static_cast<int>(cache.plans.size()) >= std::max(options_.max_cached_plans, 1)) cache.plans.clear();
-  cache.plans.emplace_back(chunk, plan);
+  cache.plans.push_back(plan);
   ++cache.built;
   for (const std::string& impl : plan->implementations) {
     if (std::find(cache.implementations.begin(), cache.implementations.end(), impl) == cache.implementations.end()) {
@@ -87,8 +108,9 @@ absl::StatusOr<std::shared_ptr<const Plan>> CompiledNetwork::GetPlan(int64_t chu
 std::vector<int64_t> CompiledNetwork::CachedChunkSizes() const {
   absl::MutexLock lock(&cache_->mu);
   std::vector<int64_t> sizes;
-  for (const auto& entry : cache_->plans) sizes.push_back(entry.first);
+  for (const std::shared_ptr<const Plan>& plan : cache_->plans) sizes.push_back(plan->batch);
   std::sort(sizes.begin(), sizes.end());
+  sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
   return sizes;
 }
 
@@ -254,6 +276,7 @@ absl::StatusOr<ScoreResult> ScoreNamed(const CompiledNetwork& network, const Ten
                                                    ShapeToString(inputs.shape), ", expected ", count));
   }
   RETURN_IF_ERROR(CheckFinite(inputs.values, field));
+  RETURN_IF_ERROR(CheckPrecisionSupported(options.precision));
 
   const int64_t batch = inputs.dim(0);
   ScoreResult result;
@@ -266,7 +289,7 @@ absl::StatusOr<ScoreResult> ScoreNamed(const CompiledNetwork& network, const Ten
   const int64_t chunk = network.ChunkSize(batch);
   for (int64_t start = 0; start < batch; start += chunk) {
     if (Cancelled(options)) return CancelledError();
-    ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan, network.GetPlan(std::min(chunk, batch - start)));
+    ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan, network.GetPlan(std::min(chunk, batch - start), options.precision));
     RETURN_IF_ERROR(ScoreChunk(network, *plan, inputs.values.data(), start, options, &result));
   }
   return result;

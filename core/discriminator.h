@@ -43,13 +43,27 @@
 // input_gradients is 0 where g = 0. At a kink (x = 0 of RELU, LEAKY_RELU, and of ELU when
 // alpha != 1) the derivative of the x <= 0 side is used, as PyTorch and oneDNN do.
 //
-// Compilation: CompiledNetwork::Create validates the network and keeps it; per batch size it
-// builds (once, then caches) oneDNN 2.x primitives: convolution / inner product forward and
+// Compute precision (ScoreOptions::precision): F32 runs every primitive in float32. BF16
+// (CPUs with native bfloat16, avx512_core_bf16 or newer; UNIMPLEMENTED elsewhere) runs the
+// convolutions and inner products on bfloat16 inputs and weights with float32 accumulation
+// inside oneDNN; activations and their gradients between layers are stored in bfloat16 (each
+// would be rounded to bfloat16 as the next product's input anyway); the last linear layer
+// writes f in float32 and the first one writes g = grad_x f in float32, and the norms, the
+// normalisation and every returned number are float32 / double as in F32. Expected error
+// against exact arithmetic: a few bfloat16 roundings (2^-9 relative each) per layer, about
+// 1e-2 relative on f, ||g|| and f_hat; up to ~5e-2 on input_gradients, where a pre-activation
+// within bfloat16 error of a RELU / LEAKY_RELU kink may take the other slope (F32: ~1e-6;
+// tests/core/discriminator_bf16_test.cc bounds both).
+//
+// Compilation: CompiledNetwork::Create validates the network and keeps it; per batch size and
+// precision it builds (once, then caches) oneDNN 2.x primitives: convolution / inner product forward and
 // backward-data, eltwise forward and backward, and the reorders between the formats oneDNN
 // picks (format_tag::any: blocked layouts for convolutions; an activation with no jit kernel
 // on a padded blocked layout runs on the plain one). Weights are reordered once per chosen
 // format. Large batches run in chunks (CompileOptions::max_chunk), so at most two plans serve
-// any batch size. Cost per sample: forward + backward-data (about twice the forward), twice
+// any batch size (per precision). Piecewise-linear networks fuse each RELU / LEAKY_RELU (alpha
+// >= 0) into the preceding convolution or inner product as a oneDNN post-op; its backward
+// reads the sign of the activation's output (sign(y) = sign(z) for alpha >= 0). Cost per sample: forward + backward-data (about twice the forward), twice
 // that with the Hessian term; work buffers hold every activation and its gradient.
 //
 // Thread safety: a CompiledNetwork is immutable to its users; Score may run concurrently on
@@ -182,13 +196,16 @@ class CompiledNetwork {
   int64_t input_size() const { return input_size_; }  // Elements per sample.
   bool piecewise_linear() const { return piecewise_linear_; }
 
-  // The per-chunk plan (built and cached on first use). Errors: INVALID_ARGUMENT /
-  // RESOURCE_EXHAUSTED / INTERNAL from oneDNN.
-  absl::StatusOr<std::shared_ptr<const discriminator_internal::Plan>> GetPlan(int64_t chunk) const;
+  // The plan of a chunk size and precision (built and cached on first use). Errors:
+  // INVALID_ARGUMENT / RESOURCE_EXHAUSTED / INTERNAL from oneDNN; UNIMPLEMENTED for kBF16 on a
+  // CPU without native bfloat16.
+  absl::StatusOr<std::shared_ptr<const discriminator_internal::Plan>> GetPlan(
+      int64_t chunk, ComputePrecision precision = ComputePrecision::kF32) const;
   // Samples per chunk for a batch of `batch` (max_chunk, lowered by max_workspace_bytes).
   int64_t ChunkSize(int64_t batch) const;
 
-  // Chunk sizes with a cached plan, ascending; and the number of plans built so far.
+  // Chunk sizes with a cached plan (any precision), ascending, without repeats; and the number
+  // of plans built so far.
   std::vector<int64_t> CachedChunkSizes() const;
   int64_t plans_built() const;
   // oneDNN implementation names (pd.impl_info_str()) of every primitive this network created,
@@ -221,6 +238,8 @@ struct ScoreOptions {
   Normalization normalization = Normalization::kGradientNorm;
   double epsilon = 1e-8;  // GRAN only: finite and > 0.
   bool return_input_gradient = false;
+  // kBF16: bfloat16 products with float32 accumulation (see the top of this file).
+  ComputePrecision precision = ComputePrecision::kF32;
   // Cap on the elements of `inputs` and of input_gradients (checked before allocating).
   int64_t max_elements = kDefaultMaxElements;
   // Polled between chunks and passes; returning true abandons the call with CANCELLED.
@@ -237,7 +256,8 @@ struct ScoreResult {
 // Scores `inputs` [batch, ...input_shape] (batch 0 gives empty results).
 // Errors: INVALID_ARGUMENT ("inputs.shape" not [batch, ...input_shape]; NaN/Inf in "inputs";
 // epsilon not finite or <= 0 for GRAN: "epsilon"); RESOURCE_EXHAUSTED (inputs or
-// input_gradients above max_elements; oneDNN out of memory); CANCELLED; INTERNAL (oneDNN).
+// input_gradients above max_elements; oneDNN out of memory); UNIMPLEMENTED (precision kBF16
+// on a CPU without native bfloat16: "compute_precision"); CANCELLED; INTERNAL (oneDNN).
 absl::StatusOr<ScoreResult> Score(const CompiledNetwork& network, const Tensor& inputs,
                                   const ScoreOptions& options);
 

@@ -65,14 +65,19 @@ struct Stage {
   const float* bias = nullptr;  // Into the CompiledNetwork's layer (plain [out]): plans live in it.
   std::shared_ptr<const std::vector<float>> zero_bias;  // For the tangent pass.
 
-  // kEltwise. eltwise_backward computes diff_src = s'(src) diff_dst.
+  // kEltwise. eltwise_backward computes diff_src = s'(src) diff_dst. A `fused` activation (RELU
+  // or LEAKY_RELU with alpha >= 0 in a piecewise-linear network) runs as a post-op of the
+  // preceding linear stage: in = src = out is that stage's output y, there is no forward
+  // primitive, and eltwise_backward (a *_use_dst_for_bwd algorithm) reads y instead of z.
   dnnl::primitive eltwise_forward, eltwise_backward;
+  bool fused = false;
   ActivationKind activation = ActivationKind::kRelu;
   float alpha = 0.0f;
 };
 
 struct Plan {
   int64_t batch = 0;
+  ComputePrecision precision = ComputePrecision::kF32;
   std::vector<Slot> forward_slots, backward_slots;
   // Floats per storage; storage 0 of the forward set is external (the input, or v).
   std::vector<int64_t> forward_storage, backward_storage;
@@ -116,15 +121,17 @@ class WeightStore {
 };
 
 // Builds the plan of `network` (validated; `shapes` from LayerOutputShapes) for `batch`
-// samples. Errors: from oneDNN (the RunDnnl mapping).
+// samples at `precision` (kBF16 needs native bfloat16: the caller checks HasNativeBf16()).
+// Errors: from oneDNN (the RunDnnl mapping).
 absl::StatusOr<std::shared_ptr<const Plan>> BuildPlan(const Network& network, const std::vector<Shape>& shapes,
-                                                      int64_t batch, WeightStore& weights);
+                                                      int64_t batch, ComputePrecision precision, WeightStore& weights);
 
-// A CompiledNetwork's plans by chunk size, and every implementation name they created.
+// A CompiledNetwork's plans by (chunk size, precision), and every implementation name they
+// created.
 class PlanCache {
  public:
   absl::Mutex mu;
-  std::vector<std::pair<int64_t, std::shared_ptr<const Plan>>> plans ABSL_GUARDED_BY(mu);
+  std::vector<std::shared_ptr<const Plan>> plans ABSL_GUARDED_BY(mu);
   std::vector<std::string> implementations ABSL_GUARDED_BY(mu);
   int64_t built ABSL_GUARDED_BY(mu) = 0;
   WeightStore weights;
@@ -163,6 +170,8 @@ void RunTangent(const Plan& plan, dnnl::stream& stream, void* scratchpad, const 
 void RunBackward(const Plan& plan, dnnl::stream& stream, void* scratchpad, const Buffers& fwd, const Buffers& bwd);
 // Second-order backward: from rbwd's output_diff_slot (the caller sets 0) to its
 // input_diff_slot (H v), reading `fwd`, the first-order deltas `bwd` and the tangents `tan`.
+// Tangent and second-order passes need a plan without fused activations (only
+// piecewise-linear networks fuse, and they never need H v).
 void RunSecondOrderBackward(const Plan& plan, dnnl::stream& stream, void* scratchpad, const Buffers& fwd,
                             const Buffers& bwd, const Buffers& tan, const Buffers& rbwd);
 

@@ -3,6 +3,8 @@
 // kernels are; plain NCHW would select gemm-based convolutions), the reorders between them,
 // and the forward, backward, tangent and second-order backward passes.
 #include <algorithm>
+#include <cstring>
+#include <type_traits>
 #include <utility>
 #include <variant>
 
@@ -19,23 +21,38 @@ using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 using md_t = dnnl::memory::desc;
 
-md_t PlainMd(int64_t batch, const Shape& shape) {
+md_t PlainMd(int64_t batch, const Shape& shape, dt type = dt::f32) {
   dnnl::memory::dims dims{batch};
   dims.insert(dims.end(), shape.begin(), shape.end());
   static constexpr tag kTags[] = {tag::a, tag::ab, tag::abc, tag::abcd};
-  return md_t(dims, dt::f32, kTags[dims.size() - 1]);
+  return md_t(dims, type, kTags[dims.size() - 1]);
 }
 
-md_t AnyMd(dnnl::memory::dims dims) { return md_t(std::move(dims), dt::f32, tag::any); }
+md_t AnyMd(dnnl::memory::dims dims, dt type = dt::f32) { return md_t(std::move(dims), type, tag::any); }
 
-int64_t Floats(const md_t& md) { return static_cast<int64_t>(md.get_size() / sizeof(float)); }
+// Floats of storage for `md` (rounded up: a bf16 tensor may hold an odd number of elements).
+int64_t Floats(const md_t& md) {
+  return static_cast<int64_t>((md.get_size() + sizeof(float) - 1) / sizeof(float));
+}
+
+// An activation that can run as a post-op of the preceding linear layer with a backward pass
+// from its output: y = z for z > 0, alpha z otherwise, with alpha >= 0, so y > 0 exactly when
+// z > 0 (oneDNN's eltwise_relu_use_dst_for_bwd).
+bool FusableActivation(const Layer& layer) {
+  const auto* act = std::get_if<ActivationLayer>(&layer);
+  if (act == nullptr) return false;
+  return act->kind == ActivationKind::kRelu || (act->kind == ActivationKind::kLeakyRelu && act->alpha >= 0.0);
+}
 
 bool IsReference(const std::string& impl) { return impl.rfind("ref", 0) == 0; }
 
 // Builds a Plan; every method may throw dnnl::error (BuildPlan maps it to a status).
 class Builder {
  public:
-  Builder(Plan* plan, WeightStore* weights) : plan_(*plan), weights_(*weights) {
+  // `first_linear` / `last_linear`: indices of the first and last Dense / Conv2d layers (BF16
+  // keeps g and f in float32 there).
+  Builder(Plan* plan, WeightStore* weights, int first_linear, int last_linear)
+      : plan_(*plan), weights_(*weights), first_linear_(first_linear), last_linear_(last_linear) {
     attr_.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   }
 
@@ -78,11 +95,24 @@ class Builder {
     stage.diff_src_reorder = Reorder(md, in_md);
   }
 
-  void AddLinear(int layer, const Layer& def, const Shape& out_shape, int* cur, int* cur_diff);
-  void AddEltwise(int layer, const ActivationLayer& act, int* cur, int* cur_diff);
+  // `fused`: an activation (FusableActivation) applied as an eltwise post-op; AddEltwise with
+  // fused = true must follow.
+  void AddLinear(int layer, const Layer& def, const Shape& out_shape, const ActivationLayer* fused, int* cur,
+                 int* cur_diff);
+  void AddEltwise(int layer, const ActivationLayer& act, bool fused, int* cur, int* cur_diff);
+  void AddFusedEltwise(int layer, const ActivationLayer& act, int* cur, int* cur_diff);
   void AddReformat(int layer, const Shape& in_shape, const Shape& out_shape, int* cur, int* cur_diff);
 
  private:
+  bool bf16() const { return plan_.precision == ComputePrecision::kBF16; }
+  // Products in bf16 (weights, src, diff_dst); f32 for F32 plans.
+  dt ProductType() const { return bf16() ? dt::bf16 : dt::f32; }
+  // A linear layer's dst: bf16 between layers of a BF16 plan, f32 for the last one (f).
+  dt DstType(int layer) const { return bf16() && layer != last_linear_ ? dt::bf16 : dt::f32; }
+  // A linear layer's diff_src: bf16 between layers, f32 for the first one (g = grad_x f).
+  dt DiffSrcType(int layer) const { return bf16() && layer != first_linear_ ? dt::bf16 : dt::f32; }
+  dnnl::primitive_attr LinearAttr(const ActivationLayer* fused) const;
+
   int NewSlot(const md_t& md, std::vector<Slot>* slots, std::vector<int64_t>* storage) {
     storage->push_back(Floats(md));
     slots->push_back(Slot{static_cast<int>(storage->size()) - 1, md});
@@ -99,8 +129,22 @@ class Builder {
 
   Plan& plan_;
   WeightStore& weights_;
+  int first_linear_, last_linear_;
   dnnl::primitive_attr attr_;
 };
+
+dnnl::primitive_attr Builder::LinearAttr(const ActivationLayer* fused) const {
+  // A new attr, not a copy of attr_: dnnl::primitive_attr copies share one handle.
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (fused != nullptr) {
+    const float alpha = fused->kind == ActivationKind::kLeakyRelu ? static_cast<float>(fused->alpha) : 0.0f;
+    dnnl::post_ops ops;
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, alpha, 0.0f);
+    attr.set_post_ops(ops);
+  }
+  return attr;
+}
 
 template <typename FwdPd, typename BwdPd>
 void Builder::FinishLinear(Stage& stage, const Tensor& weight, const Tensor& bias, const FwdPd& pd, const BwdPd& bpd,
@@ -131,12 +175,15 @@ void Builder::FinishLinear(Stage& stage, const Tensor& weight, const Tensor& bia
   *cur_diff = stage.out_diff;
 }
 
-void Builder::AddLinear(int layer, const Layer& def, const Shape& out_shape, int* cur, int* cur_diff) {
+void Builder::AddLinear(int layer, const Layer& def, const Shape& out_shape, const ActivationLayer* fused, int* cur,
+                        int* cur_diff) {
   Stage stage;
   stage.kind = Stage::Kind::kLinear;
   stage.layer = layer;
   const md_t in_md = ForwardMd(*cur);
   const int64_t batch = plan_.batch;
+  const dt product = ProductType(), dst_type = DstType(layer), diff_src_type = DiffSrcType(layer);
+  const dnnl::primitive_attr attr = LinearAttr(fused);
   if (const auto* conv = std::get_if<Conv2dLayer>(&def)) {
     const Shape& w = conv->weight.shape;
     const dnnl::memory::dims in_dims = in_md.dims();
@@ -146,12 +193,13 @@ void Builder::AddLinear(int layer, const Layer& def, const Shape& out_shape, int
     const dnnl::memory::dims strides{conv->stride, conv->stride}, pad{conv->padding, conv->padding};
     const md_t bias_md({w[0]}, dt::f32, tag::a);
     dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                         AnyMd(src), AnyMd(weights), bias_md, AnyMd(dst), strides, pad, pad);
-    dnnl::convolution_forward::primitive_desc pd(desc, attr_, DnnlEngine());
+                                         AnyMd(src, product), AnyMd(weights, product), bias_md,
+                                         AnyMd(dst, dst_type), strides, pad, pad);
+    dnnl::convolution_forward::primitive_desc pd(desc, attr, DnnlEngine());
     // Backward-data with format_tag::any too: for a 3-channel first layer a fixed NCHW/NHWC
     // diff_src would select a slow (or reference) kernel in oneDNN 2.6.
-    dnnl::convolution_backward_data::desc bdesc(dnnl::algorithm::convolution_direct, AnyMd(src), AnyMd(weights),
-                                                AnyMd(dst), strides, pad, pad);
+    dnnl::convolution_backward_data::desc bdesc(dnnl::algorithm::convolution_direct, AnyMd(src, diff_src_type),
+                                                AnyMd(weights, product), AnyMd(dst, product), strides, pad, pad);
     dnnl::convolution_backward_data::primitive_desc bpd(bdesc, attr_, DnnlEngine(), pd);
     stage.forward = dnnl::convolution_forward(pd);
     stage.backward_data = dnnl::convolution_backward_data(bpd);
@@ -162,10 +210,11 @@ void Builder::AddLinear(int layer, const Layer& def, const Shape& out_shape, int
     const Shape& w = dense.weight.shape;
     const dnnl::memory::dims src{batch, w[1]}, dst{batch, w[0]}, weights{w[0], w[1]};
     const md_t bias_md({w[0]}, dt::f32, tag::a);
-    dnnl::inner_product_forward::desc desc(dnnl::prop_kind::forward_training, AnyMd(src), AnyMd(weights), bias_md,
-                                           AnyMd(dst));
-    dnnl::inner_product_forward::primitive_desc pd(desc, attr_, DnnlEngine());
-    dnnl::inner_product_backward_data::desc bdesc(AnyMd(src), AnyMd(weights), AnyMd(dst));
+    dnnl::inner_product_forward::desc desc(dnnl::prop_kind::forward_training, AnyMd(src, product),
+                                           AnyMd(weights, product), bias_md, AnyMd(dst, dst_type));
+    dnnl::inner_product_forward::primitive_desc pd(desc, attr, DnnlEngine());
+    dnnl::inner_product_backward_data::desc bdesc(AnyMd(src, diff_src_type), AnyMd(weights, product),
+                                                  AnyMd(dst, product));
     dnnl::inner_product_backward_data::primitive_desc bpd(bdesc, attr_, DnnlEngine(), pd);
     stage.forward = dnnl::inner_product_forward(pd);
     stage.backward_data = dnnl::inner_product_backward_data(bpd);
@@ -175,7 +224,11 @@ void Builder::AddLinear(int layer, const Layer& def, const Shape& out_shape, int
   plan_.stages.push_back(std::move(stage));
 }
 
-void Builder::AddEltwise(int layer, const ActivationLayer& act, int* cur, int* cur_diff) {
+void Builder::AddEltwise(int layer, const ActivationLayer& act, bool fused, int* cur, int* cur_diff) {
+  if (fused) {
+    AddFusedEltwise(layer, act, cur, cur_diff);
+    return;
+  }
   Stage stage;
   stage.kind = Stage::Kind::kEltwise;
   stage.layer = layer;
@@ -202,7 +255,7 @@ void Builder::AddEltwise(int layer, const ActivationLayer& act, int* cur, int* c
   // whose channels are padded (e.g. 3 channels in nChw8c): it would pick "ref:any". Run that
   // activation on the plain layout instead (two cheap reorders).
   const dnnl::memory::dims dims = data.dims();
-  const md_t plain = PlainMd(plan_.batch, Shape(dims.begin() + 1, dims.end()));
+  const md_t plain = PlainMd(plan_.batch, Shape(dims.begin() + 1, dims.end()), data.data_type());
   if (IsReference(pd.impl_info_str()) && data != plain) {
     data = plain;
     pd = make_pd(data);
@@ -223,9 +276,36 @@ void Builder::AddEltwise(int layer, const ActivationLayer& act, int* cur, int* c
   plan_.stages.push_back(std::move(stage));
 }
 
+void Builder::AddFusedEltwise(int layer, const ActivationLayer& act, int* cur, int* cur_diff) {
+  Stage stage;
+  stage.kind = Stage::Kind::kEltwise;
+  stage.layer = layer;
+  stage.activation = act.kind;
+  stage.fused = true;
+  stage.alpha = act.kind == ActivationKind::kLeakyRelu ? static_cast<float>(act.alpha) : 0.0f;
+  const md_t data = ForwardMd(*cur);
+  // The forward descriptor is only the backward one's hint: the linear stage's post-op already
+  // wrote y into its output.
+  const dnnl::algorithm alg = dnnl::algorithm::eltwise_relu_use_dst_for_bwd;
+  dnnl::eltwise_forward::desc desc(dnnl::prop_kind::forward_training, alg, data, stage.alpha, 0.0f);
+  dnnl::eltwise_forward::primitive_desc pd(desc, attr_, DnnlEngine());
+  dnnl::eltwise_backward::desc bdesc(alg, data, data, stage.alpha, 0.0f);
+  dnnl::eltwise_backward::primitive_desc bpd(bdesc, attr_, DnnlEngine(), pd);
+  Record(bpd);
+  stage.eltwise_backward = dnnl::eltwise_backward(bpd);
+  stage.in = stage.src = stage.out = *cur;
+  stage.out_diff = NewBackwardSlot(data);
+  stage.diff_dst = stage.out_diff;
+  BackwardOut(stage, *cur_diff, data);
+  *cur_diff = stage.out_diff;
+  plan_.stages.push_back(std::move(stage));
+}
+
 void Builder::AddReformat(int layer, const Shape& in_shape, const Shape& out_shape, int* cur, int* cur_diff) {
-  const md_t plain_in = PlainMd(plan_.batch, in_shape);
-  const md_t plain_out = PlainMd(plan_.batch, out_shape);
+  // Flatten keeps the data type; the final output (layer -1) is f32 (f, one per sample).
+  const dt type = layer < 0 ? dt::f32 : ForwardMd(*cur).data_type();
+  const md_t plain_in = PlainMd(plan_.batch, in_shape, type);
+  const md_t plain_out = PlainMd(plan_.batch, out_shape, type);
   if (ForwardMd(*cur) == plain_in) {  // Already plain: a view, no stage.
     *cur = ForwardView(*cur, plain_out);
     *cur_diff = BackwardView(*cur_diff, plain_out);
@@ -255,6 +335,57 @@ inline float SecondDerivative(ActivationKind kind, float alpha, float y) {
     default: return 0.0f;
   }
 }
+
+// bfloat16 storage: the high half of a float32 (round to nearest even on the way in).
+struct Bf16 {
+  static float Load(const void* p, int64_t i) {
+    const uint32_t u = static_cast<uint32_t>(static_cast<const uint16_t*>(p)[i]) << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof(f));
+    return f;
+  }
+  static void Store(void* p, int64_t i, float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof(u));
+    u += 0x7fffu + ((u >> 16) & 1u);  // Finite inputs only (the passes never produce NaN).
+    static_cast<uint16_t*>(p)[i] = static_cast<uint16_t>(u >> 16);
+  }
+};
+
+template <typename T>
+float LoadAs(const void* p, int64_t i) {
+  if constexpr (std::is_same_v<T, Bf16>) return Bf16::Load(p, i);
+  return static_cast<const float*>(p)[i];
+}
+
+template <typename T>
+void StoreAs(void* p, int64_t i, float value) {
+  if constexpr (std::is_same_v<T, Bf16>) {
+    Bf16::Store(p, i, value);
+  } else {
+    static_cast<float*>(p)[i] = value;
+  }
+}
+
+// The second-order backward's extra term at a smooth activation: d/dt of s'(z(t)) delta is
+// s''(z) zdot delta, with zdot the tangent of this layer's input. y, zdot, delta and d share
+// one memory format and data type (elementwise, padding included).
+struct SecondOrderTerm {
+  ActivationKind kind;
+  float alpha;
+  const void *y, *zdot, *delta;
+  void* d;
+
+  template <typename T>
+  void Add(int64_t n) const {
+    ParallelForRange(n, n >= 16384, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const float term = SecondDerivative(kind, alpha, LoadAs<T>(y, i)) * LoadAs<T>(zdot, i) * LoadAs<T>(delta, i);
+        StoreAs<T>(d, i, LoadAs<T>(d, i) + term);
+      }
+    });
+  }
+};
 
 dnnl::memory Mem(const std::vector<Slot>& slots, const Buffers& buffers, int slot) {
   const Slot& s = slots[static_cast<size_t>(slot)];
@@ -291,7 +422,8 @@ void Backward(const Plan& plan, dnnl::stream& stream, void* scratchpad, const Bu
                                         {DNNL_ARG_DIFF_SRC, Mem(bs, bwd, st.diff_src)},
                                         {DNNL_ARG_SCRATCHPAD, scratch}});
     } else if (st.kind == Stage::Kind::kEltwise) {
-      st.eltwise_backward.execute(stream, {{DNNL_ARG_SRC, Mem(fs, fwd, st.src)},
+      // A fused activation's backward reads its output y (st.out, = st.src).
+      st.eltwise_backward.execute(stream, {{st.fused ? DNNL_ARG_DST : DNNL_ARG_SRC, Mem(fs, fwd, st.src)},
                                            {DNNL_ARG_DIFF_DST, Mem(bs, bwd, st.diff_dst)},
                                            {DNNL_ARG_DIFF_SRC, Mem(bs, bwd, st.diff_src)},
                                            {DNNL_ARG_SCRATCHPAD, scratch}});
@@ -299,18 +431,14 @@ void Backward(const Plan& plan, dnnl::stream& stream, void* scratchpad, const Bu
                           st.activation == ActivationKind::kElu;
       if (tan != nullptr && curved) {
         stream.wait();
-        // d/dt of s'(z(t)) delta: s''(z) zdot delta, with zdot the tangent of this layer's input.
-        // y, zdot, delta and the result share one memory format (elementwise, padding included).
-        const int64_t n = Floats(fs[static_cast<size_t>(st.out)].md);
-        const float* y = fwd.data(fs, st.out);
-        const float* zdot = tan->data(fs, st.src);
-        const float* delta = first->data(bs, st.out_diff);
-        float* d = bwd.data(bs, st.diff_src);
-        const ActivationKind kind = st.activation;
-        const float alpha = st.alpha;
-        ParallelForRange(n, n >= 16384, [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i) d[i] += SecondDerivative(kind, alpha, y[i]) * zdot[i] * delta[i];
-        });
+        const md_t& md = fs[static_cast<size_t>(st.out)].md;
+        const SecondOrderTerm term{st.activation, st.alpha, fwd.data(fs, st.out), tan->data(fs, st.src),
+                                   first->data(bs, st.out_diff), bwd.data(bs, st.diff_src)};
+        if (md.data_type() == dt::bf16) {
+          term.Add<Bf16>(static_cast<int64_t>(md.get_size() / sizeof(uint16_t)));
+        } else {
+          term.Add<float>(static_cast<int64_t>(md.get_size() / sizeof(float)));
+        }
       }
     }
     RunReorder(st.diff_src_reorder, stream, Mem(bs, bwd, st.diff_src), Mem(bs, bwd, st.in_diff), scratch);
@@ -372,23 +500,39 @@ std::shared_ptr<const std::vector<float>> WeightStore::Zeros(int layer, int64_t 
 }
 
 absl::StatusOr<std::shared_ptr<const Plan>> BuildPlan(const Network& network, const std::vector<Shape>& shapes,
-                                                      int64_t batch, WeightStore& weights) {
+                                                      int64_t batch, ComputePrecision precision, WeightStore& weights) {
   auto plan = std::make_shared<Plan>();
   plan->batch = batch;
+  plan->precision = precision;
+  int first_linear = -1, last_linear = -1;
+  for (size_t i = 0; i < network.layers.size(); ++i) {
+    if (std::holds_alternative<DenseLayer>(network.layers[i]) || std::holds_alternative<Conv2dLayer>(network.layers[i])) {
+      if (first_linear < 0) first_linear = static_cast<int>(i);
+      last_linear = static_cast<int>(i);
+    }
+  }
+  // Fusing changes the linear primitive's output to s(z): fine for the forward and backward
+  // passes, wrong for the tangent pass, which only networks with smooth activations run.
+  const bool fuse = IsPiecewiseLinear(network);
   absl::Status status = RunDnnl("discriminator: building primitives", [&] {
-    Builder b(plan.get(), &weights);
+    Builder b(plan.get(), &weights, first_linear, last_linear);
     int cur = b.NewForwardSlot(PlainMd(batch, network.input_shape));
     int cur_diff = b.NewBackwardSlot(PlainMd(batch, network.input_shape));
     plan->input_slot = cur;
     plan->input_diff_slot = cur_diff;
     Shape shape = network.input_shape;
+    bool fused_next = false;  // The previous linear layer took this activation as a post-op.
     for (size_t i = 0; i < network.layers.size(); ++i) {
       const Layer& layer = network.layers[i];
       const int index = static_cast<int>(i);
       if (std::holds_alternative<DenseLayer>(layer) || std::holds_alternative<Conv2dLayer>(layer)) {
-        b.AddLinear(index, layer, shapes[i], &cur, &cur_diff);
+        const bool fuse_next = fuse && i + 1 < network.layers.size() && FusableActivation(network.layers[i + 1]);
+        const ActivationLayer* fused = fuse_next ? &std::get<ActivationLayer>(network.layers[i + 1]) : nullptr;
+        b.AddLinear(index, layer, shapes[i], fused, &cur, &cur_diff);
+        fused_next = fuse_next;
       } else if (const auto* act = std::get_if<ActivationLayer>(&layer)) {
-        if (act->kind != ActivationKind::kIdentity) b.AddEltwise(index, *act, &cur, &cur_diff);
+        if (act->kind != ActivationKind::kIdentity) b.AddEltwise(index, *act, fused_next, &cur, &cur_diff);
+        fused_next = false;
       } else {
         b.AddReformat(index, shape, shapes[i], &cur, &cur_diff);
       }
@@ -440,7 +584,7 @@ void RunForward(const Plan& plan, dnnl::stream& stream, void* scratchpad, const 
                                   {DNNL_ARG_BIAS, ConstMem(st.bias_md, st.bias)},
                                   {DNNL_ARG_DST, Mem(fs, fwd, st.out)},
                                   {DNNL_ARG_SCRATCHPAD, scratch}});
-    } else if (st.kind == Stage::Kind::kEltwise) {
+    } else if (st.kind == Stage::Kind::kEltwise && !st.fused) {
       st.eltwise_forward.execute(stream, {{DNNL_ARG_SRC, Mem(fs, fwd, st.src)},
                                           {DNNL_ARG_DST, Mem(fs, fwd, st.out)},
                                           {DNNL_ARG_SCRATCHPAD, scratch}});
