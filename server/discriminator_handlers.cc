@@ -113,6 +113,7 @@ absl::Status HandleScore(const Limits& limits, const ModelStore* store, Discrimi
                                          request.has_epsilon() ? std::optional<double>(request.epsilon()) : std::nullopt,
                                          limits, std::move(cancelled)));
   options.return_input_gradient = request.return_input_gradient();
+  ASSIGN_OR_RETURN(options.precision, ComputePrecisionFromProto(request.compute_precision(), "compute_precision"));
   if (!request.has_inputs()) return MissingTensor("inputs");
   ASSIGN_OR_RETURN(const std::shared_ptr<const CompiledNetwork> network,
                    ResolveNetwork(limits, store, cache, request.model_name(), request.has_network(),

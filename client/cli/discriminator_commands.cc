@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
+#include "client/cli/flag_values.h"
 #include "client/cli/npy.h"
 #include "client/cli/tensor_text.h"
 #include "client/cli/usage_error.h"
@@ -239,9 +240,12 @@ absl::Status RunScore(const ScoreArgs& args, const Connection& connection, std::
   if (args.inputs.empty()) return UsageError("score needs --inputs=X.npy ([batch, ...input_shape])");
   absl::StatusOr<v1::Normalization> normalization = ParseNormalization(args.normalization);
   if (!normalization.ok()) return normalization.status();
+  absl::StatusOr<v1::ComputePrecision> precision = ParsePrecision(args.precision);
+  if (!precision.ok()) return precision.status();
   v1::ScoreRequest request;
   request.set_model_name(args.model_name);
   request.set_normalization(*normalization);
+  request.set_compute_precision(*precision);
   if (args.epsilon.has_value()) request.set_epsilon(*args.epsilon);
   request.set_return_input_gradient(!args.input_gradient_output.empty());
   if (!args.network.empty()) {

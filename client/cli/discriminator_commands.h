@@ -60,6 +60,7 @@ struct ScoreArgs {
   std::optional<double> epsilon;     // gran only.
   std::string input_gradient_output;  // .npy for grad_x f_hat; requests it.
   std::string output;                 // .npy for the scores f_hat [batch]; empty: print everything.
+  std::string precision = "f32";      // compute_precision: f32 or bf16.
 };
 
 // Without --output prints raw_scores, gradient_norms and scores as text; with it, writes the

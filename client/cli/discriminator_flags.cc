@@ -9,6 +9,7 @@
 
 ABSL_DECLARE_FLAG(std::string, output);      // main.cc: shared by every command that writes a tensor.
 ABSL_DECLARE_FLAG(std::string, model_name);  // main.cc: shared with fit, predict and models.
+ABSL_DECLARE_FLAG(std::string, precision);   // main.cc: shared with attend.
 
 ABSL_FLAG(std::string, network, "",
           "register, score, losses: JSON network description (input_shape + layers; weights as nested "
@@ -49,6 +50,7 @@ absl::Status RunDiscriminatorFromFlags(absl::string_view name, const std::set<st
     args.epsilon = epsilon;
     args.input_gradient_output = absl::GetFlag(FLAGS_input_gradient_output);
     args.output = absl::GetFlag(FLAGS_output);
+    args.precision = absl::GetFlag(FLAGS_precision);
     return RunScore(args, connection, out);
   }
   LossesArgs args;

@@ -71,7 +71,7 @@ ABSL_FLAG(bool, causal, false, "attend: query i sees keys j <= i + (k_len - q_le
 ABSL_FLAG(std::string, key_lengths, "", "attend: comma-separated valid key counts, one per batch");
 ABSL_FLAG(std::string, bias, "", "attend: .npy file added to the logits (broadcastable; -inf masks)");
 ABSL_FLAG(double, scale, 0, "attend: logit scale (0: 1/sqrt(head_dim))");
-ABSL_FLAG(std::string, precision, "f32", "attend: f32 or bf16");
+ABSL_FLAG(std::string, precision, "f32", "attend, score: f32 or bf16");
 ABSL_FLAG(bool, rope, false,
           "attend: rotate query and key by RoPE (implied by --rope_kind, --rope_pairing, --rope_base, "
           "--rotary_dim, --query_positions, --key_positions or --grid)");
@@ -170,10 +170,11 @@ Commands:
       dense (linear), conv2d, relu, leaky_relu, tanh, sigmoid, elu, identity, flatten; weights in
       PyTorch layout as nested lists or .npy paths (relative to the JSON file).
   score (--model_name=NAME | --network=NET.json) --inputs=X.npy [--normalization=gn|gran|none]
-        [--epsilon=E] [--input_gradient_output=G.npy] [--output=SCORES.npy]
+        [--epsilon=E] [--input_gradient_output=G.npy] [--output=SCORES.npy] [--precision=f32|bf16]
       Discriminator scores: prints raw_scores f, gradient_norms ||grad f|| and scores f_hat
       (GN: f / (||grad f|| + |f|); GraN: f ||grad f|| / (||grad f||^2 + E), E default 1e-8;
       none: f), or writes f_hat to --output. --input_gradient_output writes grad_x f_hat.
+      --precision=bf16: bfloat16 products with float32 accumulation (CPUs with native bf16).
   losses (--model_name=NAME | --network=NET.json) --real_inputs=R.npy --fake_inputs=F.npy
          [--loss=hinge|wasserstein|bce] [--normalization=gn|gran|none] [--epsilon=E]
       GAN losses on f_hat: prints discriminator_loss and generator_loss.
@@ -239,7 +240,8 @@ const std::vector<Command>& Commands() {
       {"models", {"kind", "model_name", "output"}},  // Plus an action: list, get or delete.
       {"register", {"model_name", "network"}},
       {"score",
-       {"model_name", "network", "inputs", "normalization", "epsilon", "input_gradient_output", "output"}},
+       {"model_name", "network", "inputs", "normalization", "epsilon", "input_gradient_output", "output",
+        "precision"}},
       {"losses", {"model_name", "network", "real_inputs", "fake_inputs", "loss", "normalization", "epsilon"}},
       {"embedding-dim", {"vocab_size", "coefficient"}},
       {"init", {"shape", "distribution", "scheme", "stddev", "fan_in", "fan_out", "seed", "output"}},

@@ -69,6 +69,7 @@ absl::StatusOr<DiscriminatorScores> DiscriminatorClient::Score(const Tensor& inp
   *request.mutable_inputs() = ToProto(inputs);
   SetOptions(options, &request);
   request.set_return_input_gradient(options.return_input_gradient);
+  request.set_compute_precision(options.compute_precision);
   return Score(request, call);
 }
 
@@ -80,6 +81,7 @@ absl::StatusOr<DiscriminatorScores> DiscriminatorClient::Score(const Tensor& inp
   *request.mutable_inputs() = ToProto(inputs);
   SetOptions(options, &request);
   request.set_return_input_gradient(options.return_input_gradient);
+  request.set_compute_precision(options.compute_precision);
   return Score(request, call);
 }
 

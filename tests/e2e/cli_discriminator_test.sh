@@ -109,6 +109,24 @@ assert hinge["generator_loss"] == wasserstein["generator_loss"]
 EOF
 pass "hinge D - wasserstein D = 2 on GN scores"
 
+# --precision=bf16: bfloat16 products with float32 accumulation, close to F32 (~1e-2 relative)
+# where the CPU has avx512_bf16; UNIMPLEMENTED (exit 1) elsewhere.
+if grep -qw avx512_bf16 /proc/cpuinfo; then
+  expect_ok "score cnn bf16" score --model_name=cnn --inputs="$WORK_DIR/images.npy" --precision=bf16 \
+    --output="$WORK_DIR/bf16.npy"
+  "$PYTHON" - "$WORK_DIR/before.npy" "$WORK_DIR/bf16.npy" <<'EOF' || fail "bf16 scores are not close to f32"
+import sys
+import numpy as np
+f32, bf16 = np.load(sys.argv[1]), np.load(sys.argv[2])
+error = np.linalg.norm(bf16 - f32) / np.linalg.norm(f32)
+assert 0 < error < 4e-2, error
+EOF
+  pass "score --precision=bf16 is within bf16 accuracy of f32"
+else
+  expect_failure 1 "UNIMPLEMENTED" "score --precision=bf16 without native bf16" -- \
+    score --model_name=cnn --inputs="$WORK_DIR/images.npy" --precision=bf16
+fi
+
 stop_server || fail "the server did not exit 0 after SIGTERM"
 start_server
 expect_ok "score cnn after restart" score --model_name=cnn --inputs="$WORK_DIR/images.npy" \
@@ -138,6 +156,8 @@ expect_failure 2 "exactly one of --model_name" "score with both sources (usage e
   score --model_name=linear --network="$WORK_DIR/linear.json" --inputs="$WORK_DIR/x.npy"
 expect_failure 2 "--normalization=l2: expected" "score --normalization=l2 (usage error)" -- \
   score --model_name=linear --inputs="$WORK_DIR/x.npy" --normalization=l2
+expect_failure 2 "--precision=fp8: expected f32 or bf16" "score --precision=fp8 (usage error)" -- \
+  score --model_name=linear --inputs="$WORK_DIR/x.npy" --precision=fp8
 expect_failure 2 "does not apply to register" "register --inputs (usage error)" -- \
   register --model_name=x --network="$WORK_DIR/linear.json" --inputs="$WORK_DIR/x.npy"
 [[ ! -e "$WORK_DIR/models/bad.model" ]] || fail "a failed register stored a model"

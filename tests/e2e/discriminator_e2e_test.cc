@@ -1,13 +1,15 @@
 // Discriminator end to end over real gRPC, through the C++ client library: health and
 // reflection name the service, the MATH.md section 8 goldens (GN 8/13 with ||grad f_hat|| =
 // 25/169, GraN 1.59999999936), bad inputs with their codes, Register then restart then Score by
-// name bit-identical, Models List / Get of a discriminator, hinge D - wasserstein D = 2, and
-// FAILED_PRECONDITION for a logistic model's name.
+// name bit-identical, Models List / Get of a discriminator, hinge D - wasserstein D = 2,
+// FAILED_PRECONDITION for a logistic model's name, and compute_precision BF16 (close to F32,
+// UNIMPLEMENTED without native bf16; an unknown value INVALID_ARGUMENT).
 #include <signal.h>
 
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -61,6 +63,23 @@ double Norm(const std::vector<float>& values) {
   double sum = 0;
   for (float v : values) sum += static_cast<double>(v) * v;
   return std::sqrt(sum);
+}
+
+// The server runs on this machine: oneDNN has native bf16 kernels where the CPU has the
+// avx512_bf16 instructions (with AVX-512 core, which every such CPU has).
+bool CpuHasAvx512Bf16() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("flags", 0) == 0) return line.find(" avx512_bf16") != std::string::npos;
+  }
+  return false;
+}
+
+double RelativeDifference(const std::vector<float>& a, const std::vector<float>& b) {
+  std::vector<float> diff(a.size());
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) diff[i] = a[i] - b[i];
+  return Norm(diff) / Norm(b);
 }
 
 // MATH.md section 8: f(x) = w.x + b, w = [3, 4], b = 1.
@@ -240,6 +259,42 @@ TEST(DiscriminatorE2E, HingeMinusWassersteinIsTwoOnGradientNorm) {
   const absl::Status status = d.Losses(real, fake, "logistic").status();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   EXPECT_EQ(d.Score(real, "logistic").status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(DiscriminatorE2E, Bf16ComputePrecisionOverTheWire) {
+  absl::StatusOr<ServerProcess> server = StartServer();
+  ASSERT_TRUE(server.ok()) << server.status();
+  client::DiscriminatorClient d(Channel(server->address()));
+  std::mt19937 rng(31);
+  ASSERT_TRUE(d.Register("dcgan", SmallDcgan(&rng)).ok());
+  const client::Tensor inputs = Random({11, 3, 8, 8}, &rng);
+  client::DiscriminatorScoreOptions options;
+  options.return_input_gradient = true;
+  options.compute_precision = v1::COMPUTE_PRECISION_F32;
+  absl::StatusOr<client::DiscriminatorScores> f32 = d.Score(inputs, "dcgan", options);
+  ASSERT_TRUE(f32.ok()) << f32.status();
+  options.compute_precision = v1::COMPUTE_PRECISION_BF16;
+  absl::StatusOr<client::DiscriminatorScores> bf16 = d.Score(inputs, "dcgan", options);
+  if (CpuHasAvx512Bf16()) {
+    ASSERT_TRUE(bf16.ok()) << bf16.status();
+    // The bounds of core/discriminator.h (bfloat16 products: ~1e-2 on f, ~5e-2 on gradients).
+    EXPECT_LT(RelativeDifference(bf16->raw_scores.values, f32->raw_scores.values), 4e-2);
+    EXPECT_LT(RelativeDifference(bf16->scores.values, f32->scores.values), 4e-2);
+    EXPECT_LT(RelativeDifference(bf16->gradient_norms.values, f32->gradient_norms.values), 4e-2);
+    ASSERT_TRUE(bf16->input_gradients.has_value());
+    EXPECT_LT(RelativeDifference(bf16->input_gradients->values, f32->input_gradients->values), 8e-2);
+    EXPECT_GT(RelativeDifference(bf16->raw_scores.values, f32->raw_scores.values), 0.0) << "BF16 ran as F32";
+  } else {
+    EXPECT_EQ(bf16.status().code(), absl::StatusCode::kUnimplemented) << bf16.status();
+  }
+  // An unknown enum value is INVALID_ARGUMENT naming the field.
+  v1::ScoreRequest request;
+  request.set_model_name("dcgan");
+  *request.mutable_inputs() = client::ToProto(inputs);
+  request.set_compute_precision(static_cast<v1::ComputePrecision>(5));
+  const absl::Status status = d.Score(request).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("compute_precision"));
 }
 
 }  // namespace

@@ -121,6 +121,15 @@ def reference(params, x):
     return f, g, f / (n + abs(f))
 
 
+def cpu_has_avx512_bf16():
+    """True when this machine (where the test server runs) has native bf16 (avx512_bf16)."""
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("flags"):
+                return "avx512_bf16" in line.split()
+    return False
+
+
 class PythonDiscriminatorTest(unittest.TestCase):
     def setUp(self):
         if not os.access(SERVER, os.X_OK):
@@ -178,6 +187,33 @@ class PythonDiscriminatorTest(unittest.TestCase):
             fd = np.array([(reference(params, x[i] + h * e)[2] - reference(params, x[i] - h * e)[2]) / (2 * h)
                            for e in np.eye(5)])
             np.testing.assert_allclose(out["input_gradients"][i], fd, atol=2e-5, rtol=0)
+
+    def test_bf16_precision_against_numpy_reference(self):
+        # precision="bf16": bfloat16 products with float32 accumulation (~1e-2 relative error,
+        # core/discriminator.h); UNIMPLEMENTED where the CPU lacks avx512_bf16.
+        params = tanh_mlp(5, features=9, hidden=13)
+        network = network_from_state_dict(params, layers=MLP_LAYERS, input_shape=(9,))
+        x = np.random.default_rng(6).standard_normal((17, 9)).astype(np.float32)
+        if not cpu_has_avx512_bf16():
+            with self.assertRaises(primserve.Error) as raised:
+                self.client.score(x, network=network, precision="bf16")
+            self.assertEqual(raised.exception.code, grpc.StatusCode.UNIMPLEMENTED)
+            return
+        out = self.client.score(x, network=network, precision="bf16")
+        refs = [reference(params, xi.astype(np.float64)) for xi in x]
+        f = np.array([r[0] for r in refs])
+        n = np.array([np.linalg.norm(r[1]) for r in refs])
+        f_hat = np.array([r[2] for r in refs])
+        for name, want in (("raw_scores", f), ("gradient_norms", n), ("scores", f_hat)):
+            error = np.linalg.norm(out[name] - want) / np.linalg.norm(want)
+            self.assertLess(error, 4e-2, name)
+            self.assertGreater(error, 1e-6, f"{name}: BF16 as exact as F32")
+        with self.assertRaises(ValueError):
+            self.client.score(x, network=network, precision="fp8")
+        with self.assertRaises(primserve.Error) as raised:
+            self.client.score(x, network=network, precision=9)  # an unknown enum number
+        self.assertEqual(raised.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("compute_precision", raised.exception.message)
 
     def test_register_restart_score_identical_and_losses(self):
         params = tanh_mlp(3)

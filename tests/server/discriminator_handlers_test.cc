@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/tile_matmul.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/discriminator_cache.h"
@@ -374,6 +375,9 @@ TEST_F(DiscriminatorHandlersTest, ScoreBadInputs) {
        absl::StatusCode::kInvalidArgument, {"inputs.shape"}},
       {"unknown normalization", [](v1::ScoreRequest* r) { r->set_normalization(static_cast<v1::Normalization>(9)); },
        absl::StatusCode::kInvalidArgument, {"normalization", "9"}},
+      {"unknown compute_precision",
+       [](v1::ScoreRequest* r) { r->set_compute_precision(static_cast<v1::ComputePrecision>(7)); },
+       absl::StatusCode::kInvalidArgument, {"compute_precision", "unknown enum value 7"}},
       {"epsilon zero with GRAN",
        [](v1::ScoreRequest* r) {
          r->set_normalization(v1::NORMALIZATION_GRAN);
@@ -410,6 +414,40 @@ TEST_F(DiscriminatorHandlersTest, ScoreBadInputs) {
     for (const std::string& part : c.message) EXPECT_THAT(std::string(status.message()), HasSubstr(part));
   }
   EXPECT_TRUE(DirectoryEmpty());
+}
+
+// BF16 through the handler: the same scores as F32 to bfloat16 accuracy (core/discriminator.h:
+// ~1e-2 relative), UNIMPLEMENTED where the CPU has no native bf16.
+TEST_F(DiscriminatorHandlersTest, Bf16ScoreMatchesF32ToBf16Accuracy) {
+  std::mt19937 rng(21);
+  v1::ScoreRequest request;
+  *request.mutable_network() = SmallCnn(&rng);
+  *request.mutable_inputs() = RandomInputs({9, 3, 5, 7}, &rng);
+  request.set_return_input_gradient(true);
+  request.set_compute_precision(v1::COMPUTE_PRECISION_F32);
+  absl::StatusOr<v1::ScoreResponse> f32 = Score(request);
+  ASSERT_TRUE(f32.ok()) << f32.status();
+  request.set_compute_precision(v1::COMPUTE_PRECISION_BF16);
+  absl::StatusOr<v1::ScoreResponse> bf16 = Score(request);
+  if (!HasNativeBf16()) {
+    EXPECT_EQ(bf16.status().code(), absl::StatusCode::kUnimplemented) << bf16.status();
+    EXPECT_THAT(std::string(bf16.status().message()), HasSubstr("compute_precision"));
+    return;
+  }
+  ASSERT_TRUE(bf16.ok()) << bf16.status();
+  const auto relative = [](const v1::Tensor& a, const v1::Tensor& b) {
+    const std::vector<float> x = FromWire(a).values, y = FromWire(b).values;
+    EXPECT_EQ(x.size(), y.size());
+    std::vector<float> diff(x.size());
+    for (size_t i = 0; i < x.size() && i < y.size(); ++i) diff[i] = x[i] - y[i];
+    return Norm(diff) / Norm(y);
+  };
+  EXPECT_LT(relative(bf16->raw_scores(), f32->raw_scores()), 4e-2);
+  EXPECT_LT(relative(bf16->gradient_norms(), f32->gradient_norms()), 4e-2);
+  EXPECT_LT(relative(bf16->scores(), f32->scores()), 4e-2);
+  EXPECT_LT(relative(bf16->input_gradients(), f32->input_gradients()), 8e-2);
+  // Really bf16: not bit-identical to F32.
+  EXPECT_GT(relative(bf16->raw_scores(), f32->raw_scores()), 0.0);
 }
 
 TEST_F(DiscriminatorHandlersTest, RegisterBadInputsStoreNothing) {

@@ -46,6 +46,9 @@ struct DiscriminatorScoreOptions {
   v1::Normalization normalization = v1::NORMALIZATION_UNSPECIFIED;  // GRADIENT_NORM.
   std::optional<double> epsilon;  // GRAN only (unset: the server's 1e-8).
   bool return_input_gradient = false;
+  // Score only: F32 (UNSPECIFIED) or BF16 (bfloat16 products, float32 accumulation; the server
+  // answers UNIMPLEMENTED without native bf16).
+  v1::ComputePrecision compute_precision = v1::COMPUTE_PRECISION_UNSPECIFIED;
 };
 
 struct DiscriminatorScores {
