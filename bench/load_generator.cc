@@ -13,7 +13,11 @@
 //   echo        Diagnostics.Echo of a [B / 256, 64] float32 tensor (B bytes each way)
 //   sinusoidal  PositionEncoding.Sinusoidal, length x dim (--sinusoidal_length/--sinusoidal_dim,
 //               16 x 64 = a 4 KiB response); pair it with `echo --payload_bytes=4096`
-//   apply_rope  PositionEncoding.ApplyRope of a [1, 1, B / 256, 64] tensor (B bytes each way)
+//   apply_rope  PositionEncoding.ApplyRope of a [B / 256 / S, 1, S, 64] tensor (B bytes each way),
+//               S = --rope_seq_len (a batch of sequences, as attention layers rotate them), or
+//               [1, 1, B / 256, 64] when S does not divide the rows (or --rope_seq_len=0). The
+//               server computes a cos/sin table of S x 32 entries per call, so one long sequence
+//               (S = B / 256) measures the table, not the transport: 8.4M sincos at 64 MiB.
 //   attend      Attention.Attend, softmax, q = k = v = [1, --attend_heads, --attend_seq, 64]
 //
 // Example:
@@ -55,6 +59,7 @@ ABSL_FLAG(std::string, methods, "echo", "comma-separated mix: echo, sinusoidal, 
 ABSL_FLAG(int64_t, payload_bytes, 4096, "tensor bytes of echo and apply_rope requests (and responses)");
 ABSL_FLAG(int64_t, sinusoidal_length, 16, "Sinusoidal length");
 ABSL_FLAG(int64_t, sinusoidal_dim, 64, "Sinusoidal dim");
+ABSL_FLAG(int64_t, rope_seq_len, 4096, "apply_rope sequence length S (0: one sequence of all the rows)");
 ABSL_FLAG(int64_t, attend_seq, 128, "Attend sequence length (q = k = v)");
 ABSL_FLAG(int64_t, attend_heads, 4, "Attend heads (head_dim 64, batch 1)");
 ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20, "client message limit (match the server's)");
@@ -138,7 +143,9 @@ absl::StatusOr<std::vector<Method>> BuildMethods(const std::shared_ptr<grpc::Cha
     } else if (name == "apply_rope") {
       auto client = std::make_shared<client::PositionEncodingClient>(channel);
       auto request = std::make_shared<v1::ApplyRopeRequest>();
-      const client::Tensor input = RandomTensor({1, 1, rows, 64});
+      const int64_t seq = absl::GetFlag(FLAGS_rope_seq_len);
+      const client::Tensor input = seq > 0 && seq < rows && rows % seq == 0 ? RandomTensor({rows / seq, 1, seq, 64})
+                                                                           : RandomTensor({1, 1, rows, 64});
       *request->mutable_input() = client::ToProto(input);
       methods.push_back({"apply_rope", [client, request, call, in = Bytes(input)]() -> absl::StatusOr<int64_t> {
                            absl::StatusOr<client::Tensor> out = client->ApplyRope(*request, call);

@@ -12,6 +12,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev libomp-14-dev   # scripts/fuzz.sh (libFuzzer) and sanitize.sh tsan (libomp + libarcher)
   prometheus-cpp-dev
+  libjemalloc-dev   # primserve-server's malloc: reused, huge-page-backed buffers for large tensors (server/allocator.h)
   python3 python3-grpcio python3-protobuf python3-numpy
   openssl
 )

@@ -12,6 +12,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
 #include "grpcpp/server_builder.h"
+#include "server/allocator.h"
 #include "server/auth.h"
 #include "server/limits.h"
 #include "server/log.h"
@@ -137,7 +138,7 @@ absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOption
   Log(LogLevel::kInfo, "primserve listening on ", options.address, " (port ", server->port_, ")",
       admin_port ? absl::StrCat(", admin on ", options.admin_address) : std::string(), "; ",
       workers, " compute worker(s) x ", ComputeThreads(), " thread(s), queue ", options.max_queue, "; ",
-      server->metrics_port_ ? absl::StrCat("metrics on ", options.metrics_address, "; ") : std::string(), DnnlVersionString(), "; model_dir ", options.model_dir);
+      server->metrics_port_ ? absl::StrCat("metrics on ", options.metrics_address, "; ") : std::string(), DnnlVersionString(), "; ", DescribeAllocator(), "; model_dir ", options.model_dir);
   const SecurityOptions& security = options.security;
   if (security.secured()) {
     Log(LogLevel::kInfo, "data port: ",

@@ -1,5 +1,6 @@
 #include "primserve/client/tensor.h"
 
+#include <cstdint>
 #include <cstring>
 #include <limits>
 
@@ -42,9 +43,16 @@ absl::StatusOr<Tensor> FromProto(const v1::Tensor& proto) {
     return absl::InvalidArgumentError(absl::StrCat("tensor.data: expected ", count * element_bytes,
                                                    " bytes, got ", proto.data().size()));
   }
+  const char* bytes = proto.data().data();
+  if (!bf16 && reinterpret_cast<uintptr_t>(bytes) % alignof(float) == 0) {
+    // One copy with no zero-fill first (resize + memcpy writes a 64 MiB tensor twice).
+    const float* first = reinterpret_cast<const float*>(bytes);
+    tensor.values.assign(first, first + count);
+    return tensor;
+  }
   tensor.values.resize(static_cast<size_t>(count));
   if (!bf16) {
-    std::memcpy(tensor.values.data(), proto.data().data(), proto.data().size());
+    std::memcpy(tensor.values.data(), bytes, proto.data().size());
   } else {
     for (size_t i = 0; i < tensor.values.size(); ++i) {
       uint16_t half;

@@ -1,0 +1,23 @@
+// Which malloc this process runs on, for the startup log line.
+//
+// primserve-server and primserve-load link jemalloc (server/jemalloc_config.cc sets its options)
+// when built with PRIMSERVE_JEMALLOC (the default). The reason is the cost of fresh memory: a
+// call carrying a 64 MiB tensor allocates several 64 MiB buffers (the request's bytes, gRPC's
+// slices, the response's bytes). glibc serves each from a new mmap and unmaps it on free, so
+// every call faults in 16384 fresh 4 KiB pages per buffer. jemalloc keeps freed extents for
+// reuse and backs them with transparent huge pages (thp:always), so a fault brings in 2 MiB.
+// bench/report.md has the before and after.
+#ifndef PRIMSERVE_SERVER_ALLOCATOR_H_
+#define PRIMSERVE_SERVER_ALLOCATOR_H_
+
+#include <string>
+
+namespace primserve {
+
+// "jemalloc 5.3.0-0-g54eaed1d (thp always)" when jemalloc is this process's malloc, else
+// "glibc malloc" (sanitizer builds, PRIMSERVE_JEMALLOC=OFF, or an embedding program).
+std::string DescribeAllocator();
+
+}  // namespace primserve
+
+#endif  // PRIMSERVE_SERVER_ALLOCATOR_H_
