@@ -6,6 +6,10 @@
 // attention is timed with the same count so its "rate" compares times directly (the ratio to
 // fused softmax is then a speed ratio).
 //
+// BF16 (compute_precision) runs the same shapes; its ratios are to F32 fused attention of the
+// same shape (the speed-up) and to one large oneDNN bf16 matmul. Fused F32 is also printed as a
+// ratio to the unfused path of the same shape.
+//
 // Args: {seq_len, causal}; B = 1, H = 8, D = Dv = 64.
 #include <cmath>
 #include <random>
@@ -43,28 +47,41 @@ void SetRate(benchmark::State& state, double flops_per_iteration) {
       benchmark::Counter(flops_per_iteration * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
 }
 
-// The baseline: C = A B with A, B, C 2048 x 2048 f32 on all threads.
-void BM_OneDnnMatmul(benchmark::State& state) {
+// Baseline key of one attention shape, e.g. "f32_L2048_causal0".
+std::string ShapeKey(const char* what, int64_t len, bool causal) {
+  return std::string(what) + "_L" + std::to_string(len) + "_causal" + (causal ? "1" : "0");
+}
+
+// The baselines: C = A B with A, B, C 2048 x 2048 on all threads, f32 or (A, B) bf16 with f32 C.
+void OneDnnMatmul(benchmark::State& state, bool bf16) {
   const int64_t n = state.range(0);
   SetComputeThreads(0);
   dnnl::engine& engine = DnnlEngine();
   dnnl::stream stream(engine);
   using tag = dnnl::memory::format_tag;
   using dt = dnnl::memory::data_type;
-  dnnl::memory::desc md({n, n}, dt::f32, tag::ab);
+  const dt in_type = bf16 ? dt::bf16 : dt::f32;
+  dnnl::memory::desc in_md({n, n}, in_type, tag::ab), out_md({n, n}, dt::f32, tag::ab);
+  // bf16 inputs: the upper halves of random floats (the values do not matter for speed).
+  std::vector<uint16_t> a16(static_cast<size_t>(n * n), 0x3f80), b16(static_cast<size_t>(n * n), 0x3f80);
   Tensor a = Random({n, n}, 1), b = Random({n, n}, 2), c = Tensor::Zeros({n, n});
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(md, md, md), engine);
+  void* a_ptr = bf16 ? static_cast<void*>(a16.data()) : a.values.data();
+  void* b_ptr = bf16 ? static_cast<void*>(b16.data()) : b.values.data();
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(in_md, in_md, out_md), engine);
   dnnl::matmul matmul(pd);
-  dnnl::memory am(md, engine, a.values.data()), bm(md, engine, b.values.data()), cm(md, engine, c.values.data());
+  dnnl::memory am(in_md, engine, a_ptr), bm(in_md, engine, b_ptr), cm(out_md, engine, c.values.data());
   for (auto _ : state) {
     matmul.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
     stream.wait();
   }
   SetRate(state, 2.0 * n * n * n);
-  state.SetLabel("baseline:matmul impl=" + std::string(pd.impl_info_str()));
+  state.SetLabel(std::string(bf16 ? "baseline:matmul_bf16" : "baseline:matmul") + " impl=" + pd.impl_info_str());
 }
 
-void BM_AttentionFused(benchmark::State& state) {
+void BM_OneDnnMatmul(benchmark::State& state) { OneDnnMatmul(state, false); }
+void BM_OneDnnMatmulBf16(benchmark::State& state) { OneDnnMatmul(state, true); }
+
+void AttentionFused(benchmark::State& state, ComputePrecision precision) {
   const int64_t len = state.range(0);
   const bool causal = state.range(1) != 0;
   SetComputeThreads(0);
@@ -72,6 +89,7 @@ void BM_AttentionFused(benchmark::State& state) {
                v = Random({1, kHeads, len, kHeadDim}, 3);
   AttentionOptions options;
   options.causal = causal;
+  options.precision = precision;
   for (auto _ : state) {
     absl::StatusOr<AttentionResult> result = Attend(q, k, v, options);
     if (!result.ok()) {
@@ -81,8 +99,15 @@ void BM_AttentionFused(benchmark::State& state) {
     benchmark::DoNotOptimize(result->output.values.data());
   }
   SetRate(state, AttentionFlops(len, causal));
-  state.SetLabel("vs:matmul");
+  if (precision == ComputePrecision::kF32) {
+    state.SetLabel("vs:matmul vs:" + ShapeKey("unfused", len, causal) + " baseline:" + ShapeKey("f32", len, causal));
+  } else {
+    state.SetLabel("vs:" + ShapeKey("f32", len, causal) + " vs:matmul_bf16");
+  }
 }
+
+void BM_AttentionFused(benchmark::State& state) { AttentionFused(state, ComputePrecision::kF32); }
+void BM_AttentionFusedBf16(benchmark::State& state) { AttentionFused(state, ComputePrecision::kBF16); }
 
 void BM_AttentionLinear(benchmark::State& state) {
   const int64_t len = state.range(0);
@@ -159,7 +184,8 @@ void BM_AttentionUnfused(benchmark::State& state) {
     stream.wait();
   }
   SetRate(state, AttentionFlops(len, causal));
-  state.SetLabel("vs:matmul impl=" + std::string(qk_pd.impl_info_str()) + "," + sm_pd.impl_info_str());
+  state.SetLabel("vs:matmul baseline:" + ShapeKey("unfused", len, causal) + " impl=" + qk_pd.impl_info_str() + "," +
+                 sm_pd.impl_info_str());
 }
 
 void Lengths(benchmark::internal::Benchmark* b, std::initializer_list<int64_t> lengths) {
@@ -170,7 +196,9 @@ void Lengths(benchmark::internal::Benchmark* b, std::initializer_list<int64_t> l
 }
 
 BENCHMARK(BM_OneDnnMatmul)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_OneDnnMatmulBf16)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AttentionFused)->Apply([](auto* b) { Lengths(b, {256, 512, 1024, 2048, 4096, 8192, 16384}); });
+BENCHMARK(BM_AttentionFusedBf16)->Apply([](auto* b) { Lengths(b, {512, 2048, 4096, 8192}); });
 BENCHMARK(BM_AttentionUnfused)->Apply([](auto* b) { Lengths(b, {512, 2048, 4096, 8192}); });
 BENCHMARK(BM_AttentionLinear)->Apply([](auto* b) { Lengths(b, {256, 512, 1024, 2048, 4096, 8192}); });
 

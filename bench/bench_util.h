@@ -4,7 +4,9 @@
 //
 // With --benchmark_repetitions=N the ratio uses the medians. Benchmarks name their baseline
 // with a label: a run labelled "baseline:<key>" is the baseline
-// for every run labelled "vs:<key>".
+// for every run labelled "vs:<key>". A label may carry several such words separated by spaces
+// (e.g. "vs:matmul baseline:fused_L2048", or two "vs:" keys, one ratio row each); other words
+// are free text.
 #ifndef PRIMSERVE_BENCH_BENCH_UTIL_H_
 #define PRIMSERVE_BENCH_BENCH_UTIL_H_
 
@@ -34,10 +36,15 @@ class RatioReporter : public benchmark::ConsoleReporter {
       if (it == run.counters.end()) continue;
       const double rate = it->second.value;
       const std::string& label = run.report_label;
-      // The key ends at the first space (the rest of a label is free text).
-      const std::string key_of = label.substr(0, label.find(' '));
-      if (key_of.rfind("baseline:", 0) == 0) baselines_[key_of.substr(9)] = rate;
-      if (key_of.rfind("vs:", 0) == 0) measured_.emplace_back(run.run_name.str(), std::make_pair(key_of.substr(3), rate));
+      // Keys are the words of the label that start with "baseline:" or "vs:".
+      for (size_t begin = 0; begin < label.size();) {
+        size_t end = label.find(' ', begin);
+        if (end == std::string::npos) end = label.size();
+        const std::string word = label.substr(begin, end - begin);
+        begin = end + 1;
+        if (word.rfind("baseline:", 0) == 0) baselines_[word.substr(9)] = rate;
+        if (word.rfind("vs:", 0) == 0) measured_.emplace_back(run.run_name.str(), std::make_pair(word.substr(3), rate));
+      }
     }
   }
 

@@ -1,12 +1,16 @@
 #include "core/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/attention_internal.h"
+#include "core/attention_online_softmax.h"
 #include "core/dnnl_context.h"
 #include "core/status_macros.h"
 #include "core/tile_matmul.h"
@@ -143,6 +147,45 @@ absl::StatusOr<RopeTables> BuildRopeTables(const AttentionRope& rope, int64_t q_
   return tables;
 }
 
+// BF16 runs SOFTMAX's tile products on oneDNN's native bfloat16 kernels; without them (they
+// would be emulated, slower than F32) or for LINEAR it is refused rather than silently run as F32.
+absl::Status CheckPrecision(ComputePrecision precision, AttentionKind kind) {
+  if (precision != ComputePrecision::kBF16) return absl::OkStatus();
+  if (kind == AttentionKind::kLinear) {
+    return absl::UnimplementedError(
+        "compute_precision: BF16 is implemented for SOFTMAX attention only; use F32 for LINEAR");
+  }
+  if (!HasNativeBf16()) {
+    return absl::UnimplementedError(absl::StrCat(
+        "compute_precision: BF16 needs a CPU with native bfloat16 instructions (avx512_bf16 or AMX); this CPU's "
+        "oneDNN ISA is ", DnnlIsaName(), "; use F32"));
+  }
+  return absl::OkStatus();
+}
+
+// bfloat16 copies of q, k, v for a BF16 call (after RoPE: the rotation runs in float32).
+// Uninitialised arrays, not vectors: every element is written by the conversion, and zeroing
+// megabytes first is a visible share of a short call.
+struct Bf16Inputs {
+  std::unique_ptr<uint16_t[]> q, k, v;
+};
+
+std::unique_ptr<uint16_t[]> ToBf16(const float* x, int64_t n) {
+  std::unique_ptr<uint16_t[]> y(new uint16_t[static_cast<size_t>(std::max<int64_t>(n, 1))]);
+  attention_internal::ConvertToBf16(x, y.get(), n);
+  return y;
+}
+
+void ConvertInputs(Problem& p, Bf16Inputs& copies) {
+  copies.q = ToBf16(p.q, p.batch * p.heads * p.q_len * p.head_dim);
+  copies.k = ToBf16(p.k, p.batch * p.kv_heads * p.k_len * p.head_dim);
+  copies.v = ToBf16(p.v, p.batch * p.kv_heads * p.k_len * p.value_dim);
+  p.bf16 = true;
+  p.q_bf16 = copies.q.get();
+  p.k_bf16 = copies.k.get();
+  p.v_bf16 = copies.v.get();
+}
+
 }  // namespace
 
 absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, const Tensor& value,
@@ -181,11 +224,7 @@ absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, c
     return absl::InvalidArgumentError(
         absl::StrCat("scale: expected a finite number >= 0 (0 means 1/sqrt(head_dim)), got ", options.scale));
   }
-  if (options.precision == ComputePrecision::kBF16) {
-    return absl::UnimplementedError(absl::StrCat(
-        "compute_precision: BF16 is not implemented yet; use F32 (this CPU: ", DnnlIsaName(),
-        HasNativeBf16() ? ", native bf16" : ", no native bf16", ")"));
-  }
+  RETURN_IF_ERROR(CheckPrecision(options.precision, options.kind));
   if (!options.key_lengths.empty()) {
     if (static_cast<int64_t>(options.key_lengths.size()) != p.batch) {
       return absl::InvalidArgumentError(absl::StrCat("key_lengths: expected ", p.batch, " values (one per batch), got ",
@@ -244,6 +283,9 @@ absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, c
       p.k = k_rotated.data();
     }
   }
+
+  Bf16Inputs bf16_inputs;
+  if (options.precision == ComputePrecision::kBF16) ConvertInputs(p, bf16_inputs);
 
   AttentionResult result;
   result.output = Tensor::Zeros(out_shape);

@@ -23,6 +23,12 @@
 // For LINEAR (Su, archive 8265) the rotation applies to phi(q), phi(k) in the numerator only;
 // the denominator keeps the unrotated phi(q) . sum phi(k).
 //
+// Precision: F32 computes in float32 throughout. BF16 (SOFTMAX only, on CPUs with native
+// bfloat16) rounds q, k, v (after RoPE) and each probability tile to bfloat16 (nearest even) for
+// the two tile products, which accumulate in float32; max, exp, the normaliser and the output
+// stay float32. Its error is set by bfloat16's 8-bit significand: about 2^-8 of max|v| (see the
+// BF16 rows of tests/core/attention_test.cc), against float32's ~1e-6.
+//
 // Example:
 //   AttentionOptions options;
 //   options.causal = true;
@@ -83,7 +89,8 @@ struct AttentionResult {
 // out of [0, k_len]; a bias that does not broadcast; a bias or return_weights with LINEAR; a
 // negative or non-finite scale; NaN or Inf in query/key/value, NaN or +Inf in bias; RoPE errors
 // as in RopeTable::Create); RESOURCE_EXHAUSTED (weights above max_weight_elements, or any
-// tensor above max_elements); UNIMPLEMENTED (BF16 where this CPU has no bf16 kernels);
+// tensor above max_elements); UNIMPLEMENTED (BF16 with LINEAR, or where this CPU has no native
+// bfloat16 kernels, HasNativeBf16() false);
 // CANCELLED (options.cancelled returned true).
 absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, const Tensor& value,
                                        const AttentionOptions& options);

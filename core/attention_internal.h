@@ -27,6 +27,11 @@ struct Problem {
   const float* q = nullptr;  // [batch, heads, q_len, head_dim]
   const float* k = nullptr;  // [batch, kv_heads, k_len, head_dim]
   const float* v = nullptr;  // [batch, kv_heads, k_len, value_dim]
+  // BF16 compute precision (SOFTMAX): q, k, v rounded to bfloat16 once per call, same layouts.
+  bool bf16 = false;
+  const uint16_t* q_bf16 = nullptr;
+  const uint16_t* k_bf16 = nullptr;
+  const uint16_t* v_bf16 = nullptr;
   const float* bias = nullptr;
   int64_t bias_stride[4] = {0, 0, 0, 0};  // (b, h, i, j); 0 on broadcast axes.
   std::vector<int64_t> key_lengths;       // [batch], resolved (k_len when not given).
@@ -43,6 +48,13 @@ struct Problem {
   const float* q_rows(int64_t b, int64_t h) const { return q + ((b * heads + h) * q_len) * head_dim; }
   const float* k_rows(int64_t b, int64_t h) const { return k + ((b * kv_heads + kv_head(h)) * k_len) * head_dim; }
   const float* v_rows(int64_t b, int64_t h) const { return v + ((b * kv_heads + kv_head(h)) * k_len) * value_dim; }
+  const uint16_t* q_bf16_rows(int64_t b, int64_t h) const { return q_bf16 + ((b * heads + h) * q_len) * head_dim; }
+  const uint16_t* k_bf16_rows(int64_t b, int64_t h) const {
+    return k_bf16 + ((b * kv_heads + kv_head(h)) * k_len) * head_dim;
+  }
+  const uint16_t* v_bf16_rows(int64_t b, int64_t h) const {
+    return v_bf16 + ((b * kv_heads + kv_head(h)) * k_len) * value_dim;
+  }
   float* out_rows(int64_t b, int64_t h) const { return out + ((b * heads + h) * q_len) * value_dim; }
   // Keys [0, VisibleEnd(b, i)) are visible to query row i of batch b.
   int64_t VisibleEnd(int64_t b, int64_t i) const {

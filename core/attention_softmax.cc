@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/attention_internal.h"
+#include "core/attention_online_softmax.h"
 #include "core/dnnl_context.h"
 #include "core/multiversion.h"
 #include "core/parallel.h"
@@ -31,43 +32,6 @@ constexpr int64_t kBlockQ = 128;
 constexpr int64_t kBlockK = 256;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// The row maximum with GCC vector types: a max reduction of floats does not auto-vectorise
-// (std::max is not IEEE maxNum), but an element-wise select on 8-float vectors does.
-PRIMSERVE_MULTIVERSION
-float RowMax(const float* x, int64_t n) {
-  typedef float Vec8 __attribute__((vector_size(32)));
-  Vec8 lanes = {kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf};
-  const int64_t full = n - n % 8;
-  for (int64_t i = 0; i < full; i += 8) {
-    Vec8 v;
-    std::memcpy(&v, x + i, sizeof v);
-    lanes = v > lanes ? v : lanes;
-  }
-  float m = kNegInf;
-  for (int64_t i = full; i < n; ++i) m = x[i] > m ? x[i] : m;
-  for (int t = 0; t < 8; ++t) m = lanes[t] > m ? lanes[t] : m;
-  return m;
-}
-
-// x[i] = exp(x[i] - m) for i < n; returns their sum.
-PRIMSERVE_MULTIVERSION
-float ExpShiftedAndSum(float* x, int64_t n, float m) {
-  float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-  for (int64_t i = 0; i < n; ++i) {
-    const float e = ExpNonPositive(x[i] - m);
-    x[i] = e;
-    sum += e;
-  }
-  return sum;
-}
-
-PRIMSERVE_MULTIVERSION
-void ScaleRow(float* x, int64_t n, float a) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) x[i] *= a;
-}
-
 // x[i] += bias[i * stride] (stride 1, or 0 for a broadcast column axis).
 PRIMSERVE_MULTIVERSION
 void AddBias(float* x, const float* bias, int64_t stride, int64_t n) {
@@ -81,14 +45,26 @@ void AddBias(float* x, const float* bias, int64_t stride, int64_t n) {
   }
 }
 
-// Per-thread working set: one score tile, one accumulator tile, row statistics, a stream and
-// the primitives' scratchpad.
+// One tile product shape with its primitive and this thread's bound dnnl::memory arguments.
+// Consecutive tiles nearly always share a shape (only edge tiles differ), so a one-entry cache
+// skips the process-wide cache's lock and hash as well as the memory objects' construction.
+struct BoundMatmul {
+  int64_t m = -1, n = -1;
+  std::shared_ptr<const TileMatmul> matmul;
+  TileMatmulArgs args;
+};
+
+// Per-thread working set: one score tile (and its bfloat16 probabilities for BF16), one
+// accumulator tile, row statistics, a stream, the primitives' scratchpad and bound arguments.
 struct Workspace {
-  std::vector<float> scores;  // [kBlockQ, kBlockK]
-  std::vector<float> acc;     // [kBlockQ, value_dim]
-  std::vector<float> row_max, row_sum;
+  std::vector<float> scores;     // [kBlockQ, kBlockK]
+  std::vector<uint16_t> probs;   // [kBlockQ, kBlockK] bfloat16 (BF16 only)
+  std::vector<float> acc;        // [kBlockQ, value_dim]
+  std::vector<float> row_max, row_sum, alpha;
+  std::vector<int64_t> visible;  // Per row of the tile: visible keys of the current key tile.
   std::vector<char> scratchpad;
   dnnl::stream stream;
+  BoundMatmul scores_mm, values_mm;
 
   void* Scratch(const TileMatmul& matmul) {
     if (scratchpad.size() < matmul.scratchpad_bytes()) scratchpad.resize(matmul.scratchpad_bytes());
@@ -105,9 +81,12 @@ class SoftmaxKernel {
     auto init = [&](Workspace& ws) {
       ws.stream = dnnl::stream(DnnlEngine());
       ws.scores.resize(static_cast<size_t>(kBlockQ * kBlockK));
+      if (p_.bf16) ws.probs.resize(static_cast<size_t>(kBlockQ * kBlockK));
       ws.acc.resize(static_cast<size_t>(kBlockQ * p_.value_dim));
       ws.row_max.resize(kBlockQ);
       ws.row_sum.resize(kBlockQ);
+      ws.alpha.resize(kBlockQ);
+      ws.visible.resize(kBlockQ);
     };
     auto run = [&](int64_t unit, Workspace& ws) {
       // Last query tiles first: under a causal mask they see the most keys, and starting the
@@ -120,7 +99,20 @@ class SoftmaxKernel {
   }
 
  private:
-  absl::StatusOr<std::shared_ptr<const TileMatmul>> ScoresMatmul(int64_t mq, int64_t nk) const {
+  // The primitive for an [m, n] tile product, from the workspace's one-entry cache or the
+  // process-wide one.
+  absl::Status Bind(BoundMatmul& bound, int64_t m, int64_t n, const MatmulShape& shape) const {
+    if (bound.m == m && bound.n == n) return absl::OkStatus();
+    absl::StatusOr<std::shared_ptr<const TileMatmul>> matmul = TileMatmul::Get(shape);
+    if (!matmul.ok()) return matmul.status();
+    bound.matmul = *std::move(matmul);
+    bound.m = m;
+    bound.n = n;
+    return absl::OkStatus();
+  }
+
+  // S = scale * q k^T: [mq, head_dim] x [nk, head_dim]^T into rows of kBlockK.
+  absl::Status BindScores(int64_t mq, int64_t nk, Workspace& ws) const {
     MatmulShape shape;
     shape.m = mq;
     shape.n = nk;
@@ -130,10 +122,12 @@ class SoftmaxKernel {
     shape.ldc = kBlockK;
     shape.b_transposed = true;
     shape.scale = p_.scale;
-    return TileMatmul::Get(shape);
+    shape.bf16 = p_.bf16;
+    return Bind(ws.scores_mm, mq, nk, shape);
   }
 
-  absl::StatusOr<std::shared_ptr<const TileMatmul>> ValuesMatmul(int64_t mq, int64_t nk) const {
+  // acc += P v: [mq, nk] (rows of kBlockK) x [nk, value_dim].
+  absl::Status BindValues(int64_t mq, int64_t nk, Workspace& ws) const {
     MatmulShape shape;
     shape.m = mq;
     shape.n = p_.value_dim;
@@ -142,16 +136,20 @@ class SoftmaxKernel {
     shape.ldb = p_.value_dim;
     shape.ldc = p_.value_dim;
     shape.accumulate = true;
-    return TileMatmul::Get(shape);
+    shape.bf16 = p_.bf16;
+    return Bind(ws.values_mm, mq, nk, shape);
   }
 
   // S = scale * q k^T (+ bias) for rows [i0, i0 + mq) and keys [j0, j0 + nk) into ws.scores.
   absl::Status Scores(int64_t b, int64_t h, int64_t i0, int64_t mq, int64_t j0, int64_t nk, Workspace& ws) const {
-    absl::StatusOr<std::shared_ptr<const TileMatmul>> matmul = ScoresMatmul(mq, nk);
-    if (!matmul.ok()) return matmul.status();
-    const float* q = p_.q_rows(b, h) + i0 * p_.head_dim;
-    const float* k = p_.k_rows(b, h) + j0 * p_.head_dim;
-    (*matmul)->Execute(ws.stream, q, k, ws.scores.data(), ws.Scratch(**matmul));
+    absl::Status bound = BindScores(mq, nk, ws);
+    if (!bound.ok()) return bound;
+    const TileMatmul& matmul = *ws.scores_mm.matmul;
+    const void* q = p_.bf16 ? static_cast<const void*>(p_.q_bf16_rows(b, h) + i0 * p_.head_dim)
+                            : static_cast<const void*>(p_.q_rows(b, h) + i0 * p_.head_dim);
+    const void* k = p_.bf16 ? static_cast<const void*>(p_.k_bf16_rows(b, h) + j0 * p_.head_dim)
+                            : static_cast<const void*>(p_.k_rows(b, h) + j0 * p_.head_dim);
+    matmul.Execute(ws.stream, ws.scores_mm.args, q, k, ws.scores.data(), ws.Scratch(matmul));
     if (p_.bias != nullptr) {
       for (int64_t r = 0; r < mq; ++r) {
         const float* bias_row = p_.bias + b * p_.bias_stride[0] + h * p_.bias_stride[1] +
@@ -159,6 +157,22 @@ class SoftmaxKernel {
         AddBias(ws.scores.data() + r * kBlockK, bias_row, p_.bias_stride[3], nk);
       }
     }
+    return absl::OkStatus();
+  }
+
+  // acc = acc * alpha (per row) + P v for keys [j0, j0 + nk), P from ws.scores or ws.probs.
+  absl::Status Values(int64_t b, int64_t h, int64_t mq, int64_t j0, int64_t nk, Workspace& ws) const {
+    const int64_t dv = p_.value_dim;
+    for (int64_t r = 0; r < mq; ++r) {
+      if (ws.alpha[r] != 1.0f) ScaleRow(ws.acc.data() + r * dv, dv, ws.alpha[r]);
+    }
+    absl::Status bound = BindValues(mq, nk, ws);
+    if (!bound.ok()) return bound;
+    const TileMatmul& matmul = *ws.values_mm.matmul;
+    const void* probs = p_.bf16 ? static_cast<const void*>(ws.probs.data()) : ws.scores.data();
+    const void* v = p_.bf16 ? static_cast<const void*>(p_.v_bf16_rows(b, h) + j0 * dv)
+                            : static_cast<const void*>(p_.v_rows(b, h) + j0 * dv);
+    matmul.Execute(ws.stream, ws.values_mm.args, probs, v, ws.acc.data(), ws.Scratch(matmul));
     return absl::OkStatus();
   }
 
@@ -177,25 +191,23 @@ class SoftmaxKernel {
       absl::Status s = Scores(b, h, i0, mq, j0, nk, ws);
       if (!s.ok()) return s;
       for (int64_t r = 0; r < mq; ++r) {
-        float* row = ws.scores.data() + r * kBlockK;
-        const int64_t visible = std::clamp<int64_t>(p_.VisibleEnd(b, i0 + r) - j0, 0, nk);
-        const float tile_max = visible > 0 ? RowMax(row, visible) : kNegInf;
-        const float m_new = std::max(ws.row_max[r], tile_max);
-        if (m_new == kNegInf) {  // Nothing visible yet (masked, or every bias -Inf).
-          std::fill(row, row + nk, 0.0f);
-          continue;
-        }
-        const float alpha = ExpNonPositive(ws.row_max[r] - m_new);  // 0 when m_old = -Inf.
-        const float tile_sum = ExpShiftedAndSum(row, visible, m_new);
-        std::fill(row + visible, row + nk, 0.0f);
-        ws.row_sum[r] = ws.row_sum[r] * alpha + tile_sum;
-        ws.row_max[r] = m_new;
-        if (alpha != 1.0f) ScaleRow(ws.acc.data() + r * dv, dv, alpha);
+        ws.visible[r] = std::clamp<int64_t>(p_.VisibleEnd(b, i0 + r) - j0, 0, nk);
       }
+      OnlineSoftmaxTile tile;
+      tile.scores = ws.scores.data();
+      tile.ld = kBlockK;
+      tile.rows = mq;
+      tile.cols = nk;
+      tile.visible = ws.visible.data();
+      tile.row_max = ws.row_max.data();
+      tile.row_sum = ws.row_sum.data();
+      tile.alpha = ws.alpha.data();
+      tile.probs_bf16 = p_.bf16 ? ws.probs.data() : nullptr;
+      tile.ld_bf16 = kBlockK;
+      UpdateOnlineSoftmax(tile);
       if (dv == 0) continue;  // Empty values: only the weights (if asked) are non-trivial.
-      absl::StatusOr<std::shared_ptr<const TileMatmul>> pv = ValuesMatmul(mq, nk);
-      if (!pv.ok()) return pv.status();
-      (*pv)->Execute(ws.stream, ws.scores.data(), p_.v_rows(b, h) + j0 * dv, ws.acc.data(), ws.Scratch(**pv));
+      s = Values(b, h, mq, j0, nk, ws);
+      if (!s.ok()) return s;
     }
     float* out = p_.out_rows(b, h) + i0 * dv;
     for (int64_t r = 0; r < mq; ++r) {
@@ -222,7 +234,7 @@ class SoftmaxKernel {
         const int64_t visible = std::clamp<int64_t>(p_.VisibleEnd(b, i0 + r) - j0, 0, nk);
         if (visible == 0 || ws.row_sum[r] <= 0.0f) continue;
         float* row = ws.scores.data() + r * kBlockK;
-        ExpShiftedAndSum(row, visible, ws.row_max[r]);
+        ExpShifted(row, visible, ws.row_max[r]);
         const float inv = 1.0f / ws.row_sum[r];
         float* w = weights + r * p_.k_len + j0;
         for (int64_t c = 0; c < visible; ++c) w[c] = row[c] * inv;

@@ -85,6 +85,29 @@ void TileMatmul::Execute(dnnl::stream& stream, const void* a, const void* b, flo
                               {DNNL_ARG_SCRATCHPAD, s_mem}});
 }
 
+void TileMatmul::Execute(dnnl::stream& stream, TileMatmulArgs& args, const void* a, const void* b, float* c,
+                         void* scratchpad) const {
+  if (args.bound_ != this) {
+    dnnl::engine& engine = DnnlEngine();
+    args.a_mem_ = dnnl::memory(a_md_, engine, const_cast<void*>(a));
+    args.b_mem_ = dnnl::memory(b_md_, engine, const_cast<void*>(b));
+    args.c_mem_ = dnnl::memory(c_md_, engine, c);
+    args.scratchpad_mem_ = dnnl::memory(scratchpad_md_, engine, scratchpad);
+    args.args_ = {{DNNL_ARG_SRC, args.a_mem_},
+                  {DNNL_ARG_WEIGHTS, args.b_mem_},
+                  {DNNL_ARG_DST, args.c_mem_},
+                  {DNNL_ARG_SCRATCHPAD, args.scratchpad_mem_}};
+    args.bound_ = this;
+  } else {
+    // Plain (unpadded) layouts: set_data_handle only swaps the pointer.
+    args.a_mem_.set_data_handle(const_cast<void*>(a));
+    args.b_mem_.set_data_handle(const_cast<void*>(b));
+    args.c_mem_.set_data_handle(c);
+    args.scratchpad_mem_.set_data_handle(scratchpad);
+  }
+  primitive_.execute(stream, args.args_);
+}
+
 std::vector<std::string> TileMatmul::CreatedImplementations() {
   Cache& cache = GetCache();
   absl::MutexLock lock(&cache.mu);

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -46,6 +47,21 @@ struct MatmulShape {
   }
 };
 
+class TileMatmul;
+
+// The dnnl::memory arguments of one TileMatmul, built on the first Execute and re-pointed with
+// set_data_handle afterwards: on tiles of a few microseconds, four dnnl::memory constructions
+// and an argument map per call are a measurable share. Not thread-safe (one per thread), and
+// the TileMatmul it was last used with must stay alive while it is (rebinding to another
+// TileMatmul rebuilds it).
+class TileMatmulArgs {
+ private:
+  friend class TileMatmul;
+  const TileMatmul* bound_ = nullptr;
+  dnnl::memory a_mem_, b_mem_, c_mem_, scratchpad_mem_;
+  std::unordered_map<int, dnnl::memory> args_;
+};
+
 class TileMatmul {
  public:
   // The cached primitive for `shape`, created on first use. Errors: INVALID_ARGUMENT (bad
@@ -54,6 +70,9 @@ class TileMatmul {
 
   // Executes on raw pointers (float32, or uint16_t bfloat16 bits for A and B when shape.bf16).
   void Execute(dnnl::stream& stream, const void* a, const void* b, float* c, void* scratchpad) const;
+  // The same, reusing `args`' dnnl::memory objects (see TileMatmulArgs) for hot tile loops.
+  void Execute(dnnl::stream& stream, TileMatmulArgs& args, const void* a, const void* b, float* c,
+               void* scratchpad) const;
 
   const MatmulShape& shape() const { return shape_; }
   size_t scratchpad_bytes() const { return scratchpad_bytes_; }

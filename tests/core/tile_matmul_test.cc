@@ -85,27 +85,39 @@ TEST(TileMatmul, CachesOnePrimitivePerShape) {
 }
 
 TEST(TileMatmul, NoPrimitiveOfTheAttentionServiceIsAReferenceKernel) {
-  // Exercise every path: softmax (plain, causal, padded, bias, weights) and linear (causal).
-  for (int64_t len : {1, 13, 300}) {
-    Tensor q = Tensor::Zeros({1, 2, len, 16}), k = Tensor::Zeros({1, 1, len + 3, 16}),
-           v = Tensor::Zeros({1, 1, len + 3, 8}), bias = Tensor::Zeros({len, len + 3});
-    q.values = Random(q.values.size(), 1);
-    k.values = Random(k.values.size(), 2);
-    v.values = Random(v.values.size(), 3);
-    for (int kind = 0; kind < 2; ++kind) {
-      AttentionOptions options;
-      options.kind = kind == 0 ? AttentionKind::kSoftmax : AttentionKind::kLinear;
-      options.causal = true;
-      options.key_lengths = {len};
-      if (kind == 0) {
-        options.bias = &bias;
-        options.return_weights = true;
+  // Exercise every path: softmax (plain, causal, padded, bias, weights; F32 and, where the CPU
+  // has native bfloat16, BF16) and linear (causal).
+  std::vector<ComputePrecision> precisions = {ComputePrecision::kF32};
+  if (HasNativeBf16()) precisions.push_back(ComputePrecision::kBF16);
+  for (ComputePrecision precision : precisions) {
+    for (int64_t len : {1, 13, 300}) {
+      Tensor q = Tensor::Zeros({1, 2, len, 16}), k = Tensor::Zeros({1, 1, len + 3, 16}),
+             v = Tensor::Zeros({1, 1, len + 3, 8}), bias = Tensor::Zeros({len, len + 3});
+      q.values = Random(q.values.size(), 1);
+      k.values = Random(k.values.size(), 2);
+      v.values = Random(v.values.size(), 3);
+      for (int kind = 0; kind < 2; ++kind) {
+        if (kind == 1 && precision == ComputePrecision::kBF16) continue;  // LINEAR is F32 only.
+        AttentionOptions options;
+        options.precision = precision;
+        options.kind = kind == 0 ? AttentionKind::kSoftmax : AttentionKind::kLinear;
+        options.causal = true;
+        options.key_lengths = {len};
+        if (kind == 0) {
+          options.bias = &bias;
+          options.return_weights = true;
+        }
+        const absl::Status status = Attend(q, k, v, options).status();
+        ASSERT_TRUE(status.ok()) << status;
       }
-      ASSERT_TRUE(Attend(q, k, v, options).ok());
     }
   }
   const std::vector<std::string> impls = TileMatmul::CreatedImplementations();
   ASSERT_FALSE(impls.empty());
+  if (HasNativeBf16()) {
+    // The BF16 tiles really ran on bfloat16 primitives (their names carry the bf16 ISA).
+    EXPECT_THAT(impls, ::testing::Contains(::testing::HasSubstr("bf16")));
+  }
   for (const std::string& impl : impls) {
     EXPECT_THAT(impl, ::testing::Not(::testing::StartsWith("ref"))) << "oneDNN fell back to a reference kernel";
   }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/tile_matmul.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/tensor_conversion.h"
@@ -255,6 +256,76 @@ TEST(HandleAttend, BadInputTable) {
     EXPECT_EQ(status.code(), row.code) << status;
     EXPECT_THAT(std::string(status.message()), HasSubstr(row.field));
   }
+}
+
+// bfloat16 bits of float32 values that bfloat16 represents exactly (the upper halves).
+v1::Tensor ToBfloat16Wire(const Tensor& t) {
+  v1::Tensor proto;
+  proto.mutable_shape()->Add(t.shape.begin(), t.shape.end());
+  proto.set_dtype(v1::DATA_TYPE_BFLOAT16);
+  std::string* data = proto.mutable_data();
+  for (float x : t.values) {
+    uint32_t bits;
+    std::memcpy(&bits, &x, 4);
+    const uint16_t half = static_cast<uint16_t>(bits >> 16);
+    data->append(reinterpret_cast<const char*>(&half), 2);
+  }
+  return proto;
+}
+
+Tensor TruncatedToBfloat16(Tensor t) {
+  for (float& x : t.values) {
+    uint32_t bits;
+    std::memcpy(&bits, &x, 4);
+    bits &= 0xffff0000u;
+    std::memcpy(&x, &bits, 4);
+  }
+  return t;
+}
+
+// compute_precision BF16 with bfloat16 wire tensors: the handler's answer is bit-identical to
+// core Attend in BF16 on the widened values (and is not the F32 answer), or UNIMPLEMENTED on a
+// CPU without native bfloat16.
+TEST(HandleAttend, Bf16PrecisionWithBfloat16TensorsReachesTheCore) {
+  const Tensor query = TruncatedToBfloat16(RandomTensor({2, 4, 3, 8}, 1));
+  const Tensor key = TruncatedToBfloat16(RandomTensor({2, 2, 5, 8}, 2));
+  const Tensor value = TruncatedToBfloat16(RandomTensor({2, 2, 5, 6}, 3));
+  v1::AttendRequest request;
+  *request.mutable_query() = ToBfloat16Wire(query);
+  *request.mutable_key() = ToBfloat16Wire(key);
+  *request.mutable_value() = ToBfloat16Wire(value);
+  request.set_causal(true);
+  request.set_return_weights(true);
+  request.set_compute_precision(v1::COMPUTE_PRECISION_BF16);
+  v1::AttendResponse response;
+  const absl::Status status = HandleAttend(Limits(), request, &response);
+  if (!HasNativeBf16()) {
+    EXPECT_EQ(status.code(), absl::StatusCode::kUnimplemented) << status;
+    GTEST_SKIP() << "no native bf16 on this CPU: " << status;
+  }
+  ASSERT_TRUE(status.ok()) << status;
+  AttentionOptions options;
+  options.causal = true;
+  options.return_weights = true;
+  options.precision = ComputePrecision::kBF16;
+  absl::StatusOr<AttentionResult> bf16 = Attend(query, key, value, options);
+  ASSERT_TRUE(bf16.ok()) << bf16.status();
+  EXPECT_TRUE(BitEqual(FromWire(response.output()), bf16->output));
+  EXPECT_TRUE(BitEqual(FromWire(response.weights()), *bf16->weights));
+  options.precision = ComputePrecision::kF32;
+  absl::StatusOr<AttentionResult> f32 = Attend(query, key, value, options);
+  ASSERT_TRUE(f32.ok()) << f32.status();
+  EXPECT_FALSE(BitEqual(FromWire(response.output()), f32->output)) << "BF16 gave the F32 answer";
+}
+
+TEST(HandleAttend, Bf16LinearIsUnimplemented) {
+  v1::AttendRequest request = BaseRequest();
+  request.set_kind(v1::ATTENTION_KIND_LINEAR);
+  request.set_compute_precision(v1::COMPUTE_PRECISION_BF16);
+  v1::AttendResponse response;
+  const absl::Status status = HandleAttend(Limits(), request, &response);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnimplemented) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("compute_precision"));
 }
 
 TEST(HandleAttend, WeightsAboveTheLimitAreResourceExhausted) {

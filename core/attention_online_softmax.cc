@@ -1,0 +1,259 @@
+#include "core/attention_online_softmax.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "core/multiversion.h"
+#include "core/vector_math.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() (a self-initialised variable) as the
+// pass-through operand, which -Wuninitialized reports inside the header once inlined into a
+// target("avx512f") function; the values are never read.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#define PRIMSERVE_HAVE_AVX512_PATH 1
+#define PRIMSERVE_AVX512 __attribute__((target("avx512f")))
+#endif
+
+namespace primserve {
+namespace attention_internal {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// bfloat16 = the upper half of a float32; adding 0x7fff plus the lowest kept bit before
+// truncating rounds to nearest, ties to even (finite inputs).
+inline uint16_t Bf16Bits(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Portable path (no AVX-512): compiler-vectorised loops.
+
+// The row maximum with GCC vector types: a max reduction of floats does not auto-vectorise
+// (std::max is not IEEE maxNum), but an element-wise select on 8-float vectors does.
+PRIMSERVE_MULTIVERSION
+float RowMaxPortable(const float* x, int64_t n) {
+  typedef float Vec8 __attribute__((vector_size(32)));
+  Vec8 lanes = {kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf};
+  const int64_t full = n - n % 8;
+  for (int64_t i = 0; i < full; i += 8) {
+    Vec8 v;
+    std::memcpy(&v, x + i, sizeof v);
+    lanes = v > lanes ? v : lanes;
+  }
+  float m = kNegInf;
+  for (int64_t i = full; i < n; ++i) m = x[i] > m ? x[i] : m;
+  for (int t = 0; t < 8; ++t) m = lanes[t] > m ? lanes[t] : m;
+  return m;
+}
+
+PRIMSERVE_MULTIVERSION
+float ExpShiftedSumPortable(float* x, int64_t n, float m) {
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < n; ++i) {
+    const float e = ExpNonPositive(x[i] - m);
+    x[i] = e;
+    sum += e;
+  }
+  return sum;
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX-512 path.
+
+#ifdef PRIMSERVE_HAVE_AVX512_PATH
+
+// exp(x) for x <= 0 (or -Inf, NaN: 0) on 16 lanes, as 2^t with t = x log2(e): n = round(t),
+// f = t - n in [-1/2, 1/2], 2^f = e^(f ln2) by its Taylor polynomial to degree 7 (truncation
+// (ln2 / 2)^8 / 8! < 6e-9 relative, below float's 6e-8 unit roundoff), and vscalefps multiplies
+// by 2^n with correct underflow. t is clamped at -200 first: 2^-200 rounds to exactly 0, so a
+// masked (-Inf) logit contributes nothing and -Inf never meets the subtraction f = t - n. The
+// rounding of t costs a relative error eps |t| ln2 on a result of size e^x, i.e. at most
+// eps / e in absolute terms (|x| e^x <= 1/e).
+PRIMSERVE_AVX512 inline __m512 ExpNonPositive16(__m512 x) {
+  __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
+  t = _mm512_max_ps(t, _mm512_set1_ps(-200.0f));  // Also maps NaN to -200 (max returns operand 2).
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(t, n);
+  // ln2^k / k!, k = 7 .. 0.
+  __m512 p = _mm512_set1_ps(1.5252733804059840e-05f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.5403530393381606e-04f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-03f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284772e-03f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821580e-02f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071e-01f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994531e-01f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+PRIMSERVE_AVX512 inline __m256i Bf16Bits16(__m512 x) {
+  const __m512i bits = _mm512_castps_si512(x);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16));
+}
+
+PRIMSERVE_AVX512 inline __mmask16 TailMask(int64_t remaining) {
+  return static_cast<__mmask16>((1u << remaining) - 1u);
+}
+
+// Horizontal reductions through memory: GCC 12's _mm512_reduce_* trip -Wuninitialized
+// inside its own headers.
+PRIMSERVE_AVX512 inline float HorizontalMax(__m512 v) {
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, v);
+  float m = lanes[0];
+  for (int i = 1; i < 16; ++i) m = lanes[i] > m ? lanes[i] : m;
+  return m;
+}
+
+PRIMSERVE_AVX512 inline float HorizontalSum(__m512 v) {
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, v);
+  float s = 0.0f;
+  for (int i = 0; i < 16; ++i) s += lanes[i];
+  return s;
+}
+
+PRIMSERVE_AVX512 float RowMaxAvx512(const float* x, int64_t n) {
+  const __m512 neg_inf = _mm512_set1_ps(kNegInf);
+  __m512 m0 = neg_inf, m1 = neg_inf;  // Two chains hide the max latency.
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i));
+    m1 = _mm512_max_ps(m1, _mm512_loadu_ps(x + i + 16));
+  }
+  for (; i + 16 <= n; i += 16) m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i));
+  if (i < n) m1 = _mm512_max_ps(m1, _mm512_mask_loadu_ps(neg_inf, TailMask(n - i), x + i));
+  return HorizontalMax(_mm512_max_ps(m0, m1));
+}
+
+// p = exp(x - m) for i < n, written to x (out16 null) or to out16 as bfloat16; returns sum(p).
+PRIMSERVE_AVX512 float ExpShiftedSumAvx512(float* x, int64_t n, float m, uint16_t* out16) {
+  const __m512 vm = _mm512_set1_ps(m);
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512 p0 = ExpNonPositive16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
+    const __m512 p1 = ExpNonPositive16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm));
+    s0 = _mm512_add_ps(s0, p0);
+    s1 = _mm512_add_ps(s1, p1);
+    if (out16 != nullptr) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out16 + i), Bf16Bits16(p0));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out16 + i + 16), Bf16Bits16(p1));
+    } else {
+      _mm512_storeu_ps(x + i, p0);
+      _mm512_storeu_ps(x + i + 16, p1);
+    }
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 mask = i + 16 <= n ? static_cast<__mmask16>(0xffff) : TailMask(n - i);
+    const __m512 p = _mm512_maskz_mov_ps(mask, ExpNonPositive16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + i), vm)));
+    s0 = _mm512_add_ps(s0, p);
+    if (out16 != nullptr) {
+      alignas(32) uint16_t lanes[16];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), Bf16Bits16(p));
+      std::memcpy(out16 + i, lanes, static_cast<size_t>(std::min<int64_t>(16, n - i)) * sizeof(uint16_t));
+    } else {
+      _mm512_mask_storeu_ps(x + i, mask, p);
+    }
+  }
+  return HorizontalSum(_mm512_add_ps(s0, s1));
+}
+
+PRIMSERVE_AVX512 void ConvertToBf16Avx512(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), Bf16Bits16(_mm512_loadu_ps(x + i)));
+  }
+  for (; i < n; ++i) y[i] = Bf16Bits(x[i]);
+}
+
+bool UseAvx512() {
+  static const bool use = __builtin_cpu_supports("avx512f");
+  return use;
+}
+
+#else
+
+bool UseAvx512() { return false; }
+
+#endif  // PRIMSERVE_HAVE_AVX512_PATH
+
+float RowMax(const float* x, int64_t n) {
+#ifdef PRIMSERVE_HAVE_AVX512_PATH
+  if (UseAvx512()) return RowMaxAvx512(x, n);
+#endif
+  return RowMaxPortable(x, n);
+}
+
+float ExpShiftedSum(float* x, int64_t n, float m, uint16_t* out16) {
+#ifdef PRIMSERVE_HAVE_AVX512_PATH
+  if (UseAvx512()) return ExpShiftedSumAvx512(x, n, m, out16);
+#endif
+  const float sum = ExpShiftedSumPortable(x, n, m);
+  if (out16 != nullptr) {
+    for (int64_t i = 0; i < n; ++i) out16[i] = Bf16Bits(x[i]);
+  }
+  return sum;
+}
+
+}  // namespace
+
+void UpdateOnlineSoftmax(const OnlineSoftmaxTile& tile) {
+  for (int64_t r = 0; r < tile.rows; ++r) {
+    float* row = tile.scores + r * tile.ld;
+    uint16_t* row16 = tile.probs_bf16 == nullptr ? nullptr : tile.probs_bf16 + r * tile.ld_bf16;
+    const int64_t visible = tile.visible[r];
+    const float m_old = tile.row_max[r];
+    const float m_new = std::max(m_old, visible > 0 ? RowMax(row, visible) : kNegInf);
+    int64_t zero_from = visible;
+    if (m_new == kNegInf) {  // Nothing visible yet (masked, or every bias -Inf): p = 0.
+      tile.alpha[r] = 1.0f;
+      zero_from = 0;
+    } else {
+      // 0 when m_old = -Inf (ExpNonPositive(-Inf) = 0); 1 when the maximum did not move.
+      const float alpha = m_old == m_new ? 1.0f : ExpNonPositive(m_old - m_new);
+      const float tile_sum = ExpShiftedSum(row, visible, m_new, row16);
+      tile.row_sum[r] = tile.row_sum[r] * alpha + tile_sum;
+      tile.row_max[r] = m_new;
+      tile.alpha[r] = alpha;
+    }
+    if (row16 != nullptr) {
+      std::fill(row16 + zero_from, row16 + tile.cols, uint16_t{0});
+    } else {
+      std::fill(row + zero_from, row + tile.cols, 0.0f);
+    }
+  }
+}
+
+void ExpShifted(float* x, int64_t n, float m) { ExpShiftedSum(x, n, m, nullptr); }
+
+PRIMSERVE_MULTIVERSION
+void ScaleRow(float* x, int64_t n, float a) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) x[i] *= a;
+}
+
+void ConvertToBf16(const float* x, uint16_t* y, int64_t n) {
+#ifdef PRIMSERVE_HAVE_AVX512_PATH
+  if (UseAvx512()) return ConvertToBf16Avx512(x, y, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) y[i] = Bf16Bits(x[i]);
+}
+
+}  // namespace attention_internal
+}  // namespace primserve

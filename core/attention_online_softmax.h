@@ -1,0 +1,53 @@
+// Internal to the SOFTMAX attention kernel: the element-wise work between its two tile products
+// (Dao et al. 2022, "online softmax"), one pass per score row, vectorised for AVX-512 when the
+// CPU has it (chosen at run time) with a portable fallback, and the float -> bfloat16 rounding
+// the BF16 kernel needs.
+//
+// Layout: a score tile is `rows` rows of `ld` floats, of which the first `cols` belong to the
+// tile; row r's first visible[r] columns are visible (the rest are masked by causality or key
+// padding).
+//
+// Example (one key tile of one query tile):
+//   OnlineSoftmaxTile tile{scores, ld, rows, cols, visible, row_max, row_sum, alpha, nullptr, 0};
+//   UpdateOnlineSoftmax(tile);  // scores now hold exp(s - m_new); rescale acc rows by alpha[r].
+#ifndef PRIMSERVE_CORE_ATTENTION_ONLINE_SOFTMAX_H_
+#define PRIMSERVE_CORE_ATTENTION_ONLINE_SOFTMAX_H_
+
+#include <cstdint>
+
+namespace primserve {
+namespace attention_internal {
+
+struct OnlineSoftmaxTile {
+  float* scores = nullptr;         // [rows, ld] logits in; exp(s - m_new) out (f32 mode).
+  int64_t ld = 0;
+  int64_t rows = 0, cols = 0;
+  const int64_t* visible = nullptr;  // [rows], each in [0, cols].
+  float* row_max = nullptr;          // [rows] running maximum m (-Inf before any visible key).
+  float* row_sum = nullptr;          // [rows] running normaliser l.
+  float* alpha = nullptr;            // [rows] out: exp(m_old - m_new), the accumulator's rescale.
+  uint16_t* probs_bf16 = nullptr;    // Optional [rows, ld_bf16]: exp(s - m_new) as bfloat16
+  int64_t ld_bf16 = 0;               // (rounded to nearest even) instead of in `scores`.
+};
+
+// For each row: m_new = max(m, max of its visible logits); p = exp(s - m_new) on visible
+// columns and exactly 0 on the rest (up to `cols`), written to probs_bf16 if given, else in
+// place; l = l * alpha + sum(p) with alpha = exp(m - m_new) (0 when m was -Inf). A row with
+// nothing visible so far (m_new = -Inf) gets p = 0, alpha = 1 and keeps m, l. Precondition:
+// logits are not NaN or +Inf.
+void UpdateOnlineSoftmax(const OnlineSoftmaxTile& tile);
+
+// x[i] = exp(x[i] - m) for i < n (the probabilities of a finished row, times l).
+void ExpShifted(float* x, int64_t n, float m);
+
+// x[i] *= a for i < n.
+void ScaleRow(float* x, int64_t n, float a);
+
+// y[i] = bfloat16 bits of x[i], rounded to nearest even. Precondition: x finite (a value above
+// bfloat16's largest finite one, about 3.39e38, rounds to Inf).
+void ConvertToBf16(const float* x, uint16_t* y, int64_t n);
+
+}  // namespace attention_internal
+}  // namespace primserve
+
+#endif  // PRIMSERVE_CORE_ATTENTION_ONLINE_SOFTMAX_H_
