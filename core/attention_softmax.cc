@@ -29,7 +29,7 @@ namespace attention_internal {
 namespace {
 
 constexpr int64_t kBlockQ = 128;
-constexpr int64_t kBlockK = 256;
+constexpr int64_t kBlockK = 512;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // x[i] += bias[i * stride] (stride 1, or 0 for a broadcast column axis).
