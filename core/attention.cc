@@ -1,6 +1,7 @@
 #include "core/attention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -211,6 +212,20 @@ size_t Bf16Elements(const Problem& p) {
                              p.batch * p.kv_heads * p.k_len * p.value_dim);
 }
 
+// CheckFinite with the scan split over the compute threads: reading q, k and v on the calling
+// thread alone took about 1 ms of a 25 ms causal call at L = 2048 while the other core idled.
+// Only a failing scan reruns serially, for the message naming the first bad index.
+absl::Status CheckFiniteInParallel(absl::Span<const float> values, absl::string_view field) {
+  const int64_t n = static_cast<int64_t>(values.size());
+  std::atomic<bool> finite{true};
+  ParallelForRange(n, n >= (int64_t{1} << 18), [&](int64_t begin, int64_t end) {
+    if (!CheckFinite(values.subspan(static_cast<size_t>(begin), static_cast<size_t>(end - begin)), field).ok()) {
+      finite.store(false, std::memory_order_relaxed);
+    }
+  });
+  return finite.load() ? absl::OkStatus() : CheckFinite(values, field);
+}
+
 // y = bf16(x) on the compute threads: memory-bound, and at L = 2048 one thread took ~1 ms of a
 // ~20 ms call.
 void ParallelConvert(const float* x, uint16_t* y, int64_t n) {
@@ -303,9 +318,9 @@ absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, c
                                         options.max_weight_elements)
                         .status());
   }
-  RETURN_IF_ERROR(CheckFinite(query.values, "query"));
-  RETURN_IF_ERROR(CheckFinite(key.values, "key"));
-  RETURN_IF_ERROR(CheckFinite(value.values, "value"));
+  RETURN_IF_ERROR(CheckFiniteInParallel(query.values, "query"));
+  RETURN_IF_ERROR(CheckFiniteInParallel(key.values, "key"));
+  RETURN_IF_ERROR(CheckFiniteInParallel(value.values, "value"));
   p.causal = options.causal;
   p.scale = static_cast<float>(options.scale == 0 ? 1.0 / std::sqrt(static_cast<double>(p.head_dim)) : options.scale);
   p.cancelled = options.cancelled ? &options.cancelled : nullptr;

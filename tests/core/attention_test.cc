@@ -1212,6 +1212,21 @@ TEST(AttentionBadInputTest, CodeAndArgumentName) {
   }
 }
 
+TEST(AttentionBadInputTest, NonFiniteInALargeTensorNamesItsIndex) {
+  // Above 2^18 elements the finiteness scan is split over the threads; the message still names
+  // the first bad element of the whole tensor.
+  const Tensor q = RandomTensor({1, 2, 2048, 64}, 1);
+  Tensor v = RandomTensor({1, 2, 2048, 64}, 2);
+  v.values[200000] = kInf;
+  v.values[250000] = kNaN;
+  for (int threads : {1, 2}) {
+    ScopedComputeThreads scoped(threads);
+    const absl::Status status = Attend(q, q, v, AttentionOptions()).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(std::string(status.message()), HasSubstr("value[200000]: expected a finite number, got +Inf"));
+  }
+}
+
 TEST(AttentionBadInputTest, NegativeInfinityBiasIsAllowed) {
   const Tensor q = RandomTensor({1, 1, 2, 4}, 1), k = RandomTensor({1, 1, 3, 4}, 2), v = RandomTensor({1, 1, 3, 2}, 3);
   const Tensor bias = MakeTensor({3}, {-kInf, 0, -kInf});
