@@ -99,6 +99,8 @@ class Builder {
   // fused = true must follow.
   void AddLinear(int layer, const Layer& def, const Shape& out_shape, const ActivationLayer* fused, int* cur,
                  int* cur_diff);
+  void AddConvolution(Stage& stage, const Conv2dLayer& conv, const dnnl::memory::dims& in_dims, const Shape& out_shape,
+                      const dnnl::primitive_attr& attr, int* cur, int* cur_diff);
   void AddEltwise(int layer, const ActivationLayer& act, bool fused, int* cur, int* cur_diff);
   void AddFusedEltwise(int layer, const ActivationLayer& act, int* cur, int* cur_diff);
   void AddReformat(int layer, const Shape& in_shape, const Shape& out_shape, int* cur, int* cur_diff);
@@ -175,6 +177,52 @@ void Builder::FinishLinear(Stage& stage, const Tensor& weight, const Tensor& bia
   *cur_diff = stage.out_diff;
 }
 
+// Memory formats. F32 convolutions run in NHWC where oneDNN 2.6 has a fast kernel for it: on
+// the DCGAN discriminator (conv 64->128 and 128->256, 4x4 stride 2, batch 64) the brgemm-based
+// forward ran at ~370 GFLOP/s and the NHWC backward-data at ~360, against ~270 for both in the
+// blocked nChw16c layouts that format_tag::any picks. BF16 keeps format_tag::any (its blocked
+// kernels were as fast or faster: forward ~830 vs ~620 GFLOP/s). Any layout that would select
+// a reference kernel falls back to format_tag::any.
+//
+// Backward-data of a first layer with few input channels (3 for images): blocked layouts pad
+// the channels to 16, 5x the work (oneDNN's jit kernel there: ~60 GFLOP/s on DCGAN conv1),
+// and NHWC picks a kernel as slow; the gemm-based kernel on plain NCHW ran ~3x faster and
+// writes g in the input's own layout. It is kept where it is not a reference kernel.
+void Builder::AddConvolution(Stage& stage, const Conv2dLayer& conv, const dnnl::memory::dims& in_dims,
+                             const Shape& out_shape, const dnnl::primitive_attr& attr, int* cur, int* cur_diff) {
+  const int layer = stage.layer;
+  const int64_t batch = plan_.batch;
+  const dt product = ProductType(), dst_type = DstType(layer), diff_src_type = DiffSrcType(layer);
+  const Shape& w = conv.weight.shape;
+  const dnnl::memory::dims src{batch, w[1], in_dims[2], in_dims[3]};
+  const dnnl::memory::dims dst{batch, out_shape[0], out_shape[1], out_shape[2]};
+  const dnnl::memory::dims weights(w.begin(), w.end());
+  const dnnl::memory::dims strides{conv.stride, conv.stride}, pad{conv.padding, conv.padding};
+  const md_t bias_md({w[0]}, dt::f32, tag::a);
+  const tag activations = bf16() ? tag::any : tag::nhwc;
+  auto forward_pd = [&](tag format) {
+    dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                         md_t(src, product, format), AnyMd(weights, product), bias_md,
+                                         md_t(dst, dst_type, format), strides, pad, pad);
+    return dnnl::convolution_forward::primitive_desc(desc, attr, DnnlEngine());
+  };
+  dnnl::convolution_forward::primitive_desc pd = forward_pd(activations);
+  if (IsReference(pd.impl_info_str())) pd = forward_pd(tag::any);
+  auto backward_pd = [&](tag format) {
+    dnnl::convolution_backward_data::desc bdesc(dnnl::algorithm::convolution_direct, md_t(src, diff_src_type, format),
+                                                AnyMd(weights, product), md_t(dst, product, format), strides, pad,
+                                                pad);
+    return dnnl::convolution_backward_data::primitive_desc(bdesc, attr_, DnnlEngine(), pd);
+  };
+  const bool few_channels = layer == first_linear_ && w[1] % 16 != 0;
+  dnnl::convolution_backward_data::primitive_desc bpd = backward_pd(few_channels ? tag::nchw : activations);
+  if (IsReference(bpd.impl_info_str())) bpd = backward_pd(tag::any);
+  stage.forward = dnnl::convolution_forward(pd);
+  stage.backward_data = dnnl::convolution_backward_data(bpd);
+  ForwardIn(stage, *cur, pd.src_desc());
+  FinishLinear(stage, conv.weight, conv.bias, pd, bpd, cur, cur_diff);
+}
+
 void Builder::AddLinear(int layer, const Layer& def, const Shape& out_shape, const ActivationLayer* fused, int* cur,
                         int* cur_diff) {
   Stage stage;
@@ -185,26 +233,7 @@ void Builder::AddLinear(int layer, const Layer& def, const Shape& out_shape, con
   const dt product = ProductType(), dst_type = DstType(layer), diff_src_type = DiffSrcType(layer);
   const dnnl::primitive_attr attr = LinearAttr(fused);
   if (const auto* conv = std::get_if<Conv2dLayer>(&def)) {
-    const Shape& w = conv->weight.shape;
-    const dnnl::memory::dims in_dims = in_md.dims();
-    const dnnl::memory::dims src{batch, w[1], in_dims[2], in_dims[3]};
-    const dnnl::memory::dims dst{batch, out_shape[0], out_shape[1], out_shape[2]};
-    const dnnl::memory::dims weights(w.begin(), w.end());
-    const dnnl::memory::dims strides{conv->stride, conv->stride}, pad{conv->padding, conv->padding};
-    const md_t bias_md({w[0]}, dt::f32, tag::a);
-    dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                         AnyMd(src, product), AnyMd(weights, product), bias_md,
-                                         AnyMd(dst, dst_type), strides, pad, pad);
-    dnnl::convolution_forward::primitive_desc pd(desc, attr, DnnlEngine());
-    // Backward-data with format_tag::any too: for a 3-channel first layer a fixed NCHW/NHWC
-    // diff_src would select a slow (or reference) kernel in oneDNN 2.6.
-    dnnl::convolution_backward_data::desc bdesc(dnnl::algorithm::convolution_direct, AnyMd(src, diff_src_type),
-                                                AnyMd(weights, product), AnyMd(dst, product), strides, pad, pad);
-    dnnl::convolution_backward_data::primitive_desc bpd(bdesc, attr_, DnnlEngine(), pd);
-    stage.forward = dnnl::convolution_forward(pd);
-    stage.backward_data = dnnl::convolution_backward_data(bpd);
-    ForwardIn(stage, *cur, pd.src_desc());
-    FinishLinear(stage, conv->weight, conv->bias, pd, bpd, cur, cur_diff);
+    AddConvolution(stage, *conv, in_md.dims(), out_shape, attr, cur, cur_diff);
   } else {
     const auto& dense = std::get<DenseLayer>(def);
     const Shape& w = dense.weight.shape;
