@@ -56,11 +56,12 @@
 // tests/core/discriminator_bf16_test.cc bounds both).
 //
 // Compilation: CompiledNetwork::Create validates the network and keeps it; per batch size and
-// precision it builds (once, then caches) oneDNN 2.x primitives: convolution / inner product forward and
-// backward-data, eltwise forward and backward, and the reorders between the formats oneDNN
-// picks (format_tag::any: blocked layouts for convolutions; an activation with no jit kernel
-// on a padded blocked layout runs on the plain one). Weights are reordered once per chosen
-// format. Large batches run in chunks (CompileOptions::max_chunk), so at most two plans serve
+// precision it builds (once, then caches) oneDNN 2.x primitives: convolution / inner product
+// forward and backward-data, eltwise forward and backward, and the reorders between the
+// formats they use (F32 convolutions in NHWC, BF16 ones in the blocked layouts oneDNN picks
+// with format_tag::any, a few-channel first layer's backward-data in plain NCHW; see
+// discriminator_plan.cc for the measurements; an activation with no jit kernel on a padded
+// blocked layout runs on the plain one). Weights are reordered once per chosen format. Large batches run in chunks (CompileOptions::max_chunk), so at most two plans serve
 // any batch size (per precision). Piecewise-linear networks fuse each RELU / LEAKY_RELU (alpha
 // >= 0) into the preceding convolution or inner product as a oneDNN post-op; its backward
 // reads the sign of the activation's output (sign(y) = sign(z) for alpha >= 0). Cost per sample: forward + backward-data (about twice the forward), twice

@@ -1,7 +1,6 @@
-// The compiled plan of a discriminator (discriminator_internal.h): oneDNN primitives chosen
-// with format_tag::any (blocked layouts for convolutions, which is where oneDNN's fast jit
-// kernels are; plain NCHW would select gemm-based convolutions), the reorders between them,
-// and the forward, backward, tangent and second-order backward passes.
+// The compiled plan of a discriminator (discriminator_internal.h): oneDNN primitives in the
+// memory formats where oneDNN 2.6 has its fast kernels (Builder::AddConvolution), the reorders
+// between them, and the forward, backward, tangent and second-order backward passes.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
