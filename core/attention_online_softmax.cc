@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "core/multiversion.h"
+#include "core/tile_matmul.h"
 #include "core/vector_math.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -174,6 +175,34 @@ PRIMSERVE_AVX512 float ExpShiftedSumAvx512(float* x, int64_t n, float m, uint16_
   return HorizontalSum(_mm512_add_ps(s0, s1));
 }
 
+// ExpShiftedSumAvx512 into bfloat16 with AVX512_BF16's vcvtne2ps2bf16: one instruction rounds
+// 32 floats to nearest even, against six integer operations per 16 in Bf16Bits16; the pass
+// over the probabilities is a visible share of a BF16 call, whose tile products run twice as
+// fast as F32's. (The instruction flushes denormal results, p < 1.2e-38, to zero.)
+__attribute__((target("avx512f,avx512bf16"))) float ExpShiftedSumBf16Avx512(const float* x, int64_t n, float m,
+                                                                              uint16_t* out16) {
+  const __m512 vm = _mm512_set1_ps(m);
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 32) {
+    const int64_t left = n - i;
+    const __mmask16 mask0 = left >= 16 ? static_cast<__mmask16>(0xffff) : TailMask(left);
+    const __mmask16 mask1 = left >= 32 ? static_cast<__mmask16>(0xffff) : left > 16 ? TailMask(left - 16) : 0;
+    const __m512 p0 = _mm512_maskz_mov_ps(
+        mask0, ExpNonPositive16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask0, x + i), vm)));
+    const __m512 p1 = _mm512_maskz_mov_ps(
+        mask1, ExpNonPositive16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask1, x + i + 16), vm)));
+    s0 = _mm512_add_ps(s0, p0);
+    s1 = _mm512_add_ps(s1, p1);
+    const __m512bh packed = _mm512_cvtne2ps_pbh(p1, p0);  // Lanes 0-15 from p0, 16-31 from p1.
+    if (left >= 32) {
+      std::memcpy(out16 + i, &packed, sizeof packed);
+    } else {
+      std::memcpy(out16 + i, &packed, static_cast<size_t>(left) * sizeof(uint16_t));
+    }
+  }
+  return HorizontalSum(_mm512_add_ps(s0, s1));
+}
+
 PRIMSERVE_AVX512 void ConvertToBf16Avx512(const float* x, uint16_t* y, int64_t n) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -184,6 +213,12 @@ PRIMSERVE_AVX512 void ConvertToBf16Avx512(const float* x, uint16_t* y, int64_t n
 
 bool UseAvx512() {
   static const bool use = __builtin_cpu_supports("avx512f");
+  return use;
+}
+
+// oneDNN's ISA detection, the same test that admits BF16 calls at all.
+bool UseAvx512Bf16() {
+  static const bool use = UseAvx512() && HasNativeBf16();
   return use;
 }
 
@@ -202,6 +237,7 @@ float RowMax(const float* x, int64_t n) {
 
 float ExpShiftedSum(float* x, int64_t n, float m, uint16_t* out16) {
 #ifdef PRIMSERVE_HAVE_AVX512_PATH
+  if (out16 != nullptr && UseAvx512Bf16()) return ExpShiftedSumBf16Avx512(x, n, m, out16);
   if (UseAvx512()) return ExpShiftedSumAvx512(x, n, m, out16);
 #endif
   const float sum = ExpShiftedSumPortable(x, n, m);
