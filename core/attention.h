@@ -27,7 +27,9 @@
 // bfloat16) rounds q, k, v (after RoPE) and each probability tile to bfloat16 (nearest even) for
 // the two tile products, which accumulate in float32; max, exp, the normaliser and the output
 // stay float32. Its error is set by bfloat16's 8-bit significand: about 2^-8 of max|v| (see the
-// BF16 rows of tests/core/attention_test.cc), against float32's ~1e-6.
+// BF16 rows of tests/core/attention_test.cc), against float32's ~1e-6. The bfloat16 copies of
+// q, k, v live in a per-thread buffer reused by the next call on the same thread (kept up to
+// 32 MiB per thread; larger ones are freed after the call).
 //
 // Example:
 //   AttentionOptions options;
