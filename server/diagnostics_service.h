@@ -12,18 +12,24 @@
 
 namespace primserve {
 
+// Echo's messages come from a pool (message_pool.h): it is the transport baseline of ApplyRope,
+// which is served the same way.
 class DiagnosticsService final : public v1::Diagnostics::Service {
  public:
-  DiagnosticsService(Limits limits, Serving* serving) : limits_(limits), serving_(*serving) {}
-
-  grpc::Status Echo(grpc::ServerContext* context, const v1::EchoRequest* request,
-                    v1::EchoResponse* response) override {
-    return Serve(serving_, context, {"primserve.v1.Diagnostics/Echo", false}, *request, response, [&] { return HandleEcho(limits_, *request, response); });
+  DiagnosticsService(Limits limits, Serving* serving) : limits_(limits), serving_(*serving) {
+    MarkMethodStreamed(MethodIndex(v1::Diagnostics::service_full_name(), "Echo"),
+                       PooledHandler([this](grpc::ServerContext* context, PooledStream* stream) {
+                         return ServePooled(serving_, context, {"primserve.v1.Diagnostics/Echo", false}, stream,
+                                            echo_messages_, [&](const v1::EchoRequest& request, v1::EchoResponse* response) {
+                                              return HandleEcho(limits_, request, response);
+                                            });
+                       }));
   }
 
  private:
   const Limits limits_;
   Serving& serving_;
+  MessagePool<v1::EchoRequest, v1::EchoResponse> echo_messages_{2, "input"};
 };
 
 }  // namespace primserve

@@ -80,13 +80,11 @@ absl::Status HandleApplyRope(const Limits& limits, const v1::ApplyRopeRequest& r
   spec.grid_height = request.grid_height();
   spec.grid_width = request.grid_width();
   // Zero-copy: rotate from the request's bytes straight into the response's (no Tensor in
-  // between; the server's only payload copies are gRPC's own parse and serialize).
+  // between; the server's only payload copies are gRPC's own parse and serialize). A response
+  // reused from the message pool already has the bytes' capacity. On an error nothing is sent.
   ASSIGN_OR_RETURN(const TensorView input, TensorViewFromProto(request.input(), "input", limits.max_elements));
-  v1::Tensor output;
-  const absl::Span<float> out = MutableTensorData(input.shape, &output);
-  RETURN_IF_ERROR(ApplyRope(input.values, input.shape, spec, out));
-  response->mutable_output()->Swap(&output);
-  return absl::OkStatus();
+  const absl::Span<float> out = MutableTensorData(input.shape, response->mutable_output());
+  return ApplyRope(input.values, input.shape, spec, out);
 }
 
 }  // namespace primserve

@@ -20,23 +20,29 @@
 
 namespace primserve {
 
+// ApplyRope's messages come from a pool (message_pool.h): its tensors are often tens of MiB.
 class PositionEncodingService final : public v1::PositionEncoding::Service {
  public:
-  PositionEncodingService(Limits limits, Serving* serving) : limits_(limits), serving_(*serving) {}
+  PositionEncodingService(Limits limits, Serving* serving) : limits_(limits), serving_(*serving) {
+    MarkMethodStreamed(MethodIndex(v1::PositionEncoding::service_full_name(), "ApplyRope"),
+                       PooledHandler([this](grpc::ServerContext* context, PooledStream* stream) {
+                         return ServePooled(serving_, context, {"primserve.v1.PositionEncoding/ApplyRope", true},
+                                            stream, rope_messages_,
+                                            [&](const v1::ApplyRopeRequest& request, v1::ApplyRopeResponse* response) {
+                                              return HandleApplyRope(limits_, request, response);
+                                            });
+                       }));
+  }
 
   grpc::Status Sinusoidal(grpc::ServerContext* context, const v1::SinusoidalRequest* request,
                           v1::SinusoidalResponse* response) override {
     return Serve(serving_, context, {"primserve.v1.PositionEncoding/Sinusoidal", true}, *request, response, [&] { return HandleSinusoidal(limits_, *request, response); });
   }
 
-  grpc::Status ApplyRope(grpc::ServerContext* context, const v1::ApplyRopeRequest* request,
-                         v1::ApplyRopeResponse* response) override {
-    return Serve(serving_, context, {"primserve.v1.PositionEncoding/ApplyRope", true}, *request, response, [&] { return HandleApplyRope(limits_, *request, response); });
-  }
-
  private:
   const Limits limits_;
   Serving& serving_;
+  MessagePool<v1::ApplyRopeRequest, v1::ApplyRopeResponse> rope_messages_{2, "input"};
 };
 
 class AttentionService final : public v1::Attention::Service {

@@ -1,9 +1,11 @@
 #include "server/serving.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <random>
 
 #include "absl/strings/str_format.h"
+#include "google/protobuf/descriptor.h"
 #include "core/parallel.h"
 #include "server/call_cancellation.h"
 #include "server/log.h"
@@ -126,6 +128,17 @@ grpc::Status CallScope::End(const absl::Status& handler_status, int64_t response
                                    status.ok() ? "" : ": ", status.ok() ? "" : wire.error_message()));
   }
   return wire;
+}
+
+int MethodIndex(const std::string& service_full_name, const std::string& method) {
+  const google::protobuf::ServiceDescriptor* service =
+      google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(service_full_name);
+  const google::protobuf::MethodDescriptor* found = service == nullptr ? nullptr : service->FindMethodByName(method);
+  if (found == nullptr) {
+    Log(LogLevel::kError, "no method ", method, " in service ", service_full_name);
+    std::abort();  // A programming error, caught by any test that starts a server.
+  }
+  return found->index();
 }
 
 }  // namespace primserve

@@ -17,14 +17,19 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/server_context.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/method_handler.h"
+#include "grpcpp/support/sync_stream.h"
 #include "grpcpp/support/status.h"
 #include "server/call_tracker.h"
 #include "server/compute_stage.h"
+#include "server/message_pool.h"
 #include "server/metrics.h"
 
 namespace primserve {
@@ -101,6 +106,43 @@ grpc::Status Serve(Serving& serving, grpc::ServerContext* context, const Method&
   absl::Status status = call.Begin();
   if (status.ok()) status = handler();
   return call.End(status, status.ok() ? static_cast<int64_t>(response->ByteSizeLong()) : 0);
+}
+
+// Serve for a method whose handler gets the request's wire bytes (RegisterPooled below; the
+// same unary call on the wire): the request is parsed into a message leased from `pool`
+// (message_pool.h says why), served as above with handler(request, response), and the response
+// serialized from the leased message.
+template <typename Request, typename Response, typename Handler>
+grpc::Status ServePooled(Serving& serving, grpc::ServerContext* context, const Method& method,
+                         grpc::ServerUnaryStreamer<grpc::ByteBuffer, grpc::ByteBuffer>* stream,
+                         MessagePool<Request, Response>& pool, const Handler& handler) {
+  grpc::ByteBuffer wire;
+  // A failed read is a call already over: nobody reads the status.
+  if (!stream->Read(&wire)) return grpc::Status(grpc::StatusCode::CANCELLED, "the request could not be read");
+  typename MessagePool<Request, Response>::Lease lease = pool.Acquire();
+  // INTERNAL, as gRPC's own unary handler answers a request it cannot parse.
+  if (!lease.Parse(wire)) return grpc::Status(grpc::StatusCode::INTERNAL, "cannot parse the request message");
+  wire.Clear();  // The parsed copy is all the call needs; free the received slices now.
+  Request& request = lease.request();
+  Response& response = lease.response();
+  grpc::Status status = Serve(serving, context, method, request, &response, [&] { return handler(request, &response); });
+  if (!status.ok()) return status;
+  bool own_buffer = false;
+  status = grpc::SerializationTraits<Response>::Serialize(response, &wire, &own_buffer);
+  if (status.ok() && !stream->Write(wire)) {
+    return grpc::Status(grpc::StatusCode::CANCELLED, "the response could not be sent (the call ended)");
+  }
+  return status;
+}
+
+// For a service constructor: MarkMethodStreamed(MethodIndex(...), PooledHandler(...)) routes a
+// method's calls to a ServePooled member. The index is the method's position in its proto
+// service, the order the generated code registers methods in.
+using PooledStream = grpc::ServerUnaryStreamer<grpc::ByteBuffer, grpc::ByteBuffer>;
+int MethodIndex(const std::string& service_full_name, const std::string& method);
+template <typename Function>
+grpc::internal::MethodHandler* PooledHandler(Function function) {
+  return new grpc::internal::StreamedUnaryHandler<grpc::ByteBuffer, grpc::ByteBuffer>(std::move(function));
 }
 
 }  // namespace primserve

@@ -1,6 +1,7 @@
 // The server's execution model and observability, end to end: the bounded compute stage
 // (queue full -> RESOURCE_EXHAUSTED at once), deadlines abandoning work, the Prometheus
-// /metrics endpoint, request ids and the per-request log line, --drain_seconds.
+// /metrics endpoint, request ids and the per-request log line, --drain_seconds, and the pooled
+// messages of the large-tensor methods (server/message_pool.h).
 #include <signal.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "primserve/client/attention.h"
 #include "primserve/client/channel.h"
+#include "primserve/client/diagnostics.h"
 #include "primserve/client/health.h"
 #include "primserve/client/position_encoding.h"
 #include "primserve/v1/position_encoding.grpc.pb.h"
@@ -267,6 +269,56 @@ TEST(Lifecycle, DrainSecondsBoundsHowLongInFlightCallsMayRun) {
   EXPECT_LT(exit_after, absl::Seconds(6));
   EXPECT_NE(code, absl::StatusCode::kOk);
   EXPECT_THAT(server->Log(), HasSubstr("grace period over: cancelling 1 unfinished call(s)"));
+}
+
+client::Tensor Ramp(std::vector<int64_t> shape) {
+  client::Tensor t{std::move(shape), {}};
+  int64_t n = 1;
+  for (int64_t e : t.shape) n *= e;
+  t.values.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) t.values[static_cast<size_t>(i)] = static_cast<float>((i * 7919) % 1000) / 1000.0f - 0.5f;
+  return t;
+}
+
+// Echo and ApplyRope reuse their request and response messages across calls: calls of
+// alternating sizes must each get exactly their own answer (no stale bytes, no stale shape), and
+// a refused call must not spoil the pool.
+TEST(PooledMessages, CallsOfEverySizeGetTheirOwnAnswer) {
+  absl::StatusOr<ServerProcess> server = ServerProcess::Start(ServerBinary(), {"--max_message_bytes=4194304"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  client::ChannelOptions options;
+  options.address = server->address();
+  options.max_message_bytes = 16 << 20;  // The server's limit is the one under test.
+  std::shared_ptr<grpc::Channel> channel = client::CreateChannel(options);
+  client::DiagnosticsClient diagnostics(channel);
+  client::PositionEncodingClient rope(channel);
+  v1::ApplyRopeRequest inverse;
+  inverse.set_inverse(true);
+  const std::vector<std::vector<int64_t>> shapes = {{2, 3, 1000, 64}, {1, 1, 3, 4}, {5, 1, 129, 8}, {1, 1, 1, 2}, {2, 3, 1000, 64}};
+  for (const std::vector<int64_t>& shape : shapes) {
+    const client::Tensor input = Ramp(shape);
+    absl::StatusOr<client::Tensor> echoed = diagnostics.Echo(input);
+    ASSERT_TRUE(echoed.ok()) << echoed.status();
+    EXPECT_EQ(echoed->shape, input.shape);
+    EXPECT_EQ(echoed->values, input.values);
+    absl::StatusOr<client::Tensor> rotated = rope.ApplyRope(input);
+    ASSERT_TRUE(rotated.ok()) << rotated.status();
+    ASSERT_EQ(rotated->shape, input.shape);
+    absl::StatusOr<client::Tensor> back = rope.ApplyRope(*rotated, inverse);
+    ASSERT_TRUE(back.ok()) << back.status();
+    ASSERT_EQ(back->values.size(), input.values.size());
+    for (size_t i = 0; i < input.values.size(); ++i) {
+      ASSERT_NEAR(back->values[i], input.values[i], 1e-5) << "element " << i << " of a tensor of " << input.values.size();
+    }
+  }
+  // Above the server's 4 MiB message limit: refused by gRPC before the handler, as for every method.
+  const client::Tensor too_big = Ramp({1, 1, 20000, 64});  // 5.1 MB
+  EXPECT_EQ(diagnostics.Echo(too_big).status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(rope.ApplyRope(too_big).status().code(), absl::StatusCode::kResourceExhausted);
+  const client::Tensor small = Ramp({1, 1, 3, 4});
+  absl::StatusOr<client::Tensor> after = diagnostics.Echo(small);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->values, small.values);
 }
 
 }  // namespace
