@@ -195,17 +195,17 @@ def main():
     for what, value, ok in targets:
         add(f"| {what} | {value} | {'yes' if ok else '**no**'} |")
     add("")
+    socket_rows = read_csv(os.path.join(res, "socket.csv"))
+    floor_64 = median([r["gb_per_s"] for r in socket_rows if r["bytes"] == 64 << 20])
     if big_rate == big_rate and big_rate < 1.0:
         echo_big = median([r["echo"]["stream_mb_per_s"] / 1e3 for r in big_runs])
-        add(f"The 1 GB/s target is not met in this run: Echo itself, which does no compute, moves only")
-        add(f"{fmt(echo_big)} GB/s with a 64 MiB tensor, so the transport bounds ApplyRope here, not the kernel")
-        add("(rope_benchmark: the in-place kernel runs at memcpy speed). A 64 MiB call through gRPC 1.51's sync")
-        add("API pays, per direction, the client's serialize, HTTP/2 framing and flow control over loopback,")
-        add("the peer's parse into a std::string, plus the client library's conversion to and from its")
-        add("Tensor, all on the same 2 shared cores as the server. Next steps, not done here: profile the 64 MiB")
-        add("Echo (perf), try larger HTTP/2 windows and frames (GRPC_ARG_HTTP2_BDP_PROBE / max frame size),")
-        add("the client's retry buffer (it keeps a copy of each request; `--max_attempts=1` turns it off),")
-        add("and a ByteBuffer-based path that sends the tensor bytes without protobuf re-serialization.")
+        add(f"The 1 GB/s target is not met in this run: ApplyRope moves {fmt(big_rate)} GB/s and Echo, which")
+        add(f"does no compute, {fmt(echo_big)} GB/s with a 64 MiB tensor; the same payload sent and returned")
+        add(f"over one plain loopback TCP socket, no RPC at all, moves {fmt(floor_64)} GB/s on this machine")
+        add("(section \"Loopback floor\"). Beyond the kernel's socket copies, a gRPC call pays per direction a")
+        add("serialize copy, a parse copy and HTTP/2 framing, and the client library one conversion; with")
+        add("client and server on the same 2 cores those are sequential. What was done about it is in")
+        add("\"Transport: before and after\".")
         add("")
     add("Criteria for the scaling target, stated so it can be checked: calls/s at 2 clients >= 1.3x")
     add("calls/s at 1 (two cores), and no drop below 0.8x of the peak at higher concurrency.")
@@ -227,7 +227,10 @@ def main():
         add("## Throughput vs payload size: ApplyRope vs Echo (concurrency 1)")
         add("")
         add("Rate = request + response tensor bytes over the call's wall time. Each run alternates")
-        add("ApplyRope and Echo calls of the same tensor on one channel.")
+        add("ApplyRope and Echo calls of the same tensor on one channel. Echo sends [B / 256, 64] floats;")
+        add("ApplyRope a batch of 4096-long sequences, [B / 256 / 4096, 1, 4096, 64] (one shorter sequence")
+        add("below 1 MiB), since one 262144-long sequence would make the call compute an 8.4M-entry")
+        add("cos/sin table and measure sincos instead of the transport (`primserve-load --rope_seq_len`).")
         add("")
         add("| payload | Echo GB/s | ApplyRope GB/s | ApplyRope / Echo rate | Echo p50 ms | ApplyRope p50 ms |")
         add("|---|---|---|---|---|---|")
@@ -326,29 +329,51 @@ def main():
         add("rate alone); compare p50s.")
         add("")
 
-    # ---- Zero-copy before / after ------------------------------------------------------------
-    before_after = read_csv(os.path.join(res, "before_after.csv"))
-    if before_after:
-        add("## Zero-copy ApplyRope: before and after (64 MiB, concurrency 1)")
+    # ---- Loopback floor -----------------------------------------------------------------------
+    if socket_rows:
+        add("## Loopback floor")
         add("")
-        add("The handler used to copy the request's bytes into a core Tensor, rotate it in place and copy")
-        add("it into the response; it now rotates from the request's bytes straight into the response's")
-        add("(server/tensor_conversion.h TensorViewFromProto / MutableTensorData). Measured by alternating")
-        add("the two server binaries (the old handler linked into the same build), each run mixing")
-        add("ApplyRope and Echo of the same 64 MiB tensor. Protobuf arenas are not available to gRPC's sync")
-        add("API (only the callback API takes a message allocator), and gRPC's own parse and serialize copies")
-        add("remain.")
+        add("`bench/socket_floor.py`: the payload sent and returned over one plain TCP socket on loopback,")
+        add("into buffers touched once (no RPC, no allocation per call), next to Echo of the same payload")
+        add("in this run. It is the transport's lower bound on this machine.")
         add("")
-        add("| server | ApplyRope GB/s | Echo GB/s | ApplyRope / Echo rate | runs |")
+        add("| payload | socket GB/s | Echo GB/s | Echo / socket |")
+        add("|---|---|---|---|")
+        for size in sorted({r["bytes"] for r in socket_rows}):
+            floor = median([r["gb_per_s"] for r in socket_rows if r["bytes"] == size])
+            echo = median([r["echo"]["stream_mb_per_s"] / 1e3 for r in runs_by_label(load, "payload")
+                           if "echo" in r and r["echo"]["payload_bytes"] == size])
+            add(f"| {int(size) >> 20} MiB | {fmt(floor)} | {fmt(echo)} | {fmt(echo / floor)}x |")
+        add("")
+
+    # ---- Transport before / after --------------------------------------------------------------
+    ab = read_csv(os.path.join(res, "ab.csv"))
+    if ab:
+        add("## Transport: before and after (64 MiB, concurrency 1)")
+        add("")
+        add("Server builds alternated on the same client (`AB_SERVERS=label=path bash bench/run.sh`), each")
+        add("run mixing ApplyRope and Echo of the same 64 MiB tensor ([16, 1, 4096, 64] for ApplyRope):")
+        add("")
+        add("- **session-start** (5427bf8): glibc malloc. Each 64 MiB buffer of a call (request bytes, gRPC")
+        add("  slices, response) came from a fresh mmap: 16384 page faults per buffer, about 10 us each on")
+        add("  this virtual machine (perf: clear_page, pvm_irq_enable).")
+        add("- **jemalloc** (6d90b1e): the server on jemalloc with transparent huge pages (server/allocator.h):")
+        add("  freed extents are reused, and a fault brings in 2 MiB.")
+        add("- **now**: plus pooled request/response messages for Echo and ApplyRope (server/message_pool.h):")
+        add("  protobuf regrew a fresh 64 MiB bytes field from its 50 MB up-front reserve on every parse.")
+        add("")
+        add("The client is this build's in every row (it reserves the response's bytes and converts them")
+        add("with one copy), so the rows differ only in the server.")
+        add("")
+        add("| server | ApplyRope GB/s | Echo GB/s | Echo p50 ms | runs |")
         add("|---|---|---|---|---|")
-        for variant in ("before", "after"):
-            runs = [r for r in runs_by_label(before_after, variant) if "echo" in r and "apply_rope" in r]
+        for variant in dict.fromkeys(r["label"] for r in ab):
+            runs = [r for r in runs_by_label(ab, variant) if "echo" in r and "apply_rope" in r]
             if not runs:
                 continue
             add(f"| {variant} | {fmt(median([r['apply_rope']['stream_mb_per_s'] / 1e3 for r in runs]), 3)} | "
                 f"{fmt(median([r['echo']['stream_mb_per_s'] / 1e3 for r in runs]), 3)} | "
-                f"{fmt(median([r['apply_rope']['stream_mb_per_s'] / r['echo']['stream_mb_per_s'] for r in runs]))}x | "
-                f"{len(runs)} |")
+                f"{fmt(median([r['echo']['p50_ms'] for r in runs]), 1)} | {len(runs)} |")
         add("")
 
     # ---- Kernels ---------------------------------------------------------------------------

@@ -10,7 +10,9 @@
 #      kept in OUT_DIR (default $BUILD_DIR/bench-results).
 #
 # Environment: BUILD_DIR, OUT_DIR, REPEATS (default 3), KERNELS=0 (skip step 2 and reuse the
-# suites' results already in OUT_DIR), E2E=0 (skip step 3 likewise), JOBS (build parallelism).
+# suites' results already in OUT_DIR), E2E=0 (skip step 3 likewise), JOBS (build parallelism),
+# AB_SERVERS="label=/path/to/primserve-server ..." (other server builds, e.g. of an older
+# commit, alternated with this one on the 64 MiB calls: the report's before/after table).
 # Bench-only dependency: python3-matplotlib (Debian) for the plots, installed here if missing.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -67,8 +69,9 @@ PORT=""
 start_server() {
   stop_server
   PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-  echo "-- primserve-server --address=127.0.0.1:$PORT --log_level=warning $*" | tee -a "$OUT_DIR/servers.txt"
-  "$BUILD_DIR/server/primserve-server" --address="127.0.0.1:$PORT" --model_dir="$OUT_DIR/models" \
+  local binary=${SERVER_BIN:-$BUILD_DIR/server/primserve-server}
+  echo "-- $binary --address=127.0.0.1:$PORT --log_level=warning $*" | tee -a "$OUT_DIR/servers.txt"
+  "$binary" --address="127.0.0.1:$PORT" --model_dir="$OUT_DIR/models" \
     --log_level=warning --drain_seconds=1 "$@" >>"$OUT_DIR/server.log" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 150); do
@@ -84,7 +87,7 @@ load() {
 }
 
 if [[ $E2E -eq 1 ]]; then
-  rm -f "$OUT_DIR/load.csv" "$OUT_DIR/python.csv" "$OUT_DIR/servers.txt"
+  rm -f "$OUT_DIR/load.csv" "$OUT_DIR/python.csv" "$OUT_DIR/servers.txt" "$OUT_DIR/socket.csv" "$OUT_DIR/ab.csv"
   BIG=$((200 << 20))
   # Small calls: two single-threaded compute workers, so that concurrent small calls are not
   # serialised behind one worker (README "Execution model").
@@ -114,6 +117,20 @@ if [[ $E2E -eq 1 ]]; then
         --max_message_bytes=$BIG
     done
   done
+  echo "== loopback TCP floor: the same payloads over one plain socket, no RPC"
+  for bytes in 1048576 16777216 67108864; do
+    "$PYTHON" "$ROOT/bench/socket_floor.py" --bytes="$bytes" --repeats=$((REPEATS * 3)) --csv="$OUT_DIR/socket.csv"
+  done
+  if [[ -n "${AB_SERVERS:-}" ]]; then
+    for rep in $(seq "$REPEATS"); do
+      for entry in "now=$BUILD_DIR/server/primserve-server" $AB_SERVERS; do
+        echo "== before/after, repeat $rep: ${entry%%=*}"
+        SERVER_BIN=${entry#*=} start_server --max_message_bytes=$BIG
+        "$BUILD_DIR/bench/primserve-load" --target="127.0.0.1:$PORT" --csv="$OUT_DIR/ab.csv" --label="${entry%%=*}" \
+          --methods=echo,apply_rope --payload_bytes=67108864 --concurrency=1 --duration=5 --max_message_bytes=$BIG
+      done
+    done
+  fi
   stop_server
 fi
 
