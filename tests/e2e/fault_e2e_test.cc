@@ -30,6 +30,7 @@
 #include "primserve/client/position_encoding.h"
 #include "primserve/v1/logistic_regression.grpc.pb.h"
 #include "tests/e2e/metrics_scrape.h"
+#include "tests/e2e/server_channel.h"
 #include "tests/e2e/server_process.h"
 
 namespace primserve {
@@ -43,11 +44,7 @@ using testing::Sample;
 using testing::ServerBinary;
 using testing::ServerProcess;
 
-std::shared_ptr<grpc::Channel> Channel(const ServerProcess& server) {
-  client::ChannelOptions options;
-  options.address = server.address();
-  return client::CreateChannel(options);
-}
+using testing::Channel;
 
 Tensor Features(int64_t n, int64_t d, uint32_t seed) {
   std::mt19937 rng(seed);

@@ -22,6 +22,7 @@
 #include "primserve/client/health.h"
 #include "primserve/client/position_encoding.h"
 #include "tests/e2e/reflection_subset.grpc.pb.h"
+#include "tests/e2e/server_channel.h"
 #include "tests/e2e/server_process.h"
 
 namespace primserve {
@@ -33,11 +34,7 @@ using testing::ServerBinary;
 using testing::ServerProcess;
 using HealthStatus = grpc::health::v1::HealthCheckResponse;
 
-std::shared_ptr<grpc::Channel> Channel(const ServerProcess& server) {
-  client::ChannelOptions options;
-  options.address = server.address();
-  return client::CreateChannel(options);
-}
+using testing::Channel;
 
 class ServerE2ETest : public ::testing::Test {
  protected:

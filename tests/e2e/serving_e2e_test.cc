@@ -23,6 +23,7 @@
 #include "primserve/client/position_encoding.h"
 #include "primserve/v1/position_encoding.grpc.pb.h"
 #include "tests/e2e/metrics_scrape.h"
+#include "tests/e2e/server_channel.h"
 #include "tests/e2e/server_process.h"
 
 namespace primserve {
@@ -36,11 +37,7 @@ using testing::Sample;
 using testing::ServerBinary;
 using testing::ServerProcess;
 
-std::shared_ptr<grpc::Channel> Channel(const ServerProcess& server) {
-  client::ChannelOptions options;
-  options.address = server.address();
-  return client::CreateChannel(options);
-}
+using testing::Channel;
 
 // Softmax attention with head_dim 1: cheap to send (12 bytes per position), costly to compute
 // (one exp per query-key pair), so that its duration is the kernel's, not the transport's.

@@ -15,6 +15,7 @@
 #include "primserve/client/health.h"
 #include "primserve/client/toolkit.h"
 #include "tests/e2e/reflection_subset.grpc.pb.h"
+#include "tests/e2e/server_channel.h"
 #include "tests/e2e/server_process.h"
 
 namespace primserve {
@@ -25,11 +26,7 @@ using ::testing::HasSubstr;
 using testing::ServerBinary;
 using testing::ServerProcess;
 
-std::shared_ptr<grpc::Channel> Channel(const ServerProcess& server) {
-  client::ChannelOptions options;
-  options.address = server.address();
-  return client::CreateChannel(options);
-}
+using testing::Channel;
 
 bool BitEqual(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
