@@ -1,7 +1,8 @@
 // Tests for compute precision BF16 of core/discriminator.h: bfloat16 products with float32
 // accumulation, against the same plain double-precision reference as the F32 tests
 // (discriminator_test_util.h), on odd shapes; no oneDNN reference implementation in BF16
-// plans; plans cached per (chunk, precision); UNIMPLEMENTED without native bf16.
+// plans; plans cached per (chunk, precision); UNIMPLEMENTED without native bf16. Also the
+// activation fusion of piecewise-linear networks (F32 and BF16).
 //
 // Error bound (documented in discriminator.h): rounding an operand to bfloat16 (8 significant
 // bits) has relative error <= 2^-9 ~ 2e-3. A layer's products see two rounded operands, and
@@ -181,6 +182,45 @@ TEST(DiscriminatorBf16, MatchesDoubleReference) {
   Print("F32 ", worst_f32);
   // BF16 must really compute in bf16: if it silently ran in f32 its error would be F32's.
   EXPECT_GT(worst_bf16.value[0], 10 * worst_f32.value[0]) << "BF16 looks like F32";
+}
+
+// Piecewise-linear networks fuse RELU / LEAKY_RELU with alpha >= 0 into the preceding
+// convolution (backward from the output's sign); a negative alpha, or a second activation in a
+// row, runs unfused. Every combination against the double reference, in F32 and BF16.
+TEST(DiscriminatorFusion, FusedAndUnfusedActivationsMatchTheReference) {
+  const std::vector<std::vector<ActivationLayer>> chains = {
+      {Act(ActivationKind::kLeakyRelu, -0.5)},                              // unfused: sign(y) != sign(z)
+      {Act(ActivationKind::kLeakyRelu, 0.0)},                               // fused, alpha 0
+      {Act(ActivationKind::kRelu), Act(ActivationKind::kLeakyRelu, 0.3)},   // fused, then unfused
+      {Act(ActivationKind::kIdentity), Act(ActivationKind::kLeakyRelu, 0.1)},  // identity is skipped
+  };
+  uint32_t seed = 300;
+  for (const std::vector<ActivationLayer>& chain : chains) {
+    SCOPED_TRACE(absl::StrCat("first activation kind ", static_cast<int>(chain[0].kind), " alpha ", chain[0].alpha));
+    std::mt19937 rng(seed++);
+    Network net;
+    net.input_shape = {3, 9, 7};
+    net.layers.push_back(Conv(16, 3, 3, 2, 1, rng));
+    net.layers.insert(net.layers.end(), chain.begin(), chain.end());
+    net.layers.push_back(Conv(32, 16, 3, 2, 1, rng));
+    net.layers.insert(net.layers.end(), chain.begin(), chain.end());
+    net.layers.push_back(FlattenLayer{});
+    net.layers.push_back(Dense(1, 32 * 3 * 2, rng));
+    ASSERT_OK_AND_ASSIGN(auto compiled, CompiledNetwork::Create(net));
+    const Tensor x = NormalTensor({5, 3, 9, 7}, rng, 1.0);
+    std::vector<RefSample> ref;
+    for (int64_t b = 0; b < 5; ++b) {
+      ref.push_back(RefScore(net, std::vector<double>(x.values.begin() + b * 189, x.values.begin() + (b + 1) * 189),
+                             false));
+    }
+    ASSERT_OK_AND_ASSIGN(ScoreResult f32,
+                         Score(*compiled, x, Options(Normalization::kGradientNorm, ComputePrecision::kF32)));
+    ExpectWithin(Compare(f32, ref, Normalization::kGradientNorm), kF32ValueBound, kF32GradientBound);
+    if (!HasNativeBf16()) continue;
+    ASSERT_OK_AND_ASSIGN(ScoreResult bf16,
+                         Score(*compiled, x, Options(Normalization::kGradientNorm, ComputePrecision::kBF16)));
+    ExpectWithin(Compare(bf16, ref, Normalization::kGradientNorm), kBf16ValueBound, kBf16GradientBound);
+  }
 }
 
 TEST(DiscriminatorBf16, GradientNormScoresStayBounded) {
