@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <regex>
 #include <string>
 #include <thread>
@@ -13,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -53,8 +55,20 @@ absl::Duration TimeAttend(client::AttentionClient& attention, int64_t length, ab
   return absl::Now() - start;
 }
 
-// ~0.3-0.6 s of attention per call here; about 1 s under ASan with a third of the length.
-constexpr int64_t kFloodJobLength = testing::kAddressSanitizer ? 4096 : 12288;
+// The flood's job must take much longer than a refusal (a connection's round trip, tens of
+// milliseconds on a loaded machine or under ASan), whatever the kernel's speed: its length doubles
+// from 4096 until one call takes at least 400 ms (the first call of each length warms it up).
+int64_t CalibrateJobLength(client::AttentionClient& attention, absl::Duration* job) {
+  int64_t length = 4096;
+  for (;; length *= 2) {
+    absl::StatusCode code;
+    TimeAttend(attention, length, absl::Seconds(60), &code);
+    EXPECT_EQ(code, absl::StatusCode::kOk);
+    *job = TimeAttend(attention, length, absl::Seconds(60), &code);
+    EXPECT_EQ(code, absl::StatusCode::kOk);
+    if (code != absl::StatusCode::kOk || *job >= absl::Milliseconds(400) || length >= 262144) return length;
+  }
+}
 
 TEST(ComputeStage, AFloodBeyondTheQueueIsRefusedAtOnceAndTheRestSucceeds) {
   const int metrics_port = FreePort();
@@ -64,12 +78,14 @@ TEST(ComputeStage, AFloodBeyondTheQueueIsRefusedAtOnceAndTheRestSucceeds) {
   ASSERT_TRUE(server.ok()) << server.status();
   client::AttentionClient attention(Channel(*server));
   absl::StatusCode code;
-  // Warm-up (primitives created, pools grown), then the job's duration and the baseline memory.
-  TimeAttend(attention, kFloodJobLength, absl::Seconds(30), &code);
-  ASSERT_EQ(code, absl::StatusCode::kOk);
-  const absl::Duration job = TimeAttend(attention, kFloodJobLength, absl::Seconds(30), &code);
-  const double baseline_rss = Sample(HttpGet(metrics_port, "/metrics"), "process_resident_memory_bytes");
+  // Warm-up (primitives created, pools grown), the job's length and duration, the baseline memory.
+  absl::Duration job;
+  const int64_t length = CalibrateJobLength(attention, &job);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  const std::string baseline = HttpGet(metrics_port, "/metrics");
+  const double baseline_rss = Sample(baseline, "process_resident_memory_bytes");
   ASSERT_GT(baseline_rss, 0);
+  const double ok_before = Sample(baseline, RequestsSeries("Attention/Attend", "OK"));
 
   constexpr int kRounds = 3;
   constexpr int kClients = 16;
@@ -79,13 +95,19 @@ TEST(ComputeStage, AFloodBeyondTheQueueIsRefusedAtOnceAndTheRestSucceeds) {
     std::vector<absl::StatusCode> codes(kClients);
     std::vector<absl::Duration> latencies(kClients);
     std::vector<std::string> messages(kClients);
+    // Every client connects first, so that the latencies below are the calls' own.
+    std::vector<std::shared_ptr<grpc::Channel>> channels;
+    for (int i = 0; i < kClients; ++i) {
+      channels.push_back(Channel(*server));
+      ASSERT_TRUE(channels.back()->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Seconds(10))));
+    }
     std::vector<std::thread> clients;
     for (int i = 0; i < kClients; ++i) {
       clients.emplace_back([&, i] {
-        client::AttentionClient own(Channel(*server));
+        client::AttentionClient own(channels[i]);
         client::CallOptions call;
         call.timeout = absl::Seconds(60);
-        const client::Tensor column = Column(kFloodJobLength);
+        const client::Tensor column = Column(length);
         const absl::Time start = absl::Now();
         absl::Status status = own.Attend(column, column, column, {}, call).status();
         latencies[i] = absl::Now() - start;
@@ -107,8 +129,9 @@ TEST(ComputeStage, AFloodBeyondTheQueueIsRefusedAtOnceAndTheRestSucceeds) {
   }
   // 16 calls at once against 1 worker + 2 queue places: most are refused, and at once (well
   // within one job's time, which a queued call would have had to wait).
-  std::printf("flood: %d rounds x %d clients: %d ok, %d refused; job %s, slowest refusal %s\n", kRounds, kClients, ok,
-              refused, absl::FormatDuration(job).c_str(), absl::FormatDuration(slowest_refusal).c_str());
+  std::printf("flood: %d rounds x %d clients: %d ok, %d refused; job (length %lld) %s, slowest refusal %s\n", kRounds,
+              kClients, ok, refused, static_cast<long long>(length), absl::FormatDuration(job).c_str(),
+              absl::FormatDuration(slowest_refusal).c_str());
   EXPECT_GE(ok, kRounds * 3);
   EXPECT_GE(refused, kRounds * kClients / 2);
   EXPECT_LT(slowest_refusal, job);
@@ -117,7 +140,7 @@ TEST(ComputeStage, AFloodBeyondTheQueueIsRefusedAtOnceAndTheRestSucceeds) {
   absl::StatusOr<client::ServingStatus> serving = health.Check();
   ASSERT_TRUE(serving.ok()) << serving.status();
   EXPECT_EQ(*serving, grpc::health::v1::HealthCheckResponse::SERVING);
-  TimeAttend(attention, kFloodJobLength, absl::Seconds(30), &code);
+  TimeAttend(attention, length, absl::Seconds(60), &code);
   EXPECT_EQ(code, absl::StatusCode::kOk);
 
   const std::string metrics = HttpGet(metrics_port, "/metrics");
@@ -127,8 +150,8 @@ TEST(ComputeStage, AFloodBeyondTheQueueIsRefusedAtOnceAndTheRestSucceeds) {
   if (!testing::kAddressSanitizer) {
     EXPECT_LT(rss, baseline_rss * 1.10 + 8 * 1048576);
   }
-  // The server counted what the clients saw (+3: warm-up, timing and the check after).
-  EXPECT_EQ(Sample(metrics, RequestsSeries("Attention/Attend", "OK")), ok + 3);
+  // The server counted what the clients saw (+1: the check after).
+  EXPECT_EQ(Sample(metrics, RequestsSeries("Attention/Attend", "OK")), ok_before + ok + 1);
   EXPECT_EQ(Sample(metrics, RequestsSeries("Attention/Attend", "RESOURCE_EXHAUSTED")), refused);
   EXPECT_EQ(Sample(metrics, "primserve_compute_queue_depth"), 0);
   EXPECT_EQ(Sample(metrics, "primserve_in_flight_requests"), 0);
