@@ -43,6 +43,7 @@ cmake --build "$BUILD_DIR" -j"$JOBS" --target primserve-server primserve-load pr
   echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
   echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (+ uncommitted changes)')"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores"
+  echo "isa: $(grep -m1 '^flags' /proc/cpuinfo | grep -ow 'avx2\|avx512f\|avx512_bf16\|avx512_vnni' | tr '\n' ' ')(oneDNN picks its kernels by these; BF16 needs avx512_bf16)"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "repeats: $REPEATS"
 } >"$OUT_DIR/machine.txt"
