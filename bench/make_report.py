@@ -26,6 +26,22 @@ SUITES = ("rope", "attention", "logistic", "discriminator", "toolkit")
 GB = 1e9
 
 
+
+# What the before/after labels that bench/run.sh's AB_SERVERS has been run with stand for
+# (README, "Benchmarks"); other labels are listed by name.
+AB_DESCRIPTIONS = {
+    "now": "this build: jemalloc with thp:always, oversize_threshold:0, background_thread:true "
+           "(server/jemalloc_config.cc) and pooled request/response messages for Echo and ApplyRope "
+           "(server/message_pool.h)",
+    "glibc-malloc": "the same commit built with -DPRIMSERVE_JEMALLOC=OFF: glibc malloc, where each 64 MiB "
+                    "buffer of a call (request bytes, gRPC slices, response) comes from a fresh mmap",
+    "jemalloc-thp-only": "this build with MALLOC_CONF=oversize_threshold:8388608,background_thread:false, "
+                         "i.e. the allocator options of 6d90b1e (thp:always only): allocations of 8 MiB "
+                         "and more go to an arena that returns freed pages to the kernel at once",
+    "session-start": "5427bf8: glibc malloc and no pooled messages",
+    "jemalloc": "6d90b1e: jemalloc with thp:always, no pooled messages",
+}
+
 def median(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else float("nan")
@@ -354,20 +370,16 @@ def main():
         add("Server builds alternated on the same client (`AB_SERVERS=label=path bash bench/run.sh`), each")
         add("run mixing ApplyRope and Echo of the same 64 MiB tensor ([16, 1, 4096, 64] for ApplyRope):")
         add("")
-        add("- **session-start** (5427bf8): glibc malloc. Each 64 MiB buffer of a call (request bytes, gRPC")
-        add("  slices, response) came from a fresh mmap: 16384 page faults per buffer, about 10 us each on")
-        add("  this virtual machine (perf: clear_page, pvm_irq_enable).")
-        add("- **jemalloc** (6d90b1e): the server on jemalloc with transparent huge pages (server/allocator.h):")
-        add("  freed extents are reused, and a fault brings in 2 MiB.")
-        add("- **now**: plus pooled request/response messages for Echo and ApplyRope (server/message_pool.h):")
-        add("  protobuf regrew a fresh 64 MiB bytes field from its 50 MB up-front reserve on every parse.")
+        labels = list(dict.fromkeys(r["label"] for r in ab))
+        for label in labels:
+            add(f"- **{label}**: {AB_DESCRIPTIONS.get(label, 'a server build given in AB_SERVERS (command lines above)')}")
         add("")
         add("The client is this build's in every row (it reserves the response's bytes and converts them")
         add("with one copy), so the rows differ only in the server.")
         add("")
         add("| server | ApplyRope GB/s | Echo GB/s | Echo p50 ms | runs |")
         add("|---|---|---|---|---|")
-        for variant in dict.fromkeys(r["label"] for r in ab):
+        for variant in labels:
             runs = [r for r in runs_by_label(ab, variant) if "echo" in r and "apply_rope" in r]
             if not runs:
                 continue

@@ -6,7 +6,10 @@
 // slices, the response's bytes). glibc serves each from a new mmap and unmaps it on free, so
 // every call faults in 16384 fresh 4 KiB pages per buffer. jemalloc keeps freed extents for
 // reuse and backs them with transparent huge pages (thp:always), so a fault brings in 2 MiB.
-// bench/report.md has the before and after.
+// How much it buys depends on what a page fault costs the machine: on a PVM guest (~10 us per
+// fault) a 64 MiB Echo went from 0.13 to 0.65-0.75 GB/s; on a Firecracker guest glibc and
+// jemalloc were within the run-to-run noise (0.40-0.73 GB/s both). bench/report.md has the
+// before and after of its own run (AB_SERVERS).
 #ifndef PRIMSERVE_SERVER_ALLOCATOR_H_
 #define PRIMSERVE_SERVER_ALLOCATOR_H_
 
