@@ -25,8 +25,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 SUITES = ("rope", "attention", "logistic", "discriminator", "toolkit")
 GB = 1e9
 
-
-
 # What the before/after labels that bench/run.sh's AB_SERVERS has been run with stand for
 # (README, "Benchmarks"); other labels are listed by name.
 AB_DESCRIPTIONS = {
@@ -41,6 +39,7 @@ AB_DESCRIPTIONS = {
     "session-start": "5427bf8: glibc malloc and no pooled messages",
     "jemalloc": "6d90b1e: jemalloc with thp:always, no pooled messages",
 }
+
 
 def median(values):
     values = [v for v in values if v is not None]

@@ -159,12 +159,7 @@ TEST(DiscriminatorBf16, MatchesDoubleReference) {
         Shape shape{batch};
         shape.insert(shape.end(), c.input_shape.begin(), c.input_shape.end());
         const Tensor x = NormalTensor(shape, rng, 1.0);
-        const int64_t size = NumElements(c.input_shape);
-        std::vector<RefSample> ref;
-        for (int64_t b = 0; b < batch; ++b) {
-          std::vector<double> xb(x.values.begin() + b * size, x.values.begin() + (b + 1) * size);
-          ref.push_back(RefScore(net, xb, !IsPiecewiseLinear(net)));
-        }
+        const std::vector<RefSample> ref = RefScoreBatch(net, x);
         for (Normalization norm : {Normalization::kGradientNorm, Normalization::kGran}) {
           SCOPED_TRACE(absl::StrCat("normalization ", static_cast<int>(norm)));
           ASSERT_OK_AND_ASSIGN(ScoreResult bf16, Score(*compiled, x, Options(norm, ComputePrecision::kBF16)));
@@ -208,11 +203,7 @@ TEST(DiscriminatorFusion, FusedAndUnfusedActivationsMatchTheReference) {
     net.layers.push_back(Dense(1, 32 * 3 * 2, rng));
     ASSERT_OK_AND_ASSIGN(auto compiled, CompiledNetwork::Create(net));
     const Tensor x = NormalTensor({5, 3, 9, 7}, rng, 1.0);
-    std::vector<RefSample> ref;
-    for (int64_t b = 0; b < 5; ++b) {
-      ref.push_back(RefScore(net, std::vector<double>(x.values.begin() + b * 189, x.values.begin() + (b + 1) * 189),
-                             false));
-    }
+    const std::vector<RefSample> ref = RefScoreBatch(net, x);
     ASSERT_OK_AND_ASSIGN(ScoreResult f32,
                          Score(*compiled, x, Options(Normalization::kGradientNorm, ComputePrecision::kF32)));
     ExpectWithin(Compare(f32, ref, Normalization::kGradientNorm), kF32ValueBound, kF32GradientBound);

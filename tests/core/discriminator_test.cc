@@ -226,13 +226,7 @@ TEST(DiscriminatorDifferential, MatchesDoubleReference) {
         Shape shape{batch};
         shape.insert(shape.end(), nc.input_shape.begin(), nc.input_shape.end());
         const Tensor x = NormalTensor(shape, rng, 1.0);
-        const int64_t size = NumElements(nc.input_shape);
-
-        std::vector<RefSample> ref;
-        for (int64_t b = 0; b < batch; ++b) {
-          std::vector<double> xb(x.values.begin() + b * size, x.values.begin() + (b + 1) * size);
-          ref.push_back(RefScore(net, xb, !IsPiecewiseLinear(net)));
-        }
+        const std::vector<RefSample> ref = RefScoreBatch(net, x);
         for (auto [norm, eps] : {std::pair{Normalization::kGradientNorm, 1e-8}, std::pair{Normalization::kGran, 1e-8},
                                  std::pair{Normalization::kGran, 0.5}, std::pair{Normalization::kNone, 1e-8}}) {
           SCOPED_TRACE(absl::StrCat("normalization ", static_cast<int>(norm), " eps ", eps));

@@ -205,6 +205,19 @@ inline RefSample RefScore(const Network& net, const std::vector<double>& x, bool
 }
 
 // f_hat from f and n, written from the header's formulas.
+// RefScore of every sample of a batch x [B, input_shape...], with the Hessian term where the
+// network is not piecewise linear (as the service computes it).
+inline std::vector<RefSample> RefScoreBatch(const Network& net, const Tensor& x) {
+  const int64_t size = NumElements(net.input_shape);
+  const bool hessian = !IsPiecewiseLinear(net);
+  std::vector<RefSample> ref;
+  for (int64_t b = 0; b < x.shape[0]; ++b) {
+    ref.push_back(RefScore(net, std::vector<double>(x.values.begin() + b * size, x.values.begin() + (b + 1) * size),
+                           hessian));
+  }
+  return ref;
+}
+
 inline double RefNormalize(double f, double n, Normalization normalization, double epsilon) {
   switch (normalization) {
     case Normalization::kGradientNorm: return (n + std::fabs(f)) == 0 ? 0.0 : f / (n + std::fabs(f));
