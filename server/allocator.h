@@ -13,6 +13,7 @@
 #ifndef PRIMSERVE_SERVER_ALLOCATOR_H_
 #define PRIMSERVE_SERVER_ALLOCATOR_H_
 
+#include <optional>
 #include <string>
 
 namespace primserve {
@@ -20,6 +21,13 @@ namespace primserve {
 // "jemalloc 5.3.0-0-g54eaed1d (thp always)" when jemalloc is this process's malloc, else
 // "glibc malloc" (sanitizer builds, PRIMSERVE_JEMALLOC=OFF, or an embedding program).
 std::string DescribeAllocator();
+
+// Bytes in live heap allocations, as this process's allocator counts them: a sanitizer runtime's
+// __sanitizer_get_current_allocated_bytes, jemalloc's stats.allocated, or glibc's mallinfo2
+// (in-use arena bytes plus mmapped chunks). Unlike the resident set, it does not include memory
+// the allocator keeps cached for reuse, so it is the number a leak check should watch.
+// nullopt if the allocator cannot say.
+std::optional<double> HeapAllocatedBytes();
 
 }  // namespace primserve
 

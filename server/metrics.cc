@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 #include <exception>
 #include <filesystem>
 #include <system_error>
@@ -11,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/dnnl_context.h"
+#include "server/allocator.h"
 #include "prometheus/exposer.h"
 #include "prometheus/text_serializer.h"
 
@@ -72,6 +74,10 @@ class ProcessCollector final : public prometheus::Collectable {
       const double cpu = static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
                          static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) * 1e-6;
       add("process_cpu_seconds_total", "User and system CPU time in seconds", prometheus::MetricType::Counter, cpu);
+    }
+    if (const std::optional<double> heap = HeapAllocatedBytes()) {
+      add("primserve_heap_allocated_bytes", "Bytes in live heap allocations, by the allocator's count",
+          prometheus::MetricType::Gauge, *heap);
     }
     return families;
   }

@@ -11,6 +11,9 @@
 //   primserve_build_info{version,onednn,isa}         1
 //   process_resident_memory_bytes, process_virtual_memory_bytes, process_open_fds,
 //   process_cpu_seconds_total                        the standard process metrics, from /proc
+//   primserve_heap_allocated_bytes                   live heap bytes, by the allocator's count
+//                                                    (server/allocator.h): unlike the resident
+//                                                    set, without the allocator's cached memory
 //
 // Thread-safe; per-method series are created on a method's first call.
 #ifndef PRIMSERVE_SERVER_METRICS_H_

@@ -231,6 +231,7 @@ TEST(Observability, MetricsCountGoodAndBadCallsPerCode) {
   EXPECT_GT(Sample(response, "primserve_request_received_bytes_total" + sinusoidal), 0);
   EXPECT_THAT(response, HasSubstr("primserve_build_info{isa=\""));
   EXPECT_GT(Sample(response, "process_open_fds"), 0);
+  EXPECT_GT(Sample(response, "primserve_heap_allocated_bytes"), 0);
   EXPECT_THAT(HttpGet(metrics_port, "/nothing"), HasSubstr("404"));
 }
 
