@@ -1,6 +1,7 @@
 #include "core/attention_online_softmax.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <limits>
 
@@ -19,7 +20,7 @@
 #endif
 #include <immintrin.h>
 #pragma GCC diagnostic pop
-#define PRIMSERVE_HAVE_AVX512_PATH 1
+#define PRIMSERVE_HAVE_X86_PATHS 1
 #define PRIMSERVE_AVX512 __attribute__((target("avx512f")))
 #endif
 
@@ -74,7 +75,7 @@ float ExpShiftedSumPortable(float* x, int64_t n, float m) {
 // ---------------------------------------------------------------------------------------------
 // AVX-512 path.
 
-#ifdef PRIMSERVE_HAVE_AVX512_PATH
+#ifdef PRIMSERVE_HAVE_X86_PATHS
 
 // exp(x) for x <= 0 (or -Inf, NaN: 0) on 16 lanes, as 2^t with t = x log2(e): n = round(t),
 // f = t - n in [-1/2, 1/2], 2^f = e^(f ln2) by its Taylor polynomial to degree 7 (truncation
@@ -211,34 +212,116 @@ PRIMSERVE_AVX512 void ConvertToBf16Avx512(const float* x, uint16_t* y, int64_t n
   for (; i < n; ++i) y[i] = Bf16Bits(x[i]);
 }
 
-bool UseAvx512() {
-  static const bool use = __builtin_cpu_supports("avx512f");
-  return use;
+// ---------------------------------------------------------------------------------------------
+// AVX2 + FMA path (x86-64-v3 CPUs without AVX-512), the same algorithm on 8 lanes. With no
+// vscalefps, 2^n goes into the exponent bits, so t is clamped at -127 instead: n = -127 gives
+// the bit pattern of +0, so results below 2^-126.5 (about 1e-38) are exactly 0, as are masked
+// (-Inf) and NaN logits (max returns its second operand, -127, for a NaN first one).
+
+#define PRIMSERVE_AVX2 __attribute__((target("avx2,fma")))
+
+PRIMSERVE_AVX2 inline __m256 ExpNonPositive8(__m256 x) {
+  __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
+  t = _mm256_max_ps(t, _mm256_set1_ps(-127.0f));
+  const __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 f = _mm256_sub_ps(t, n);
+  __m256 p = _mm256_set1_ps(1.5252733804059840e-05f);  // ln2^k / k!, k = 7 .. 0.
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.5403530393381606e-04f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558146428443e-03f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6181291076284772e-03f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5504108664821580e-02f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022650695910071e-01f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314718055994531e-01f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+  const __m256i exponent = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(exponent));
 }
+
+PRIMSERVE_AVX2 inline float HorizontalSum8(__m256 v) {
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, v);
+  float s = 0.0f;
+  for (int i = 0; i < 8; ++i) s += lanes[i];
+  return s;
+}
+
+PRIMSERVE_AVX2 float RowMaxAvx2(const float* x, int64_t n) {
+  const __m256 neg_inf = _mm256_set1_ps(kNegInf);
+  __m256 m0 = neg_inf, m1 = neg_inf;
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + i));
+    m1 = _mm256_max_ps(m1, _mm256_loadu_ps(x + i + 8));
+  }
+  for (; i + 8 <= n; i += 8) m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + i));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, _mm256_max_ps(m0, m1));
+  float m = kNegInf;
+  for (int t = 0; t < 8; ++t) m = lanes[t] > m ? lanes[t] : m;
+  for (; i < n; ++i) m = x[i] > m ? x[i] : m;
+  return m;
+}
+
+// All-ones in the first min(count, 8) 32-bit lanes.
+PRIMSERVE_AVX2 inline __m256i TailMask8(int64_t count) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<int64_t>(count, 8))), lane);
+}
+
+// p = exp(x - m) for i < n, in place; returns sum(p).
+PRIMSERVE_AVX2 float ExpShiftedSumAvx2(float* x, int64_t n, float m) {
+  const __m256 vm = _mm256_set1_ps(m);
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 p0 = ExpNonPositive8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
+    const __m256 p1 = ExpNonPositive8(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm));
+    s0 = _mm256_add_ps(s0, p0);
+    s1 = _mm256_add_ps(s1, p1);
+    _mm256_storeu_ps(x + i, p0);
+    _mm256_storeu_ps(x + i + 8, p1);
+  }
+  for (; i < n; i += 8) {
+    const __m256i mask = TailMask8(n - i);
+    const __m256 p = _mm256_and_ps(_mm256_castsi256_ps(mask),
+                                   ExpNonPositive8(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), vm)));
+    s0 = _mm256_add_ps(s0, p);
+    _mm256_maskstore_ps(x + i, mask, p);
+  }
+  return HorizontalSum8(_mm256_add_ps(s0, s1));
+}
+
+#endif  // PRIMSERVE_HAVE_X86_PATHS
+
+std::atomic<int> g_isa_cap{static_cast<int>(SoftmaxIsa::kAvx512)};
+
+bool Use(SoftmaxIsa isa) {
+  static const SoftmaxIsa best = BestSoftmaxIsa();
+  return best >= isa && g_isa_cap.load(std::memory_order_relaxed) >= static_cast<int>(isa);
+}
+
+bool UseAvx512() { return Use(SoftmaxIsa::kAvx512); }
+bool UseAvx2() { return Use(SoftmaxIsa::kAvx2); }
 
 // oneDNN's ISA detection, the same test that admits BF16 calls at all.
 bool UseAvx512Bf16() {
-  static const bool use = UseAvx512() && HasNativeBf16();
-  return use;
+  static const bool native = HasNativeBf16();
+  return native && UseAvx512();
 }
 
-#else
-
-bool UseAvx512() { return false; }
-
-#endif  // PRIMSERVE_HAVE_AVX512_PATH
-
 float RowMax(const float* x, int64_t n) {
-#ifdef PRIMSERVE_HAVE_AVX512_PATH
+#ifdef PRIMSERVE_HAVE_X86_PATHS
   if (UseAvx512()) return RowMaxAvx512(x, n);
+  if (UseAvx2()) return RowMaxAvx2(x, n);
 #endif
   return RowMaxPortable(x, n);
 }
 
 float ExpShiftedSum(float* x, int64_t n, float m, uint16_t* out16) {
-#ifdef PRIMSERVE_HAVE_AVX512_PATH
+#ifdef PRIMSERVE_HAVE_X86_PATHS
   if (out16 != nullptr && UseAvx512Bf16()) return ExpShiftedSumBf16Avx512(x, n, m, out16);
   if (UseAvx512()) return ExpShiftedSumAvx512(x, n, m, out16);
+  if (out16 == nullptr && UseAvx2()) return ExpShiftedSumAvx2(x, n, m);
 #endif
   const float sum = ExpShiftedSumPortable(x, n, m);
   if (out16 != nullptr) {
@@ -248,6 +331,18 @@ float ExpShiftedSum(float* x, int64_t n, float m, uint16_t* out16) {
 }
 
 }  // namespace
+
+SoftmaxIsa BestSoftmaxIsa() {
+#ifdef PRIMSERVE_HAVE_X86_PATHS
+  if (__builtin_cpu_supports("avx512f")) return SoftmaxIsa::kAvx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SoftmaxIsa::kAvx2;
+#endif
+  return SoftmaxIsa::kPortable;
+}
+
+SoftmaxIsa CapSoftmaxIsaForTesting(SoftmaxIsa isa) {
+  return static_cast<SoftmaxIsa>(g_isa_cap.exchange(static_cast<int>(isa)));
+}
 
 void UpdateOnlineSoftmax(const OnlineSoftmaxTile& tile) {
   for (int64_t r = 0; r < tile.rows; ++r) {
@@ -285,7 +380,7 @@ void ScaleRow(float* x, int64_t n, float a) {
 }
 
 void ConvertToBf16(const float* x, uint16_t* y, int64_t n) {
-#ifdef PRIMSERVE_HAVE_AVX512_PATH
+#ifdef PRIMSERVE_HAVE_X86_PATHS
   if (UseAvx512()) return ConvertToBf16Avx512(x, y, n);
 #endif
   for (int64_t i = 0; i < n; ++i) y[i] = Bf16Bits(x[i]);

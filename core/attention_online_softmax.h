@@ -1,7 +1,7 @@
 // Internal to the SOFTMAX attention kernel: the element-wise work between its two tile products
-// (Dao et al. 2022, "online softmax"), one pass per score row, vectorised for AVX-512 when the
-// CPU has it (chosen at run time) with a portable fallback, and the float -> bfloat16 rounding
-// the BF16 kernel needs.
+// (Dao et al. 2022, "online softmax"), one pass per score row, vectorised for AVX-512 or
+// AVX2 + FMA, whichever is the widest the CPU has (chosen at run time), with a portable
+// fallback, and the float -> bfloat16 rounding the BF16 kernel needs.
 //
 // Layout: a score tile is `rows` rows of `ld` floats, of which the first `cols` belong to the
 // tile; row r's first visible[r] columns are visible (the rest are masked by causality or key
@@ -42,6 +42,16 @@ void ExpShifted(float* x, int64_t n, float m);
 
 // x[i] *= a for i < n.
 void ScaleRow(float* x, int64_t n, float a);
+
+// The instruction sets of the passes above. The widest the CPU has runs, unless a test caps it
+// to check a narrower path against the same reference.
+enum class SoftmaxIsa { kPortable = 0, kAvx2 = 1, kAvx512 = 2 };
+
+// The widest instruction set this CPU offers the passes (AVX2 counts only with FMA).
+SoftmaxIsa BestSoftmaxIsa();
+
+// Tests only: run the passes on at most `isa` from now on (process-wide); returns the old cap.
+SoftmaxIsa CapSoftmaxIsaForTesting(SoftmaxIsa isa);
 
 // y[i] = bfloat16 bits of x[i], rounded to nearest even. Precondition: x finite (a value above
 // bfloat16's largest finite one, about 3.39e38, rounds to Inf).
