@@ -83,7 +83,7 @@ absl::Status Prefix(const absl::Status& status, absl::string_view prefix) {
 
 // The RoPE tables for queries ([q_len] positions) and keys ([k_len]).
 struct RopeTables {
-  std::optional<RopeTable> q, k;
+  std::shared_ptr<const RopeTable> q, k;
 };
 
 absl::StatusOr<RopeTables> BuildRopeTables(const AttentionRope& rope, int64_t q_len, int64_t k_len,
@@ -116,7 +116,9 @@ absl::StatusOr<RopeTables> BuildRopeTables(const AttentionRope& rope, int64_t q_
     }
     k_spec.positions = rope.key_positions;
     q_spec.positions = rope.query_positions;
-    if (q_spec.positions.empty()) {
+    // Default query positions are offset..k_len-1; with offset 0 those are the defaults
+    // (0..q_len-1), left empty so that the table can be shared (RopeTable::Shared).
+    if (q_spec.positions.empty() && offset != 0) {
       q_spec.positions.resize(static_cast<size_t>(q_len));
       for (int64_t i = 0; i < q_len; ++i) q_spec.positions[static_cast<size_t>(i)] = static_cast<double>(offset + i);
     }
@@ -127,7 +129,10 @@ absl::StatusOr<RopeTables> BuildRopeTables(const AttentionRope& rope, int64_t q_
     }
     k_spec.grid_height = rope.grid_height;
     k_spec.grid_width = rope.grid_width;
-    if (rope.grid_width > 0) {
+    if (offset == 0) {
+      q_spec.grid_height = rope.grid_height;  // Queries at the keys' grid positions.
+      q_spec.grid_width = rope.grid_width;
+    } else if (rope.grid_width > 0) {
       // Query i sits at key index offset + i: (floor(t / W), t mod W).
       q_spec.positions_x.resize(static_cast<size_t>(q_len));
       q_spec.positions_y.resize(static_cast<size_t>(q_len));
@@ -140,12 +145,12 @@ absl::StatusOr<RopeTables> BuildRopeTables(const AttentionRope& rope, int64_t q_
     }
   }
   RopeTables tables;
-  absl::StatusOr<RopeTable> k_table = RopeTable::Create(k_spec, k_len, head_dim);
+  absl::StatusOr<std::shared_ptr<const RopeTable>> k_table = RopeTable::Shared(k_spec, k_len, head_dim);
   if (!k_table.ok()) return Prefix(k_table.status(), "rope (keys): ");
-  absl::StatusOr<RopeTable> q_table = RopeTable::Create(q_spec, q_len, head_dim);
+  absl::StatusOr<std::shared_ptr<const RopeTable>> q_table = RopeTable::Shared(q_spec, q_len, head_dim);
   if (!q_table.ok()) return Prefix(q_table.status(), "rope (queries): ");
-  tables.k.emplace(*std::move(k_table));
-  tables.q.emplace(*std::move(q_table));
+  tables.k = *std::move(k_table);
+  tables.q = *std::move(q_table);
   return tables;
 }
 
@@ -334,8 +339,8 @@ absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, c
   if (options.rope.has_value()) {
     ASSIGN_OR_RETURN(tables, BuildRopeTables(*options.rope, p.q_len, p.k_len, p.head_dim));
     if (linear) {
-      p.q_rope = &*tables.q;
-      p.k_rope = &*tables.k;
+      p.q_rope = tables.q.get();
+      p.k_rope = tables.k.get();
     } else {
       q_rotated.resize(query.values.size());
       k_rotated.resize(key.values.size());

@@ -1,6 +1,8 @@
-// PRIMSERVE_MULTIVERSION: compile a hot loop for AVX-512, AVX2 and baseline x86-64 and pick the
-// best body when the program loads (GCC target_clones), so one portable binary runs at full
-// vector width on the machine it lands on. Disabled under sanitizers and non-GCC compilers.
+// PRIMSERVE_MULTIVERSION: compile a hot loop for the x86-64-v4 (AVX-512), x86-64-v3 (AVX2 with
+// FMA) and baseline x86-64 levels and pick the best body when the program loads (GCC
+// target_clones), so one portable binary runs at full vector width on the machine it lands on.
+// The levels, not bare "avx2": an "avx2" clone has no FMA, and an exp polynomial then runs as
+// separate multiplies and adds. Disabled under sanitizers and non-GCC compilers.
 #ifndef PRIMSERVE_CORE_MULTIVERSION_H_
 #define PRIMSERVE_CORE_MULTIVERSION_H_
 

@@ -3,9 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <list>
+#include <memory>
+#include <tuple>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "core/multiversion.h"
 #include "core/parallel.h"
 #include "core/status_macros.h"
@@ -303,6 +308,74 @@ absl::StatusOr<RopeTable> RopeTable::Create(const RopeSpec& spec, int64_t seq_le
   return table;
 }
 
+namespace {
+
+// Everything a default-positions table depends on (the base by value: 10000 and 10000.5 differ).
+using SharedRopeKey = std::tuple<int, int, double, int64_t, bool, int64_t, int64_t, int64_t, int64_t>;
+
+// The tables RopeTable::Shared keeps: a list in recency order (front = most recent) and an
+// index into it, within RopeTable::kSharedCacheBytes.
+class SharedRopeTables {
+ public:
+  std::shared_ptr<const RopeTable> Find(const SharedRopeKey& key) {
+    absl::MutexLock lock(&mu_);
+    auto it = index_.find(key);
+    if (it == index_.end()) return nullptr;
+    order_.splice(order_.begin(), order_, it->second);
+    return it->second->table;
+  }
+
+  void Insert(const SharedRopeKey& key, std::shared_ptr<const RopeTable> table, int64_t bytes) {
+    if (bytes > RopeTable::kSharedCacheBytes / 4) return;  // One huge shape must not flush the rest.
+    absl::MutexLock lock(&mu_);
+    if (index_.contains(key)) return;  // Another call built the same table meanwhile.
+    order_.push_front(Entry{key, std::move(table), bytes});
+    index_[key] = order_.begin();
+    bytes_ += bytes;
+    while (bytes_ > RopeTable::kSharedCacheBytes) {
+      bytes_ -= order_.back().bytes;
+      index_.erase(order_.back().key);
+      order_.pop_back();
+    }
+  }
+
+ private:
+  struct Entry {
+    SharedRopeKey key;
+    std::shared_ptr<const RopeTable> table;
+    int64_t bytes;
+  };
+  absl::Mutex mu_;
+  std::list<Entry> order_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<SharedRopeKey, std::list<Entry>::iterator> index_ ABSL_GUARDED_BY(mu_);
+  int64_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+SharedRopeTables& SharedTables() {
+  static auto* tables = new SharedRopeTables();
+  return *tables;
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const RopeTable>> RopeTable::Shared(const RopeSpec& spec, int64_t seq_len,
+                                                                   int64_t dim) {
+  const bool default_positions = spec.positions.empty() && spec.positions_x.empty() && spec.positions_y.empty();
+  const SharedRopeKey key{static_cast<int>(spec.kind), static_cast<int>(spec.pairing), spec.base,
+                          spec.rotary_dim, spec.inverse, spec.grid_height, spec.grid_width, seq_len, dim};
+  if (default_positions) {
+    // Found means an identical spec and shape passed Create before, so it is valid now.
+    if (std::shared_ptr<const RopeTable> table = SharedTables().Find(key)) return table;
+  }
+  ASSIGN_OR_RETURN(RopeTable created, Create(spec, seq_len, dim));
+  auto table = std::make_shared<const RopeTable>(std::move(created));
+  if (default_positions) {
+    const int64_t bytes = static_cast<int64_t>((table->cos_.size() + table->sin_.size()) * sizeof(float));
+    SharedTables().Insert(key, table, bytes);
+  }
+  return table;
+}
+
 void RopeTable::Apply(const float* input, float* output, int64_t num_slices) const {
   const int64_t rows = num_slices * seq_len_;
   if (rows == 0 || dim_ == 0) return;
@@ -354,11 +427,11 @@ absl::Status ApplyRope(absl::Span<const float> input, absl::Span<const int64_t> 
                                                      " table entries; at most ", kMaxEmptyInputTable,
                                                      " when there is nothing to rotate"));
   }
-  ASSIGN_OR_RETURN(RopeTable table, RopeTable::Create(spec, seq_len, dim));
+  ASSIGN_OR_RETURN(std::shared_ptr<const RopeTable> table, RopeTable::Shared(spec, seq_len, dim));
   RETURN_IF_ERROR(CheckFinite(input, "input"));
   const int64_t slice = seq_len * dim;
   const int64_t num_slices = slice == 0 ? 0 : count / slice;
-  table.Apply(input.data(), output.data(), num_slices);
+  table->Apply(input.data(), output.data(), num_slices);
   return absl::OkStatus();
 }
 

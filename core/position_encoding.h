@@ -3,7 +3,8 @@
 //
 // Shapes: a sinusoidal table is [num_positions, dim]. RoPE rotates `input` [..., seq_len, dim]
 // (rank >= 2, row-major); the rotation of row s uses position s and is shared by every
-// leading index, so the cos/sin table is computed once per call (RopeTable) and reused.
+// leading index, so the cos/sin table is computed once per call (RopeTable) and reused. Tables
+// of the default positions are also kept across calls (RopeTable::Shared).
 //
 // Angles: theta_i = base^(-2i/d) with i the pair index and d the rotary dimension (d/2 for each
 // half of a 2-D RoPE). Angles pos * theta_i and their cos/sin are computed in double and
@@ -17,6 +18,7 @@
 #define PRIMSERVE_CORE_POSITION_ENCODING_H_
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -85,6 +87,15 @@ class RopeTable {
   // rotary_dim odd, negative or > dim; positions of the wrong length or non-finite; a grid that
   // does not cover seq_len; fields of the other kind; base not finite and > 0).
   static absl::StatusOr<RopeTable> Create(const RopeSpec& spec, int64_t seq_len, int64_t dim);
+
+  // Create, shared across calls: a table of the default positions (no positions,
+  // positions_x or positions_y: 0..seq_len-1, or the grid) depends only on the spec's scalars
+  // and the shape, so it is computed once and kept in a process-wide cache of at most
+  // kSharedCacheBytes of tables, least recently used out; repeated calls of one shape skip the
+  // seq_len x rotary_dim / 2 sincos. Explicit positions build a fresh table. Thread-safe.
+  static absl::StatusOr<std::shared_ptr<const RopeTable>> Shared(const RopeSpec& spec, int64_t seq_len,
+                                                                 int64_t dim);
+  static constexpr int64_t kSharedCacheBytes = int64_t{64} << 20;
 
   int64_t seq_len() const { return seq_len_; }
   int64_t dim() const { return dim_; }

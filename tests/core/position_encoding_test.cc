@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
 #include <utility>
@@ -867,6 +868,94 @@ TEST(RopeDifferentialTest, TableApplyMatchesReference) {
       EXPECT_TRUE(RowsNear(output, expected, dim, kRopeRowTol));
     }
   }
+}
+
+// RopeTable::Shared: default-position tables are computed once per spec and shape and shared;
+// every variant of the spec's scalars is its own table; explicit positions are never shared.
+TEST(RopeSharedTableTest, DefaultPositionsAreSharedPerSpecAndShape) {
+  RopeSpec spec;
+  spec.base = 777.0;  // A base no other test uses, so the first call below is a miss.
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> first, RopeTable::Shared(spec, 37, 12));
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> again, RopeTable::Shared(spec, 37, 12));
+  EXPECT_EQ(first.get(), again.get());
+
+  std::vector<std::pair<std::string, RopeSpec>> variants;
+  variants.push_back({"half split", spec});
+  variants.back().second.pairing = RopePairing::kHalfSplit;
+  variants.push_back({"inverse", spec});
+  variants.back().second.inverse = true;
+  variants.push_back({"rotary_dim 8", spec});
+  variants.back().second.rotary_dim = 8;
+  variants.push_back({"base 777.5", spec});
+  variants.back().second.base = 777.5;
+  variants.push_back({"2-D grid 37 x 1", spec});
+  variants.back().second.kind = RopeKind::k2D;
+  variants.back().second.grid_height = 37;
+  variants.back().second.grid_width = 1;
+  const Tensor input = RandomTensor({2, 37, 12}, 811);
+  for (const auto& [name, variant] : variants) {
+    SCOPED_TRACE(name);
+    ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> shared, RopeTable::Shared(variant, 37, 12));
+    EXPECT_NE(shared.get(), first.get());
+    std::vector<float> rotated(input.values.size());
+    shared->Apply(input.values.data(), rotated.data(), 2);
+    EXPECT_TRUE(RowsNear(rotated, ReferenceRope(input, variant), 12, kRopeRowTol));
+    ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> hit, RopeTable::Shared(variant, 37, 12));
+    EXPECT_EQ(hit.get(), shared.get());
+  }
+  // Another shape of the same spec.
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> longer, RopeTable::Shared(spec, 38, 12));
+  EXPECT_NE(longer.get(), first.get());
+  EXPECT_EQ(longer->seq_len(), 38);
+}
+
+TEST(RopeSharedTableTest, ExplicitPositionsAreNeverShared) {
+  RopeSpec spec;
+  spec.positions = OddPositions(9, 0);
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> a, RopeTable::Shared(spec, 9, 8));
+  spec.positions[3] += 1.0;  // Same scalars and shape, other positions: must not find `a`.
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> b, RopeTable::Shared(spec, 9, 8));
+  EXPECT_NE(a.get(), b.get());
+  const Tensor input = RandomTensor({9, 8}, 812);
+  std::vector<float> rotated(input.values.size());
+  b->Apply(input.values.data(), rotated.data(), 1);
+  EXPECT_TRUE(RowsNear(rotated, ReferenceRope(input, spec), 8, kRopeRowTol));
+}
+
+TEST(RopeSharedTableTest, ErrorsAreCreatesAndAreNotCached) {
+  RopeSpec spec;
+  spec.rotary_dim = 5;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    const absl::StatusOr<std::shared_ptr<const RopeTable>> shared = RopeTable::Shared(spec, 4, 8);
+    const absl::StatusOr<RopeTable> created = RopeTable::Create(spec, 4, 8);
+    ASSERT_FALSE(shared.ok());
+    EXPECT_EQ(shared.status(), created.status());
+  }
+}
+
+TEST(RopeSharedTableTest, TheCacheIsBoundedLeastRecentlyUsedOut) {
+  // Tables of 65536 x 64 hold 2 x 65536 x 32 floats = 16 MiB, a quarter of the cache: five of
+  // them do not fit, so the least recently used one is rebuilt; one of 4x that is never kept.
+  RopeSpec spec;
+  constexpr int64_t kSeq = 65536, kDim = 64;
+  static_assert(2 * kSeq * (kDim / 2) * 4 == RopeTable::kSharedCacheBytes / 4);
+  std::vector<std::shared_ptr<const RopeTable>> tables;
+  for (int i = 0; i < 5; ++i) {
+    spec.base = 5000.0 + i;
+    ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> table, RopeTable::Shared(spec, kSeq, kDim));
+    tables.push_back(table);
+  }
+  spec.base = 5004.0;  // The most recent one is still there.
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> recent, RopeTable::Shared(spec, kSeq, kDim));
+  EXPECT_EQ(recent.get(), tables[4].get());
+  spec.base = 5000.0;  // The least recent one was evicted; the caller's copy stays valid.
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> evicted, RopeTable::Shared(spec, kSeq, kDim));
+  EXPECT_NE(evicted.get(), tables[0].get());
+  EXPECT_EQ(tables[0]->seq_len(), kSeq);
+  spec.base = 5010.0;
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> huge, RopeTable::Shared(spec, 4 * kSeq, kDim));
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> huge_again, RopeTable::Shared(spec, 4 * kSeq, kDim));
+  EXPECT_NE(huge.get(), huge_again.get());
 }
 
 TEST(RopeDifferentialTest, ApplyRowMatchesReference) {
