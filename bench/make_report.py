@@ -31,8 +31,9 @@ AB_DESCRIPTIONS = {
     "now": "this build: jemalloc with thp:always, oversize_threshold:0, background_thread:true "
            "(server/jemalloc_config.cc) and pooled request/response messages for Echo and ApplyRope "
            "(server/message_pool.h)",
-    "glibc-malloc": "the same commit built with -DPRIMSERVE_JEMALLOC=OFF: glibc malloc, where each 64 MiB "
-                    "buffer of a call (request bytes, gRPC slices, response) comes from a fresh mmap",
+    "glibc-malloc": "a build with -DPRIMSERVE_JEMALLOC=OFF (its path is in the command lines above; build "
+                    "it from the same commit for a pure allocator comparison): glibc malloc, where each "
+                    "64 MiB buffer of a call (request bytes, gRPC slices, response) comes from a fresh mmap",
     "jemalloc-thp-only": "this build with MALLOC_CONF=oversize_threshold:8388608,background_thread:false, "
                          "i.e. the allocator options of 6d90b1e (thp:always only): allocations of 8 MiB "
                          "and more go to an arena that returns freed pages to the kernel at once",
