@@ -8,7 +8,11 @@
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__) && \
     !defined(__SANITIZE_THREAD__)
+#if __GNUC__ >= 12  // target_clones("arch=...") arrived in GCC 12.
 #define PRIMSERVE_MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define PRIMSERVE_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 #else
 #define PRIMSERVE_MULTIVERSION
 #endif

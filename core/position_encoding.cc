@@ -325,19 +325,23 @@ class SharedRopeTables {
     return it->second->table;
   }
 
+  // `bytes` is the table's floats plus a fixed overhead per entry (kEntryOverheadBytes), so many
+  // small tables cannot hide behind the byte budget; the entry count is capped as well.
   void Insert(const SharedRopeKey& key, std::shared_ptr<const RopeTable> table, int64_t bytes) {
-    if (bytes > RopeTable::kSharedCacheBytes / 4) return;  // One huge shape must not flush the rest.
     absl::MutexLock lock(&mu_);
     if (index_.contains(key)) return;  // Another call built the same table meanwhile.
     order_.push_front(Entry{key, std::move(table), bytes});
     index_[key] = order_.begin();
     bytes_ += bytes;
-    while (bytes_ > RopeTable::kSharedCacheBytes) {
+    while (bytes_ > RopeTable::kSharedCacheBytes || static_cast<int64_t>(order_.size()) > kMaxEntries) {
       bytes_ -= order_.back().bytes;
       index_.erase(order_.back().key);
       order_.pop_back();
     }
   }
+
+  static constexpr int64_t kEntryOverheadBytes = 512;  // List node, control block, vectors, slot.
+  static constexpr int64_t kMaxEntries = 256;
 
  private:
   struct Entry {
@@ -369,8 +373,12 @@ absl::StatusOr<std::shared_ptr<const RopeTable>> RopeTable::Shared(const RopeSpe
   }
   ASSIGN_OR_RETURN(RopeTable created, Create(spec, seq_len, dim));
   auto table = std::make_shared<const RopeTable>(std::move(created));
-  if (default_positions) {
-    const int64_t bytes = static_cast<int64_t>((table->cos_.size() + table->sin_.size()) * sizeof(float));
+  const int64_t floats = static_cast<int64_t>(table->cos_.size() + table->sin_.size());
+  // Small tables cost less to build than to keep (and a request chooses the key: a stream of
+  // tiny distinct specs must not crowd out the useful entries); one huge shape must not flush
+  // the rest.
+  const int64_t bytes = floats * static_cast<int64_t>(sizeof(float)) + SharedRopeTables::kEntryOverheadBytes;
+  if (default_positions && floats >= kMinSharedFloats && bytes <= kSharedCacheBytes / 4) {
     SharedTables().Insert(key, table, bytes);
   }
   return table;

@@ -91,11 +91,14 @@ class RopeTable {
   // Create, shared across calls: a table of the default positions (no positions,
   // positions_x or positions_y: 0..seq_len-1, or the grid) depends only on the spec's scalars
   // and the shape, so it is computed once and kept in a process-wide cache of at most
-  // kSharedCacheBytes of tables, least recently used out; repeated calls of one shape skip the
-  // seq_len x rotary_dim / 2 sincos. Explicit positions build a fresh table. Thread-safe.
+  // kSharedCacheBytes (and 256 tables), least recently used out; repeated calls of one shape
+  // skip the seq_len x rotary_dim / 2 sincos. Tables of fewer than kMinSharedFloats values (cheap
+  // to rebuild) or above a quarter of the budget are not kept, nor are tables of explicit
+  // positions. Thread-safe.
   static absl::StatusOr<std::shared_ptr<const RopeTable>> Shared(const RopeSpec& spec, int64_t seq_len,
                                                                  int64_t dim);
   static constexpr int64_t kSharedCacheBytes = int64_t{64} << 20;
+  static constexpr int64_t kMinSharedFloats = 1024;
 
   int64_t seq_len() const { return seq_len_; }
   int64_t dim() const { return dim_; }

@@ -24,8 +24,10 @@ std::string DescribeAllocator();
 
 // Bytes in live heap allocations, as this process's allocator counts them: a sanitizer runtime's
 // __sanitizer_get_current_allocated_bytes, jemalloc's stats.allocated, or glibc's mallinfo2
-// (in-use arena bytes plus mmapped chunks). Unlike the resident set, it does not include memory
-// the allocator keeps cached for reuse, so it is the number a leak check should watch.
+// (in-use arena bytes plus mmapped chunks). Unlike the resident set, it does not include freed
+// memory the allocator keeps for reuse (pages not yet returned to the kernel), so it is the
+// number a leak check should watch. Small blocks parked in per-thread caches still count as
+// allocated (a bounded amount per thread).
 // nullopt if the allocator cannot say.
 std::optional<double> HeapAllocatedBytes();
 

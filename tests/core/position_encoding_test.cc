@@ -875,8 +875,10 @@ TEST(RopeDifferentialTest, TableApplyMatchesReference) {
 TEST(RopeSharedTableTest, DefaultPositionsAreSharedPerSpecAndShape) {
   RopeSpec spec;
   spec.base = 777.0;  // A base no other test uses, so the first call below is a miss.
-  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> first, RopeTable::Shared(spec, 37, 12));
-  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> again, RopeTable::Shared(spec, 37, 12));
+  // [129, 16]: 129 x 8 cos/sin pairs, above RopeTable::kMinSharedFloats.
+  static_assert(129 * 8 * 2 >= RopeTable::kMinSharedFloats);
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> first, RopeTable::Shared(spec, 129, 16));
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> again, RopeTable::Shared(spec, 129, 16));
   EXPECT_EQ(first.get(), again.get());
 
   std::vector<std::pair<std::string, RopeSpec>> variants;
@@ -888,25 +890,25 @@ TEST(RopeSharedTableTest, DefaultPositionsAreSharedPerSpecAndShape) {
   variants.back().second.rotary_dim = 8;
   variants.push_back({"base 777.5", spec});
   variants.back().second.base = 777.5;
-  variants.push_back({"2-D grid 37 x 1", spec});
+  variants.push_back({"2-D grid 129 x 1", spec});
   variants.back().second.kind = RopeKind::k2D;
-  variants.back().second.grid_height = 37;
+  variants.back().second.grid_height = 129;
   variants.back().second.grid_width = 1;
-  const Tensor input = RandomTensor({2, 37, 12}, 811);
+  const Tensor input = RandomTensor({2, 129, 16}, 811);
   for (const auto& [name, variant] : variants) {
     SCOPED_TRACE(name);
-    ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> shared, RopeTable::Shared(variant, 37, 12));
+    ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> shared, RopeTable::Shared(variant, 129, 16));
     EXPECT_NE(shared.get(), first.get());
     std::vector<float> rotated(input.values.size());
     shared->Apply(input.values.data(), rotated.data(), 2);
-    EXPECT_TRUE(RowsNear(rotated, ReferenceRope(input, variant), 12, kRopeRowTol));
-    ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> hit, RopeTable::Shared(variant, 37, 12));
+    EXPECT_TRUE(RowsNear(rotated, ReferenceRope(input, variant), 16, kRopeRowTol));
+    ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> hit, RopeTable::Shared(variant, 129, 16));
     EXPECT_EQ(hit.get(), shared.get());
   }
   // Another shape of the same spec.
-  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> longer, RopeTable::Shared(spec, 38, 12));
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> longer, RopeTable::Shared(spec, 130, 16));
   EXPECT_NE(longer.get(), first.get());
-  EXPECT_EQ(longer->seq_len(), 38);
+  EXPECT_EQ(longer->seq_len(), 130);
 }
 
 TEST(RopeSharedTableTest, ExplicitPositionsAreNeverShared) {
@@ -933,12 +935,26 @@ TEST(RopeSharedTableTest, ErrorsAreCreatesAndAreNotCached) {
   }
 }
 
-TEST(RopeSharedTableTest, TheCacheIsBoundedLeastRecentlyUsedOut) {
-  // Tables of 65536 x 64 hold 2 x 65536 x 32 floats = 16 MiB, a quarter of the cache: five of
-  // them do not fit, so the least recently used one is rebuilt; one of 4x that is never kept.
+TEST(RopeSharedTableTest, SmallTablesAreRebuiltNotKept) {
+  // A [37, 12] table has 37 x 6 pairs: cheaper to rebuild than to keep (and a stream of tiny
+  // distinct specs from clients must not fill the cache).
   RopeSpec spec;
-  constexpr int64_t kSeq = 65536, kDim = 64;
-  static_assert(2 * kSeq * (kDim / 2) * 4 == RopeTable::kSharedCacheBytes / 4);
+  spec.base = 778.0;
+  static_assert(37 * 6 * 2 < RopeTable::kMinSharedFloats);
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> a, RopeTable::Shared(spec, 37, 12));
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> b, RopeTable::Shared(spec, 37, 12));
+  EXPECT_NE(a.get(), b.get());
+  EXPECT_EQ(b->seq_len(), 37);
+}
+
+TEST(RopeSharedTableTest, TheCacheIsBoundedInBytesLeastRecentlyUsedOut) {
+  // Tables of 60000 x 64 hold 2 x 60000 x 32 floats = 14.6 MiB: four fit in the 64 MiB budget,
+  // a fifth evicts the least recently used one. One of 4x that is never kept.
+  RopeSpec spec;
+  constexpr int64_t kSeq = 60000, kDim = 64;
+  constexpr int64_t kTableBytes = 2 * kSeq * (kDim / 2) * 4;
+  static_assert(kTableBytes + 512 <= RopeTable::kSharedCacheBytes / 4);
+  static_assert(5 * kTableBytes > RopeTable::kSharedCacheBytes);
   std::vector<std::shared_ptr<const RopeTable>> tables;
   for (int i = 0; i < 5; ++i) {
     spec.base = 5000.0 + i;
@@ -956,6 +972,24 @@ TEST(RopeSharedTableTest, TheCacheIsBoundedLeastRecentlyUsedOut) {
   ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> huge, RopeTable::Shared(spec, 4 * kSeq, kDim));
   ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> huge_again, RopeTable::Shared(spec, 4 * kSeq, kDim));
   EXPECT_NE(huge.get(), huge_again.get());
+}
+
+TEST(RopeSharedTableTest, TheCacheIsBoundedInEntries) {
+  // 257 distinct small-but-kept tables ([64, 32]: 2048 floats each, 2.1 MiB in all): the entry
+  // cap of 256, not the byte budget, evicts the least recently used one.
+  RopeSpec spec;
+  std::vector<std::shared_ptr<const RopeTable>> tables;
+  for (int i = 0; i < 257; ++i) {
+    spec.base = 9000.0 + i;
+    ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> table, RopeTable::Shared(spec, 64, 32));
+    tables.push_back(table);
+  }
+  spec.base = 9256.0;
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> last, RopeTable::Shared(spec, 64, 32));
+  EXPECT_EQ(last.get(), tables[256].get());
+  spec.base = 9000.0;
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<const RopeTable> first, RopeTable::Shared(spec, 64, 32));
+  EXPECT_NE(first.get(), tables[0].get());
 }
 
 TEST(RopeDifferentialTest, ApplyRowMatchesReference) {

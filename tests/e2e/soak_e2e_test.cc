@@ -2,9 +2,10 @@
 // large tensors, good and bad requests, unary and streaming) for PRIMSERVE_SOAK_SECONDS
 // (default 120). Every call must end with the code its request calls for; the test prints
 // p50 / p99 per method and checks, from the server's own /metrics, that nothing leaked: the live
-// heap after the soak against after the warm-up (within 10% + 8 MiB), the open descriptors, and
-// the resident set against runaway growth (within 50%: unlike the live heap, it includes what
-// the allocator keeps cached for reuse, which with jemalloc's huge pages grew 16% in one CI run).
+// heap after the soak against after the warm-up (both sampled with no call in flight; within
+// 10% + 8 MiB), the open descriptors, and the resident set against runaway growth (within 50%:
+// unlike the live heap, it includes what the allocator keeps for reuse, which with jemalloc's
+// huge pages grew 16% in one CI run).
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -211,6 +212,11 @@ TEST(Soak, ThirtyTwoClientsMixingEveryRpcLoseNothingAndLeakNothing) {
   std::vector<MethodStats> stats(ops.size());
   std::atomic<bool> measuring{false};
   std::atomic<bool> stop{false};
+  // After the warm-up every client pauses between calls, so that the baseline is sampled with
+  // no call in flight, as the final sample is (after the clients stop).
+  absl::Mutex pause_mu;
+  bool resumed = true;  // Guarded by pause_mu, as is:
+  int paused_clients = 0;
   std::vector<std::thread> clients;
   for (int i = 0; i < kClients; ++i) {
     clients.emplace_back([&, i] {
@@ -218,6 +224,14 @@ TEST(Soak, ThirtyTwoClientsMixingEveryRpcLoseNothingAndLeakNothing) {
       std::mt19937 rng(1000 + i);
       std::vector<MethodStats> local(ops.size());
       while (!stop.load()) {
+        {
+          absl::MutexLock lock(&pause_mu);
+          if (!resumed) {
+            ++paused_clients;
+            pause_mu.Await(absl::Condition(&resumed));
+            --paused_clients;
+          }
+        }
         const size_t op = rng() % ops.size();
         const absl::Time start = absl::Now();
         const absl::Status status = ops[op].run(c, &rng);
@@ -237,7 +251,17 @@ TEST(Soak, ThirtyTwoClientsMixingEveryRpcLoseNothingAndLeakNothing) {
     });
   }
   absl::SleepFor(warm_up);
+  {
+    absl::MutexLock lock(&pause_mu);
+    resumed = false;
+    pause_mu.Await(absl::Condition(+[](int* n) { return *n == kClients; }, &paused_clients));
+  }
+  absl::SleepFor(absl::Milliseconds(500));  // As after the soak: let the last responses' buffers go.
   const std::string warm = HttpGet(metrics_port, "/metrics");
+  {
+    absl::MutexLock lock(&pause_mu);
+    resumed = true;
+  }
   measuring = true;
   absl::SleepFor(duration - warm_up);
   stop = true;
