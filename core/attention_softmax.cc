@@ -46,12 +46,19 @@ void AddBias(float* x, const float* bias, int64_t stride, int64_t n) {
 }
 
 // One tile product shape with its primitive and this thread's bound dnnl::memory arguments.
-// Consecutive tiles nearly always share a shape (only edge tiles differ), so a one-entry cache
-// skips the process-wide cache's lock and hash as well as the memory objects' construction.
 struct BoundMatmul {
   int64_t m = -1, n = -1;
   std::shared_ptr<const TileMatmul> matmul;
   TileMatmulArgs args;
+};
+
+// Tiles are full [kBlockQ, kBlockK] ones except at the end of a query tile's key range (causal,
+// padding) or of the sequence. One slot for full tiles and one for the latest edge shape skip the
+// process-wide cache's lock and hash and the memory objects' construction (a malloc each) on all
+// but the first tile of a shape: with one slot, causal calls rebound at every query tile.
+struct BoundPair {
+  BoundMatmul full, edge;
+  BoundMatmul& For(int64_t m, int64_t n) { return m == kBlockQ && n == kBlockK ? full : edge; }
 };
 
 // Per-thread working set: one score tile (and its bfloat16 probabilities for BF16), one
@@ -64,7 +71,7 @@ struct Workspace {
   std::vector<int64_t> visible;  // Per row of the tile: visible keys of the current key tile.
   std::vector<char> scratchpad;
   dnnl::stream stream;
-  BoundMatmul scores_mm, values_mm;
+  BoundPair scores_mm, values_mm;
 
   void* Scratch(const TileMatmul& matmul) {
     if (scratchpad.size() < matmul.scratchpad_bytes()) scratchpad.resize(matmul.scratchpad_bytes());
@@ -99,20 +106,22 @@ class SoftmaxKernel {
   }
 
  private:
-  // The primitive for an [m, n] tile product, from the workspace's one-entry cache or the
-  // process-wide one.
-  absl::Status Bind(BoundMatmul& bound, int64_t m, int64_t n, const MatmulShape& shape) const {
-    if (bound.m == m && bound.n == n) return absl::OkStatus();
+  // The primitive for an [m, n] tile product, from the workspace's slots or the process-wide
+  // cache; *bound is the slot that holds it.
+  absl::Status Bind(BoundPair& pair, int64_t m, int64_t n, const MatmulShape& shape, BoundMatmul** bound) const {
+    BoundMatmul& slot = pair.For(m, n);
+    *bound = &slot;
+    if (slot.m == m && slot.n == n) return absl::OkStatus();
     absl::StatusOr<std::shared_ptr<const TileMatmul>> matmul = TileMatmul::Get(shape);
     if (!matmul.ok()) return matmul.status();
-    bound.matmul = *std::move(matmul);
-    bound.m = m;
-    bound.n = n;
+    slot.matmul = *std::move(matmul);
+    slot.m = m;
+    slot.n = n;
     return absl::OkStatus();
   }
 
   // S = scale * q k^T: [mq, head_dim] x [nk, head_dim]^T into rows of kBlockK.
-  absl::Status BindScores(int64_t mq, int64_t nk, Workspace& ws) const {
+  absl::Status BindScores(int64_t mq, int64_t nk, Workspace& ws, BoundMatmul** bound) const {
     MatmulShape shape;
     shape.m = mq;
     shape.n = nk;
@@ -123,11 +132,11 @@ class SoftmaxKernel {
     shape.b_transposed = true;
     shape.scale = p_.scale;
     shape.bf16 = p_.bf16;
-    return Bind(ws.scores_mm, mq, nk, shape);
+    return Bind(ws.scores_mm, mq, nk, shape, bound);
   }
 
   // acc += P v: [mq, nk] (rows of kBlockK) x [nk, value_dim].
-  absl::Status BindValues(int64_t mq, int64_t nk, Workspace& ws) const {
+  absl::Status BindValues(int64_t mq, int64_t nk, Workspace& ws, BoundMatmul** bound) const {
     MatmulShape shape;
     shape.m = mq;
     shape.n = p_.value_dim;
@@ -137,19 +146,20 @@ class SoftmaxKernel {
     shape.ldc = p_.value_dim;
     shape.accumulate = true;
     shape.bf16 = p_.bf16;
-    return Bind(ws.values_mm, mq, nk, shape);
+    return Bind(ws.values_mm, mq, nk, shape, bound);
   }
 
   // S = scale * q k^T (+ bias) for rows [i0, i0 + mq) and keys [j0, j0 + nk) into ws.scores.
   absl::Status Scores(int64_t b, int64_t h, int64_t i0, int64_t mq, int64_t j0, int64_t nk, Workspace& ws) const {
-    absl::Status bound = BindScores(mq, nk, ws);
-    if (!bound.ok()) return bound;
-    const TileMatmul& matmul = *ws.scores_mm.matmul;
+    BoundMatmul* bound = nullptr;
+    absl::Status status = BindScores(mq, nk, ws, &bound);
+    if (!status.ok()) return status;
+    const TileMatmul& matmul = *bound->matmul;
     const void* q = p_.bf16 ? static_cast<const void*>(p_.q_bf16_rows(b, h) + i0 * p_.head_dim)
                             : static_cast<const void*>(p_.q_rows(b, h) + i0 * p_.head_dim);
     const void* k = p_.bf16 ? static_cast<const void*>(p_.k_bf16_rows(b, h) + j0 * p_.head_dim)
                             : static_cast<const void*>(p_.k_rows(b, h) + j0 * p_.head_dim);
-    matmul.Execute(ws.stream, ws.scores_mm.args, q, k, ws.scores.data(), ws.Scratch(matmul));
+    matmul.Execute(ws.stream, bound->args, q, k, ws.scores.data(), ws.Scratch(matmul));
     if (p_.bias != nullptr) {
       for (int64_t r = 0; r < mq; ++r) {
         const float* bias_row = p_.bias + b * p_.bias_stride[0] + h * p_.bias_stride[1] +
@@ -166,13 +176,14 @@ class SoftmaxKernel {
     for (int64_t r = 0; r < mq; ++r) {
       if (ws.alpha[r] != 1.0f) ScaleRow(ws.acc.data() + r * dv, dv, ws.alpha[r]);
     }
-    absl::Status bound = BindValues(mq, nk, ws);
-    if (!bound.ok()) return bound;
-    const TileMatmul& matmul = *ws.values_mm.matmul;
+    BoundMatmul* bound = nullptr;
+    absl::Status status = BindValues(mq, nk, ws, &bound);
+    if (!status.ok()) return status;
+    const TileMatmul& matmul = *bound->matmul;
     const void* probs = p_.bf16 ? static_cast<const void*>(ws.probs.data()) : ws.scores.data();
     const void* v = p_.bf16 ? static_cast<const void*>(p_.v_bf16_rows(b, h) + j0 * dv)
                             : static_cast<const void*>(p_.v_rows(b, h) + j0 * dv);
-    matmul.Execute(ws.stream, ws.values_mm.args, probs, v, ws.acc.data(), ws.Scratch(matmul));
+    matmul.Execute(ws.stream, bound->args, probs, v, ws.acc.data(), ws.Scratch(matmul));
     return absl::OkStatus();
   }
 
