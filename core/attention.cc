@@ -231,26 +231,32 @@ absl::Status CheckFiniteInParallel(absl::Span<const float> values, absl::string_
   return finite.load() ? absl::OkStatus() : CheckFinite(values, field);
 }
 
-// y = bf16(x) on the compute threads: memory-bound, and at L = 2048 one thread took ~1 ms of a
-// ~20 ms call.
-void ParallelConvert(const float* x, uint16_t* y, int64_t n) {
+// y = bf16(x) on the compute threads (memory-bound: at L = 2048 one thread took ~1 ms of a
+// ~20 ms call); returns whether every x is finite.
+bool ParallelConvert(const float* x, uint16_t* y, int64_t n) {
+  std::atomic<bool> finite{true};
   ParallelForRange(n, n >= (int64_t{1} << 16), [&](int64_t begin, int64_t end) {
-    attention_internal::ConvertToBf16(x + begin, y + begin, end - begin);
+    if (!attention_internal::ConvertToBf16(x + begin, y + begin, end - begin)) {
+      finite.store(false, std::memory_order_relaxed);
+    }
   });
+  return finite.load();
 }
 
-// Points p's bf16 inputs into `copies` (Bf16Elements(p) elements) and fills them.
-void ConvertInputs(Problem& p, uint16_t* copies) {
+// Points p's bf16 inputs into `copies` (Bf16Elements(p) elements) and fills them; returns
+// whether every input value is finite.
+bool ConvertInputs(Problem& p, uint16_t* copies) {
   const int64_t q_size = p.batch * p.heads * p.q_len * p.head_dim;
   const int64_t k_size = p.batch * p.kv_heads * p.k_len * p.head_dim;
   const int64_t v_size = p.batch * p.kv_heads * p.k_len * p.value_dim;
-  ParallelConvert(p.q, copies, q_size);
-  ParallelConvert(p.k, copies + q_size, k_size);
-  ParallelConvert(p.v, copies + q_size + k_size, v_size);
+  bool finite = ParallelConvert(p.q, copies, q_size);
+  finite &= ParallelConvert(p.k, copies + q_size, k_size);
+  finite &= ParallelConvert(p.v, copies + q_size + k_size, v_size);
   p.bf16 = true;
   p.q_bf16 = copies;
   p.k_bf16 = copies + q_size;
   p.v_bf16 = copies + q_size + k_size;
+  return finite;
 }
 
 }  // namespace
@@ -323,9 +329,16 @@ absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, c
                                         options.max_weight_elements)
                         .status());
   }
-  RETURN_IF_ERROR(CheckFiniteInParallel(query.values, "query"));
-  RETURN_IF_ERROR(CheckFiniteInParallel(key.values, "key"));
-  RETURN_IF_ERROR(CheckFiniteInParallel(value.values, "value"));
+  // BF16 without RoPE converts the inputs as they come and checks them in the same pass (one read
+  // of q, k and v instead of two); every other call checks them here.
+  const bool bf16 = options.precision == ComputePrecision::kBF16;
+  const bool check_while_converting = bf16 && !options.rope.has_value();
+  auto check_finite = [&]() -> absl::Status {
+    RETURN_IF_ERROR(CheckFiniteInParallel(query.values, "query"));
+    RETURN_IF_ERROR(CheckFiniteInParallel(key.values, "key"));
+    return CheckFiniteInParallel(value.values, "value");
+  };
+  if (!check_while_converting) RETURN_IF_ERROR(check_finite());
   p.causal = options.causal;
   p.scale = static_cast<float>(options.scale == 0 ? 1.0 / std::sqrt(static_cast<double>(p.head_dim)) : options.scale);
   p.cancelled = options.cancelled ? &options.cancelled : nullptr;
@@ -352,9 +365,11 @@ absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, c
   }
 
   std::optional<Bf16Copies> bf16_copies;
-  if (options.precision == ComputePrecision::kBF16) {
+  if (bf16) {
     bf16_copies.emplace(Bf16Elements(p));
-    ConvertInputs(p, bf16_copies->data());
+    // A non-finite input: the scan names it. (With RoPE the inputs were checked above, and a
+    // rotation can overflow only values near float's maximum, which then go on as in F32.)
+    if (!ConvertInputs(p, bf16_copies->data()) && check_while_converting) RETURN_IF_ERROR(check_finite());
   }
 
   AttentionResult result;

@@ -53,9 +53,10 @@ SoftmaxIsa BestSoftmaxIsa();
 // Tests only: run the passes on at most `isa` from now on (process-wide); returns the old cap.
 SoftmaxIsa CapSoftmaxIsaForTesting(SoftmaxIsa isa);
 
-// y[i] = bfloat16 bits of x[i], rounded to nearest even. Precondition: x finite (a value above
-// bfloat16's largest finite one, about 3.39e38, rounds to Inf).
-void ConvertToBf16(const float* x, uint16_t* y, int64_t n);
+// y[i] = bfloat16 bits of x[i], rounded to nearest even (on CPUs with AVX512_BF16, float32
+// denormals, below 1.2e-38, become 0). Returns whether every x[i] is finite; y is meaningless
+// where one is not (and a finite value above bfloat16's largest, about 3.39e38, rounds to Inf).
+bool ConvertToBf16(const float* x, uint16_t* y, int64_t n);
 
 }  // namespace attention_internal
 }  // namespace primserve

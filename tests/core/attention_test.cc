@@ -1227,6 +1227,34 @@ TEST(AttentionBadInputTest, NonFiniteInALargeTensorNamesItsIndex) {
   }
 }
 
+TEST(AttentionBadInputTest, Bf16ChecksFinitenessWhileConvertingAndNamesTheSameIndex) {
+  // BF16 without RoPE checks the inputs in its conversion pass; the message must be the F32 one.
+  // Odd sizes put bad values in the vector body and in the tail of a thread's range.
+  if (!HasNativeBf16()) GTEST_SKIP() << "no native bf16 on this CPU (" << DnnlIsaName() << ")";
+  const Tensor good = RandomTensor({1, 2, 1031, 24}, 1);
+  const int64_t n = static_cast<int64_t>(good.values.size());
+  for (const char* field : {"query", "key", "value"}) {
+    for (int64_t index : {int64_t{0}, int64_t{17}, n / 2 + 5, n - 1}) {
+      for (float bad : {kInf, -kInf, kNaN}) {
+        for (bool rope : {false, true}) {
+          SCOPED_TRACE(absl::StrCat(field, "[", index, "] = ", bad, rope ? " with RoPE" : ""));
+          Tensor q = good, k = good, v = good;
+          Tensor& target = std::string(field) == "query" ? q : std::string(field) == "key" ? k : v;
+          target.values[static_cast<size_t>(index)] = bad;
+          AttentionOptions options;
+          options.precision = ComputePrecision::kBF16;
+          if (rope) options.rope = AttentionRope();
+          const absl::Status status = Attend(q, k, v, options).status();
+          EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+          EXPECT_THAT(std::string(status.message()),
+                      HasSubstr(absl::StrCat(field, "[", index, "]: expected a finite number, got ",
+                                             std::isnan(bad) ? "NaN" : bad > 0 ? "+Inf" : "-Inf")));
+        }
+      }
+    }
+  }
+}
+
 TEST(AttentionBadInputTest, NegativeInfinityBiasIsAllowed) {
   const Tensor q = RandomTensor({1, 1, 2, 4}, 1), k = RandomTensor({1, 1, 3, 4}, 2), v = RandomTensor({1, 1, 3, 2}, 3);
   const Tensor bias = MakeTensor({3}, {-kInf, 0, -kInf});
