@@ -53,12 +53,23 @@ struct BoundMatmul {
 };
 
 // Tiles are full [kBlockQ, kBlockK] ones except at the end of a query tile's key range (causal,
-// padding) or of the sequence. One slot for full tiles and one for the latest edge shape skip the
+// padding) or of the sequence, where a few edge shapes recur (causal: key_end - j0 steps by
+// kBlockQ, so kBlockK / kBlockQ of them). A handful of slots per thread, found by shape, skip the
 // process-wide cache's lock and hash and the memory objects' construction (a malloc each) on all
-// but the first tile of a shape: with one slot, causal calls rebound at every query tile.
-struct BoundPair {
-  BoundMatmul full, edge;
-  BoundMatmul& For(int64_t m, int64_t n) { return m == kBlockQ && n == kBlockK ? full : edge; }
+// but the first tile of a shape; with one slot, causal calls rebound twice per query tile.
+struct BoundSlots {
+  static constexpr int kSlots = 8;
+  BoundMatmul slots[kSlots];
+  int next = 0;  // Round-robin victim when no slot holds the shape.
+
+  BoundMatmul& For(int64_t m, int64_t n) {
+    for (BoundMatmul& slot : slots) {
+      if (slot.m == m && slot.n == n) return slot;
+    }
+    BoundMatmul& victim = slots[next];
+    next = (next + 1) % kSlots;
+    return victim;
+  }
 };
 
 // Per-thread working set: one score tile (and its bfloat16 probabilities for BF16), one
@@ -71,7 +82,7 @@ struct Workspace {
   std::vector<int64_t> visible;  // Per row of the tile: visible keys of the current key tile.
   std::vector<char> scratchpad;
   dnnl::stream stream;
-  BoundPair scores_mm, values_mm;
+  BoundSlots scores_mm, values_mm;
 
   void* Scratch(const TileMatmul& matmul) {
     if (scratchpad.size() < matmul.scratchpad_bytes()) scratchpad.resize(matmul.scratchpad_bytes());
@@ -108,8 +119,8 @@ class SoftmaxKernel {
  private:
   // The primitive for an [m, n] tile product, from the workspace's slots or the process-wide
   // cache; *bound is the slot that holds it.
-  absl::Status Bind(BoundPair& pair, int64_t m, int64_t n, const MatmulShape& shape, BoundMatmul** bound) const {
-    BoundMatmul& slot = pair.For(m, n);
+  absl::Status Bind(BoundSlots& slots, int64_t m, int64_t n, const MatmulShape& shape, BoundMatmul** bound) const {
+    BoundMatmul& slot = slots.For(m, n);
     *bound = &slot;
     if (slot.m == m && slot.n == n) return absl::OkStatus();
     absl::StatusOr<std::shared_ptr<const TileMatmul>> matmul = TileMatmul::Get(shape);
