@@ -46,6 +46,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "primserve/client/attention.h"
 #include "primserve/client/channel.h"
 #include "primserve/client/diagnostics.h"
@@ -341,6 +342,9 @@ int Main() {
 }  // namespace primserve
 
 int main(int argc, char** argv) {
+  // Debian's Abseil is built without NDEBUG: absl::Mutex deadlock detection (a global lock
+  // graph updated on every lock, gRPC's too) is on unless turned off; see server/main.cc.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   absl::SetProgramUsageMessage("primserve-load --target=host:port --methods=echo,sinusoidal --concurrency=8 ...");
   absl::ParseCommandLine(argc, argv);
   return primserve::bench::Main();

@@ -22,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "client/cli/auth_token.h"
 #include "client/cli/commands.h"
@@ -458,6 +459,9 @@ int Report(const absl::Status& status) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian's Abseil is built without NDEBUG: absl::Mutex deadlock detection (a global lock
+  // graph updated on every lock, gRPC's too) is on unless turned off; see server/main.cc.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   // absl prefixes the message with the program name on --helpfull.
   absl::SetProgramUsageMessage(absl::StripPrefix(kUsage, "primserve-cli: "));
   if (WantsHelp(argc, argv)) {
