@@ -40,6 +40,16 @@ inline uint16_t Bf16Bits(float x) {
   return static_cast<uint16_t>(bits >> 16);
 }
 
+// y[i] = Bf16Bits(x[i]); returns whether every x[i] is finite.
+bool ConvertToBf16Scalar(const float* x, uint16_t* y, int64_t n) {
+  bool finite = true;
+  for (int64_t i = 0; i < n; ++i) {
+    finite &= std::isfinite(x[i]);
+    y[i] = Bf16Bits(x[i]);
+  }
+  return finite;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Portable path (no AVX-512): compiler-vectorised loops.
 
@@ -79,17 +89,23 @@ float ExpShiftedSumPortable(float* x, int64_t n, float m) {
 #ifdef PRIMSERVE_HAVE_X86_PATHS
 
 // exp(x) for x <= 0 (or -Inf, NaN: 0) on 16 lanes, as 2^t with t = x log2(e): n = round(t),
-// f = t - n in [-1/2, 1/2], 2^f = e^(f ln2) by its Taylor polynomial to degree 7 (truncation
-// (ln2 / 2)^8 / 8! < 6e-9 relative, below float's 6e-8 unit roundoff), and vscalefps multiplies
-// by 2^n with correct underflow. t is clamped at -200 first: 2^-200 rounds to exactly 0, so a
-// masked (-Inf) logit contributes nothing and -Inf never meets the subtraction f = t - n. The
-// rounding of t costs a relative error eps |t| ln2 on a result of size e^x, i.e. at most
-// eps / e in absolute terms (|x| e^x <= 1/e).
-PRIMSERVE_AVX512 inline __m512 ExpNonPositive16(__m512 x) {
+// f = t - n in [-1/2, 1/2], 2^f by a polynomial in f, and vscalefps multiplies by 2^n with
+// correct underflow. t is clamped at -200 first: 2^-200 rounds to exactly 0, so a masked (-Inf)
+// logit contributes nothing and -Inf never meets the subtraction f = t - n. The rounding of t
+// costs a relative error eps |t| ln2 on a result of size e^x, i.e. at most eps / e in absolute
+// terms (|x| e^x <= 1/e). Exp2Reduce16 returns f and sets *n; each caller picks its polynomial.
+PRIMSERVE_AVX512 inline __m512 Exp2Reduce16(__m512 x, __m512* n) {
   __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
   t = _mm512_max_ps(t, _mm512_set1_ps(-200.0f));  // Also maps NaN to -200 (max returns operand 2).
-  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(t, n);
+  *n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  return _mm512_sub_ps(t, *n);
+}
+
+// Float32 accuracy: 2^f = e^(f ln2) by its Taylor polynomial to degree 7 (truncation
+// (ln2 / 2)^8 / 8! < 6e-9 relative, below float's 6e-8 unit roundoff).
+PRIMSERVE_AVX512 inline __m512 ExpNonPositive16(__m512 x) {
+  __m512 n;
+  const __m512 f = Exp2Reduce16(x, &n);
   // ln2^k / k!, k = 7 .. 0.
   __m512 p = _mm512_set1_ps(1.5252733804059840e-05f);
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.5403530393381606e-04f));
@@ -186,16 +202,19 @@ PRIMSERVE_AVX512 float ExpShiftedSumAvx512(float* x, int64_t n, float m, uint16_
 #define PRIMSERVE_AVX512_BF16 __attribute__((target("avx512f,avx512bf16")))
 
 PRIMSERVE_AVX512_BF16 inline __m512 ExpNonPositiveBf16Grade(__m512 x) {
-  __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
-  t = _mm512_max_ps(t, _mm512_set1_ps(-200.0f));  // -Inf and NaN to -200, as in ExpNonPositive16.
-  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m512 f = _mm512_sub_ps(t, n);
+  __m512 n;
+  const __m512 f = Exp2Reduce16(x, &n);
   __m512 p = _mm512_set1_ps(0.009570022113621235f);
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.05591767653822899f));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.240247443318367f));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.6931218504905701f));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.9999992847442627f));
   return _mm512_scalef_ps(p, n);
+}
+
+// Stores the first `count` (<= 32) bfloat16 lanes of `packed` at y.
+PRIMSERVE_AVX512_BF16 inline void StoreBf16Prefix(uint16_t* y, __m512bh packed, int64_t count) {
+  std::memcpy(y, &packed, static_cast<size_t>(count) * sizeof(uint16_t));
 }
 
 // vcvtne2ps2bf16 rounds 32 floats to nearest even in one instruction (against six integer
@@ -222,8 +241,7 @@ PRIMSERVE_AVX512_BF16 float ExpShiftedSumBf16Avx512(const float* x, int64_t n, f
         mask1, ExpNonPositiveBf16Grade(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask1, x + i + 16), vm)));
     s0 = _mm512_add_ps(s0, p0);
     s1 = _mm512_add_ps(s1, p1);
-    const __m512bh packed = _mm512_cvtne2ps_pbh(p1, p0);
-    std::memcpy(out16 + i, &packed, static_cast<size_t>(left) * sizeof(uint16_t));
+    StoreBf16Prefix(out16 + i, _mm512_cvtne2ps_pbh(p1, p0), left);
   }
   return HorizontalSum(_mm512_add_ps(s0, s1));
 }
@@ -242,30 +260,28 @@ PRIMSERVE_AVX512 bool ConvertToBf16Avx512(const float* x, uint16_t* y, int64_t n
     bad |= NonFinite16(v);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), Bf16Bits16(v));
   }
-  bool finite = bad == 0;
-  for (; i < n; ++i) {
-    finite &= std::isfinite(x[i]);
-    y[i] = Bf16Bits(x[i]);
-  }
-  return finite;
+  return ConvertToBf16Scalar(x + i, y + i, n - i) && bad == 0;
 }
 
 // The same with vcvtne2ps2bf16: 32 floats per instruction.
 PRIMSERVE_AVX512_BF16 bool ConvertToBf16Bf16Avx512(const float* x, uint16_t* y, int64_t n) {
   __mmask16 bad = 0;
-  for (int64_t i = 0; i < n; i += 32) {
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512 v0 = _mm512_loadu_ps(x + i);
+    const __m512 v1 = _mm512_loadu_ps(x + i + 16);
+    bad |= NonFinite16(v0) | NonFinite16(v1);
+    const __m512bh packed = _mm512_cvtne2ps_pbh(v1, v0);
+    _mm512_storeu_si512(y + i, reinterpret_cast<const __m512i&>(packed));
+  }
+  if (i < n) {
     const int64_t left = n - i;
     const __mmask16 mask0 = left >= 16 ? static_cast<__mmask16>(0xffff) : TailMask(left);
-    const __mmask16 mask1 = left >= 32 ? static_cast<__mmask16>(0xffff) : left > 16 ? TailMask(left - 16) : 0;
+    const __mmask16 mask1 = left > 16 ? TailMask(left - 16) : 0;
     const __m512 v0 = _mm512_maskz_loadu_ps(mask0, x + i);
     const __m512 v1 = _mm512_maskz_loadu_ps(mask1, x + i + 16);
     bad |= NonFinite16(v0) | NonFinite16(v1);
-    const __m512bh packed = _mm512_cvtne2ps_pbh(v1, v0);
-    if (left >= 32) {
-      _mm512_storeu_si512(y + i, reinterpret_cast<const __m512i&>(packed));
-    } else {
-      std::memcpy(y + i, &packed, static_cast<size_t>(left) * sizeof(uint16_t));
-    }
+    StoreBf16Prefix(y + i, _mm512_cvtne2ps_pbh(v1, v0), left);
   }
   return bad == 0;
 }
@@ -442,12 +458,7 @@ bool ConvertToBf16(const float* x, uint16_t* y, int64_t n) {
   if (UseAvx512Bf16()) return ConvertToBf16Bf16Avx512(x, y, n);
   if (UseAvx512()) return ConvertToBf16Avx512(x, y, n);
 #endif
-  bool finite = true;
-  for (int64_t i = 0; i < n; ++i) {
-    finite &= std::isfinite(x[i]);
-    y[i] = Bf16Bits(x[i]);
-  }
-  return finite;
+  return ConvertToBf16Scalar(x, y, n);
 }
 
 }  // namespace attention_internal

@@ -117,22 +117,21 @@ class SoftmaxKernel {
   }
 
  private:
-  // The primitive for an [m, n] tile product, from the workspace's slots or the process-wide
-  // cache; *bound is the slot that holds it.
-  absl::Status Bind(BoundSlots& slots, int64_t m, int64_t n, const MatmulShape& shape, BoundMatmul** bound) const {
+  // The slot holding the primitive for an [m, n] tile product, from the workspace's slots or
+  // the process-wide cache.
+  absl::StatusOr<BoundMatmul*> Bind(BoundSlots& slots, int64_t m, int64_t n, const MatmulShape& shape) const {
     BoundMatmul& slot = slots.For(m, n);
-    *bound = &slot;
-    if (slot.m == m && slot.n == n) return absl::OkStatus();
+    if (slot.m == m && slot.n == n) return &slot;
     absl::StatusOr<std::shared_ptr<const TileMatmul>> matmul = TileMatmul::Get(shape);
     if (!matmul.ok()) return matmul.status();
     slot.matmul = *std::move(matmul);
     slot.m = m;
     slot.n = n;
-    return absl::OkStatus();
+    return &slot;
   }
 
   // S = scale * q k^T: [mq, head_dim] x [nk, head_dim]^T into rows of kBlockK.
-  absl::Status BindScores(int64_t mq, int64_t nk, Workspace& ws, BoundMatmul** bound) const {
+  absl::StatusOr<BoundMatmul*> BindScores(int64_t mq, int64_t nk, Workspace& ws) const {
     MatmulShape shape;
     shape.m = mq;
     shape.n = nk;
@@ -143,11 +142,11 @@ class SoftmaxKernel {
     shape.b_transposed = true;
     shape.scale = p_.scale;
     shape.bf16 = p_.bf16;
-    return Bind(ws.scores_mm, mq, nk, shape, bound);
+    return Bind(ws.scores_mm, mq, nk, shape);
   }
 
   // acc += P v: [mq, nk] (rows of kBlockK) x [nk, value_dim].
-  absl::Status BindValues(int64_t mq, int64_t nk, Workspace& ws, BoundMatmul** bound) const {
+  absl::StatusOr<BoundMatmul*> BindValues(int64_t mq, int64_t nk, Workspace& ws) const {
     MatmulShape shape;
     shape.m = mq;
     shape.n = p_.value_dim;
@@ -157,20 +156,19 @@ class SoftmaxKernel {
     shape.ldc = p_.value_dim;
     shape.accumulate = true;
     shape.bf16 = p_.bf16;
-    return Bind(ws.values_mm, mq, nk, shape, bound);
+    return Bind(ws.values_mm, mq, nk, shape);
   }
 
   // S = scale * q k^T (+ bias) for rows [i0, i0 + mq) and keys [j0, j0 + nk) into ws.scores.
   absl::Status Scores(int64_t b, int64_t h, int64_t i0, int64_t mq, int64_t j0, int64_t nk, Workspace& ws) const {
-    BoundMatmul* bound = nullptr;
-    absl::Status status = BindScores(mq, nk, ws, &bound);
-    if (!status.ok()) return status;
-    const TileMatmul& matmul = *bound->matmul;
+    absl::StatusOr<BoundMatmul*> bound = BindScores(mq, nk, ws);
+    if (!bound.ok()) return bound.status();
+    const TileMatmul& matmul = *(*bound)->matmul;
     const void* q = p_.bf16 ? static_cast<const void*>(p_.q_bf16_rows(b, h) + i0 * p_.head_dim)
                             : static_cast<const void*>(p_.q_rows(b, h) + i0 * p_.head_dim);
     const void* k = p_.bf16 ? static_cast<const void*>(p_.k_bf16_rows(b, h) + j0 * p_.head_dim)
                             : static_cast<const void*>(p_.k_rows(b, h) + j0 * p_.head_dim);
-    matmul.Execute(ws.stream, bound->args, q, k, ws.scores.data(), ws.Scratch(matmul));
+    matmul.Execute(ws.stream, (*bound)->args, q, k, ws.scores.data(), ws.Scratch(matmul));
     if (p_.bias != nullptr) {
       for (int64_t r = 0; r < mq; ++r) {
         const float* bias_row = p_.bias + b * p_.bias_stride[0] + h * p_.bias_stride[1] +
@@ -187,14 +185,13 @@ class SoftmaxKernel {
     for (int64_t r = 0; r < mq; ++r) {
       if (ws.alpha[r] != 1.0f) ScaleRow(ws.acc.data() + r * dv, dv, ws.alpha[r]);
     }
-    BoundMatmul* bound = nullptr;
-    absl::Status status = BindValues(mq, nk, ws, &bound);
-    if (!status.ok()) return status;
-    const TileMatmul& matmul = *bound->matmul;
+    absl::StatusOr<BoundMatmul*> bound = BindValues(mq, nk, ws);
+    if (!bound.ok()) return bound.status();
+    const TileMatmul& matmul = *(*bound)->matmul;
     const void* probs = p_.bf16 ? static_cast<const void*>(ws.probs.data()) : ws.scores.data();
     const void* v = p_.bf16 ? static_cast<const void*>(p_.v_bf16_rows(b, h) + j0 * dv)
                             : static_cast<const void*>(p_.v_rows(b, h) + j0 * dv);
-    matmul.Execute(ws.stream, bound->args, probs, v, ws.acc.data(), ws.Scratch(matmul));
+    matmul.Execute(ws.stream, (*bound)->args, probs, v, ws.acc.data(), ws.Scratch(matmul));
     return absl::OkStatus();
   }
 
