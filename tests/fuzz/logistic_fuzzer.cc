@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "server/logistic_handlers.h"
 #include "tests/fuzz/fuzz_util.h"
 #include "tests/fuzz/seed_models.h"
@@ -19,7 +21,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 0: {
       v1::FitRequest request;
       v1::FitResponse response;
-      if (input.Parse(&request)) (void)HandleFit(limits, store->get(), request, &response);
+      // The solver's work is bounded by max_iterations (<= 10,000) and, in the server, by the
+      // call's deadline; a 10,000-iteration fit that never converges takes ~30 s under this
+      // build's instrumentation, so the input gets a 1 s deadline, as a client would set.
+      const absl::Time deadline = absl::Now() + absl::Seconds(1);
+      if (input.Parse(&request)) {
+        (void)HandleFit(limits, store->get(), request, &response, [deadline] { return absl::Now() > deadline; });
+      }
       break;
     }
     case 1: {
