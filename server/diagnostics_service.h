@@ -29,7 +29,7 @@ class DiagnosticsService final : public v1::Diagnostics::Service {
  private:
   const Limits limits_;
   Serving& serving_;
-  MessagePool<v1::EchoRequest, v1::EchoResponse> echo_messages_{2, "input"};
+  MessagePool<v1::EchoRequest, v1::EchoResponse> echo_messages_{2, "input", "output"};
 };
 
 }  // namespace primserve

@@ -4,8 +4,12 @@
 #include <cstdint>
 
 #include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/wire_format_lite.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
 #include "grpcpp/support/proto_buffer_reader.h"
+#include "grpcpp/support/slice.h"
+#include "primserve/v1/tensor.pb.h"
 
 namespace primserve {
 namespace {
@@ -44,6 +48,50 @@ bool ParseReusingField(grpc::ByteBuffer& wire, const google::protobuf::FieldDesc
   google::protobuf::io::CodedInputStream in(&reader);
   in.SetTotalBytesLimit(INT_MAX);  // gRPC's message size limit has already applied.
   return message->MergeFromCodedStream(&in) && in.ConsumedEntireMessage();
+}
+
+grpc::Status SerializeAliasingTensorData(google::protobuf::Message& message,
+                                         const google::protobuf::FieldDescriptor& tensor, void (*release)(void*),
+                                         void* owner, grpc::ByteBuffer* wire, bool* aliased_bytes) {
+  *aliased_bytes = false;
+  const google::protobuf::Reflection* reflection = message.GetReflection();
+  auto* aliased = reflection->HasField(message, &tensor)
+                      ? google::protobuf::DynamicCastToGenerated<v1::Tensor>(reflection->MutableMessage(&message, &tensor))
+                      : nullptr;
+  if (aliased == nullptr || aliased->data().size() < kMinAliasedBytes) {
+    bool own_buffer = false;
+    return grpc::SerializationTraits<google::protobuf::Message>::Serialize(message, wire, &own_buffer);
+  }
+  // Everything but the data bytes, serialized as usual: the message without the tensor, then
+  // the tensor without its data (both detached for the moment, not copied).
+  std::string data;
+  data.swap(*aliased->mutable_data());
+  std::string head;
+  {
+    std::unique_ptr<google::protobuf::Message> detached(reflection->ReleaseMessage(&message, &tensor));
+    message.AppendToString(&head);
+    reflection->SetAllocatedMessage(&message, detached.release(), &tensor);
+  }
+  std::string tensor_head = aliased->SerializeAsString();
+  aliased->mutable_data()->swap(data);
+  const std::string& bytes = aliased->data();
+  // Then the tensor field, with the data field last (protobuf parses fields in any order).
+  {
+    google::protobuf::io::StringOutputStream stream(&head);
+    google::protobuf::io::CodedOutputStream out(&stream);
+    const size_t data_field = WireFormatLite::TagSize(v1::Tensor::kDataFieldNumber, WireFormatLite::TYPE_BYTES) +
+                              google::protobuf::io::CodedOutputStream::VarintSize64(bytes.size()) + bytes.size();
+    WireFormatLite::WriteTag(tensor.number(), WireFormatLite::WIRETYPE_LENGTH_DELIMITED, &out);
+    out.WriteVarint64(tensor_head.size() + data_field);
+    out.WriteRaw(tensor_head.data(), static_cast<int>(tensor_head.size()));
+    WireFormatLite::WriteTag(v1::Tensor::kDataFieldNumber, WireFormatLite::WIRETYPE_LENGTH_DELIMITED, &out);
+    out.WriteVarint64(bytes.size());
+  }
+  grpc::Slice slices[] = {grpc::Slice(head),
+                          grpc::Slice(const_cast<char*>(bytes.data()), bytes.size(), release, owner)};
+  *wire = grpc::ByteBuffer(slices, 2);
+  *aliased_bytes = true;
+  return grpc::Status::OK;
 }
 
 }  // namespace primserve

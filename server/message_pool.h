@@ -30,6 +30,7 @@
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/status.h"
 
 namespace primserve {
 
@@ -40,6 +41,17 @@ namespace primserve {
 bool ParseReusingField(grpc::ByteBuffer& wire, const google::protobuf::FieldDescriptor& keep,
                        google::protobuf::Message* message);
 
+// Serializes `message` into `wire` as gRPC's protobuf serializer would (the same message on the
+// other side), except that when its singular field `tensor` (a v1.Tensor) holds at least
+// kMinAliasedBytes of `data`, those bytes are not copied: the last slice of `wire` points into
+// them and calls release(owner) when gRPC drops it; until then `message` must stay as it is.
+// `aliased_bytes` says which: when false, release is not called and `message` is free at once.
+// A status only from gRPC's own serializer (a message over 2 GiB).
+inline constexpr size_t kMinAliasedBytes = size_t{1} << 20;
+grpc::Status SerializeAliasingTensorData(google::protobuf::Message& message,
+                                         const google::protobuf::FieldDescriptor& tensor, void (*release)(void*),
+                                         void* owner, grpc::ByteBuffer* wire, bool* aliased_bytes);
+
 template <typename Request, typename Response>
 class MessagePool {
  public:
@@ -48,40 +60,78 @@ class MessagePool {
     Response response;
   };
 
+ private:
+  // What leases return their pairs to. Shared, so that a lease whose response bytes gRPC is
+  // still sending can outlive the pool (a server shutting down).
+  struct Idle {
+    explicit Idle(size_t max) : max_idle(max) {}
+
+    void Return(std::unique_ptr<Pair> pair) {
+      if (!WorthKeeping(*pair)) return;
+      absl::MutexLock lock(&mu);
+      if (pairs.size() < max_idle) pairs.push_back(std::move(pair));
+    }
+
+    const size_t max_idle;
+    mutable absl::Mutex mu;
+    std::vector<std::unique_ptr<Pair>> pairs ABSL_GUARDED_BY(mu);
+  };
+
+ public:
   // Returns its pair to the pool (or frees it) when destroyed.
   class Lease {
    public:
-    Lease(MessagePool* pool, std::unique_ptr<Pair> pair) : pool_(pool), pair_(std::move(pair)) {}
+    Lease(const MessagePool* pool, std::unique_ptr<Pair> pair)
+        : idle_(pool->idle_), keep_(pool->keep_), send_(pool->send_), pair_(std::move(pair)) {}
     Lease(Lease&&) = default;
     Lease& operator=(Lease&&) = delete;
     ~Lease() {
-      if (pair_ != nullptr) pool_->Return(std::move(pair_));
+      if (pair_ != nullptr) idle_->Return(std::move(pair_));
     }
     Request& request() { return pair_->request; }
     Response& response() { return pair_->response; }
     // The request from its wire bytes, reusing the pool's tensor (see the file comment).
-    bool Parse(grpc::ByteBuffer& wire) { return ParseReusingField(wire, pool_->keep_, &pair_->request); }
+    bool Parse(grpc::ByteBuffer& wire) { return ParseReusingField(wire, keep_, &pair_->request); }
+
+    // The response, serialized for sending (SerializeAliasingTensorData). When its tensor's
+    // bytes are referenced rather than copied, the lease moves into the slice that references
+    // them, and its pair returns to the pool when gRPC has sent them.
+    grpc::Status SerializeResponse(grpc::ByteBuffer* wire) && {
+      auto owner = std::make_unique<Lease>(std::move(*this));
+      bool aliased = false;
+      grpc::Status status = SerializeAliasingTensorData(owner->pair_->response, owner->send_, &Release, owner.get(),
+                                                        wire, &aliased);
+      if (aliased) owner.release();  // Now the slice's: deleted by Release.
+      return status;
+    }
 
    private:
-    MessagePool* pool_;
+    static void Release(void* lease) { delete static_cast<Lease*>(lease); }
+
+    std::shared_ptr<Idle> idle_;
+    const google::protobuf::FieldDescriptor& keep_;
+    const google::protobuf::FieldDescriptor& send_;
     std::unique_ptr<Pair> pair_;
   };
 
-  // `tensor_field`: the request's singular message field that carries the large tensor.
-  MessagePool(size_t max_idle, const char* tensor_field)
-      : max_idle_(max_idle), keep_(*Request::descriptor()->FindFieldByName(tensor_field)) {}
+  // `request_tensor` / `response_tensor`: the singular message fields that carry the large
+  // tensor in and out.
+  MessagePool(size_t max_idle, const char* request_tensor, const char* response_tensor)
+      : idle_(std::make_shared<Idle>(max_idle)),
+        keep_(*Request::descriptor()->FindFieldByName(request_tensor)),
+        send_(*Response::descriptor()->FindFieldByName(response_tensor)) {}
 
   Lease Acquire() {
-    absl::MutexLock lock(&mu_);
-    if (idle_.empty()) return Lease(this, std::make_unique<Pair>());
-    std::unique_ptr<Pair> pair = std::move(idle_.back());
-    idle_.pop_back();
+    absl::MutexLock lock(&idle_->mu);
+    if (idle_->pairs.empty()) return Lease(this, std::make_unique<Pair>());
+    std::unique_ptr<Pair> pair = std::move(idle_->pairs.back());
+    idle_->pairs.pop_back();
     return Lease(this, std::move(pair));
   }
 
   size_t idle() const {
-    absl::MutexLock lock(&mu_);
-    return idle_.size();
+    absl::MutexLock lock(&idle_->mu);
+    return idle_->pairs.size();
   }
 
  private:
@@ -92,16 +142,9 @@ class MessagePool {
     return held <= 4 * used + (size_t{64} << 10);
   }
 
-  void Return(std::unique_ptr<Pair> pair) {
-    if (!WorthKeeping(*pair)) return;
-    absl::MutexLock lock(&mu_);
-    if (idle_.size() < max_idle_) idle_.push_back(std::move(pair));
-  }
-
-  const size_t max_idle_;
+  std::shared_ptr<Idle> idle_;
   const google::protobuf::FieldDescriptor& keep_;
-  mutable absl::Mutex mu_;
-  std::vector<std::unique_ptr<Pair>> idle_ ABSL_GUARDED_BY(mu_);
+  const google::protobuf::FieldDescriptor& send_;
 };
 
 }  // namespace primserve

@@ -42,7 +42,7 @@ class PositionEncodingService final : public v1::PositionEncoding::Service {
  private:
   const Limits limits_;
   Serving& serving_;
-  MessagePool<v1::ApplyRopeRequest, v1::ApplyRopeResponse> rope_messages_{2, "input"};
+  MessagePool<v1::ApplyRopeRequest, v1::ApplyRopeResponse> rope_messages_{2, "input", "output"};
 };
 
 class AttentionService final : public v1::Attention::Service {

@@ -111,7 +111,7 @@ grpc::Status Serve(Serving& serving, grpc::ServerContext* context, const Method&
 // Serve for a method whose handler gets the request's wire bytes (RegisterPooled below; the
 // same unary call on the wire): the request is parsed into a message leased from `pool`
 // (message_pool.h says why), served as above with handler(request, response), and the response
-// serialized from the leased message.
+// serialized from the leased message, its tensor's bytes referenced rather than copied.
 template <typename Request, typename Response, typename Handler>
 grpc::Status ServePooled(Serving& serving, grpc::ServerContext* context, const Method& method,
                          grpc::ServerUnaryStreamer<grpc::ByteBuffer, grpc::ByteBuffer>* stream,
@@ -127,8 +127,8 @@ grpc::Status ServePooled(Serving& serving, grpc::ServerContext* context, const M
   Response& response = lease.response();
   grpc::Status status = Serve(serving, context, method, request, &response, [&] { return handler(request, &response); });
   if (!status.ok()) return status;
-  bool own_buffer = false;
-  status = grpc::SerializationTraits<Response>::Serialize(response, &wire, &own_buffer);
+  // The response's tensor bytes go out without a copy; the lease stays with them until sent.
+  status = std::move(lease).SerializeResponse(&wire);
   if (status.ok() && !stream->Write(wire)) {
     return grpc::Status(grpc::StatusCode::CANCELLED, "the response could not be sent (the call ended)");
   }
