@@ -28,9 +28,10 @@ GB = 1e9
 # What the before/after labels that bench/run.sh's AB_SERVERS has been run with stand for
 # (README, "Benchmarks"); other labels are listed by name.
 AB_DESCRIPTIONS = {
-    "now": "this build: jemalloc with thp:always, oversize_threshold:0, background_thread:true "
-           "(server/jemalloc_config.cc) and pooled request/response messages for Echo and ApplyRope "
-           "(server/message_pool.h)",
+    "now": "this build: jemalloc with thp:always, oversize_threshold:0, lg_extent_max_active_fit:20, "
+           "dirty_decay_ms:60000, background_thread:true (server/jemalloc_config.cc), pooled request/response "
+           "messages for Echo and ApplyRope (server/message_pool.h) and their response tensors sent "
+           "without a copy",
     "glibc-malloc": "a build with -DPRIMSERVE_JEMALLOC=OFF (its path is in the command lines above; build "
                     "it from the same commit for a pure allocator comparison): glibc malloc, where each "
                     "64 MiB buffer of a call (request bytes, gRPC slices, response) comes from a fresh mmap",
