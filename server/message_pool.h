@@ -45,6 +45,7 @@ bool ParseReusingField(grpc::ByteBuffer& wire, const google::protobuf::FieldDesc
 // other side), except that when its singular field `tensor` (a v1.Tensor) holds at least
 // kMinAliasedBytes of `data`, those bytes are not copied: the last slice of `wire` points into
 // them and calls release(owner) when gRPC drops it; until then `message` must stay as it is.
+// `message` must not live on an arena (its tensor is detached and put back while serializing).
 // `aliased_bytes` says which: when false, release is not called and `message` is free at once.
 // A status only from gRPC's own serializer (a message over 2 GiB).
 inline constexpr size_t kMinAliasedBytes = size_t{1} << 20;
