@@ -14,6 +14,11 @@ void CallTracker::Release() {
   --in_flight_;
 }
 
+void CallTracker::StopAdmitting() {
+  absl::MutexLock lock(&mu_);
+  draining_ = true;
+}
+
 int64_t CallTracker::Drain(absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   draining_ = true;

@@ -41,6 +41,8 @@ class CallTracker {
   };
 
   Admission Admit();
+  // Refuses new calls from now on (Drain does too; this is for doing it before other steps).
+  void StopAdmitting();
   // Refuses new calls from now on and waits until the admitted ones finish or `deadline`
   // passes. Returns the number still running at return.
   int64_t Drain(absl::Time deadline);

@@ -168,7 +168,10 @@ PrimServer::~PrimServer() {
 
 void PrimServer::Shutdown(absl::Duration grace) {
   if (server_ == nullptr || shut_down_.exchange(true)) return;
-  // NOT_SERVING first, so load balancers and probes stop sending before the listener closes.
+  // New calls are refused (UNAVAILABLE) from before health turns NOT_SERVING, so a client that
+  // sees NOT_SERVING finds every new call refused; both come well before the listener closes,
+  // so load balancers and probes stop sending first.
+  serving_->tracker.StopAdmitting();
   server_->GetHealthCheckService()->Shutdown();
   const absl::Time deadline = absl::Now() + grace;
   const int64_t unfinished = serving_->tracker.Drain(deadline);

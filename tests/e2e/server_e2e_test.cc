@@ -296,7 +296,15 @@ TEST(ServerLifecycle, SigtermDrainsInFlightCallsAndExitsZero) {
       std::async(std::launch::async, [&] { return rope.Sinusoidal(1000000, 16); });
   absl::SleepFor(absl::Milliseconds(100));
   server->Signal(SIGTERM);
-  absl::SleepFor(absl::Milliseconds(50));
+  // Health turns NOT_SERVING once new calls are refused (server.cc); wait for it rather than a
+  // fixed time (under ThreadSanitizer, 50 ms after the signal was once not enough).
+  client::HealthClient health(Channel(*server));
+  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  for (absl::StatusOr<client::ServingStatus> status = health.Check();
+       status.ok() && *status == grpc::health::v1::HealthCheckResponse::SERVING && absl::Now() < give_up;
+       status = health.Check()) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
   // While it drains, the server refuses new work with UNAVAILABLE (clients retry elsewhere).
   bool checked_refusal = false;
   if (in_flight.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
