@@ -72,11 +72,11 @@ float RowMaxPortable(const float* x, int64_t n) {
 }
 
 PRIMSERVE_MULTIVERSION
-float ExpShiftedSumPortable(float* x, int64_t n, float m) {
+float Exp2ShiftedSumPortable(float* x, int64_t n, float m) {
   float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
   for (int64_t i = 0; i < n; ++i) {
-    const float e = ExpNonPositive(x[i] - m);
+    const float e = Exp2Bounded(x[i] - m);
     x[i] = e;
     sum += e;
   }
@@ -88,32 +88,29 @@ float ExpShiftedSumPortable(float* x, int64_t n, float m) {
 
 #ifdef PRIMSERVE_HAVE_X86_PATHS
 
-// exp(x) for x <= 0 (or -Inf, NaN: 0) on 16 lanes, as 2^t with t = x log2(e): n = round(t),
-// f = t - n in [-1/2, 1/2], 2^f by a polynomial in f, and vscalefps multiplies by 2^n with
-// correct underflow. t is clamped at -200 first: 2^-200 rounds to exactly 0, so a masked (-Inf)
-// logit contributes nothing and -Inf never meets the subtraction f = t - n. The rounding of t
-// costs a relative error eps |t| ln2 on a result of size e^x, i.e. at most eps / e in absolute
-// terms (|x| e^x <= 1/e). Exp2Reduce16 returns f and sets *n; each caller picks its polynomial.
-PRIMSERVE_AVX512 inline __m512 Exp2Reduce16(__m512 x, __m512* n) {
-  __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
+// 2^t (t <= kHeadroom, or -Inf, NaN: 0) on 16 lanes: n = round(t), f = t - n in [-1/2, 1/2],
+// 2^f by a polynomial in f, and vscalefps multiplies by 2^n with correct underflow. t is clamped
+// at -200 first: 2^-200 rounds to exactly 0, so a masked (-Inf) logit contributes nothing and
+// -Inf never meets the subtraction f = t - n. The rounding of t = s - m costs a relative error
+// eps |t| ln2 on a result of size 2^t. Exp2Reduce16 returns f and sets *n; each caller picks its
+// polynomial.
+PRIMSERVE_AVX512 inline __m512 Exp2Reduce16(__m512 t, __m512* n) {
   t = _mm512_max_ps(t, _mm512_set1_ps(-200.0f));  // Also maps NaN to -200 (max returns operand 2).
   *n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   return _mm512_sub_ps(t, *n);
 }
 
-// Float32 accuracy: 2^f = e^(f ln2) by its Taylor polynomial to degree 7 (truncation
-// (ln2 / 2)^8 / 8! < 6e-9 relative, below float's 6e-8 unit roundoff).
-PRIMSERVE_AVX512 inline __m512 ExpNonPositive16(__m512 x) {
+// Float32 accuracy: 2^f by the degree-6 polynomial of vector_math.h (relative error 1.9e-9,
+// below float's 6e-8 unit roundoff).
+PRIMSERVE_AVX512 inline __m512 Exp2_16(__m512 t) {
   __m512 n;
-  const __m512 f = Exp2Reduce16(x, &n);
-  // ln2^k / k!, k = 7 .. 0.
-  __m512 p = _mm512_set1_ps(1.5252733804059840e-05f);
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.5403530393381606e-04f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-03f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076284772e-03f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108664821580e-02f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650695910071e-01f));
-  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718055994531e-01f));
+  const __m512 f = Exp2Reduce16(t, &n);
+  __m512 p = _mm512_set1_ps(kExp2C6);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2C5));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2C4));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2C3));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2C2));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2C1));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
   return _mm512_scalef_ps(p, n);
 }
@@ -160,14 +157,22 @@ PRIMSERVE_AVX512 float RowMaxAvx512(const float* x, int64_t n) {
   return HorizontalMax(_mm512_max_ps(m0, m1));
 }
 
-// p = exp(x - m) for i < n, written to x (out16 null) or to out16 as bfloat16; returns sum(p).
-PRIMSERVE_AVX512 float ExpShiftedSumAvx512(float* x, int64_t n, float m, uint16_t* out16) {
+// p = 2^(x - m) for i < n, written to x (out16 null) or to out16 as bfloat16, stopping before
+// the first 32 lanes that hold an x above `limit`; adds the sum of p to *sum and returns how
+// many elements it did.
+PRIMSERVE_AVX512 int64_t Exp2ShiftedSumAvx512(float* x, int64_t n, float m, float limit, uint16_t* out16, float* sum) {
   const __m512 vm = _mm512_set1_ps(m);
+  const __m512 vlimit = _mm512_set1_ps(limit);
   __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    const __m512 p0 = ExpNonPositive16(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
-    const __m512 p1 = ExpNonPositive16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm));
+    const __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
+    if ((_mm512_cmp_ps_mask(x0, vlimit, _CMP_GT_OQ) | _mm512_cmp_ps_mask(x1, vlimit, _CMP_GT_OQ)) != 0) {
+      *sum += HorizontalSum(_mm512_add_ps(s0, s1));
+      return i;
+    }
+    const __m512 p0 = Exp2_16(_mm512_sub_ps(x0, vm));
+    const __m512 p1 = Exp2_16(_mm512_sub_ps(x1, vm));
     s0 = _mm512_add_ps(s0, p0);
     s1 = _mm512_add_ps(s1, p1);
     if (out16 != nullptr) {
@@ -180,7 +185,9 @@ PRIMSERVE_AVX512 float ExpShiftedSumAvx512(float* x, int64_t n, float m, uint16_
   }
   for (; i < n; i += 16) {
     const __mmask16 mask = i + 16 <= n ? static_cast<__mmask16>(0xffff) : TailMask(n - i);
-    const __m512 p = _mm512_maskz_mov_ps(mask, ExpNonPositive16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + i), vm)));
+    const __m512 xi = _mm512_maskz_loadu_ps(mask, x + i);
+    if (_mm512_mask_cmp_ps_mask(mask, xi, vlimit, _CMP_GT_OQ) != 0) break;
+    const __m512 p = _mm512_maskz_mov_ps(mask, Exp2_16(_mm512_sub_ps(xi, vm)));
     s0 = _mm512_add_ps(s0, p);
     if (out16 != nullptr) {
       alignas(32) uint16_t lanes[16];
@@ -190,20 +197,21 @@ PRIMSERVE_AVX512 float ExpShiftedSumAvx512(float* x, int64_t n, float m, uint16_
       _mm512_mask_storeu_ps(x + i, mask, p);
     }
   }
-  return HorizontalSum(_mm512_add_ps(s0, s1));
+  *sum += HorizontalSum(_mm512_add_ps(s0, s1));
+  return std::min(i, n);
 }
 
-// The BF16 probability pass: p = exp(x - m) rounded to bfloat16, whose unit roundoff is 2^-9.
+// The BF16 probability pass: p = 2^(x - m) rounded to bfloat16, whose unit roundoff is 2^-9.
 // Float32 accuracy would be wasted on it, so 2^f takes a degree-4 polynomial fitted on
-// [-1/2, 1/2] for relative error (max 2.7e-6 in float32 arithmetic, against degree 7's 6e-9 in
-// ExpNonPositive16): three fewer FMAs on every probability, the pass being the largest cost of a
+// [-1/2, 1/2] for relative error (max 2.7e-6 in float32 arithmetic, against degree 6's 1.9e-9 in
+// Exp2_16): two fewer FMAs on every probability, the pass being the largest cost of a
 // BF16 call beside its tile products, which run twice as fast as F32's. The row sum takes the
 // same float32 p, so the normaliser matches the probabilities to 2.7e-6 as well.
 #define PRIMSERVE_AVX512_BF16 __attribute__((target("avx512f,avx512bf16")))
 
-PRIMSERVE_AVX512_BF16 inline __m512 ExpNonPositiveBf16Grade(__m512 x) {
+PRIMSERVE_AVX512_BF16 inline __m512 Exp2Bf16Grade(__m512 t) {
   __m512 n;
-  const __m512 f = Exp2Reduce16(x, &n);
+  const __m512 f = Exp2Reduce16(t, &n);
   __m512 p = _mm512_set1_ps(0.009570022113621235f);
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.05591767653822899f));
   p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.240247443318367f));
@@ -219,13 +227,21 @@ PRIMSERVE_AVX512_BF16 inline void StoreBf16Prefix(uint16_t* y, __m512bh packed, 
 
 // vcvtne2ps2bf16 rounds 32 floats to nearest even in one instruction (against six integer
 // operations per 16 in Bf16Bits16; it flushes denormal results, p < 1.2e-38, to zero).
-PRIMSERVE_AVX512_BF16 float ExpShiftedSumBf16Avx512(const float* x, int64_t n, float m, uint16_t* out16) {
+// Stops like Exp2ShiftedSumAvx512 before the first 32 lanes holding an x above `limit`.
+PRIMSERVE_AVX512_BF16 int64_t Exp2ShiftedSumBf16Avx512(const float* x, int64_t n, float m, float limit, uint16_t* out16,
+                                                       float* sum) {
   const __m512 vm = _mm512_set1_ps(m);
+  const __m512 vlimit = _mm512_set1_ps(limit);
   __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    const __m512 p0 = ExpNonPositiveBf16Grade(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm));
-    const __m512 p1 = ExpNonPositiveBf16Grade(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm));
+    const __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
+    if ((_mm512_cmp_ps_mask(x0, vlimit, _CMP_GT_OQ) | _mm512_cmp_ps_mask(x1, vlimit, _CMP_GT_OQ)) != 0) {
+      *sum += HorizontalSum(_mm512_add_ps(s0, s1));
+      return i;
+    }
+    const __m512 p0 = Exp2Bf16Grade(_mm512_sub_ps(x0, vm));
+    const __m512 p1 = Exp2Bf16Grade(_mm512_sub_ps(x1, vm));
     s0 = _mm512_add_ps(s0, p0);
     s1 = _mm512_add_ps(s1, p1);
     const __m512bh packed = _mm512_cvtne2ps_pbh(p1, p0);  // Lanes 0-15 from p0, 16-31 from p1.
@@ -235,15 +251,20 @@ PRIMSERVE_AVX512_BF16 float ExpShiftedSumBf16Avx512(const float* x, int64_t n, f
     const int64_t left = n - i;
     const __mmask16 mask0 = left >= 16 ? static_cast<__mmask16>(0xffff) : TailMask(left);
     const __mmask16 mask1 = left > 16 ? TailMask(left - 16) : 0;
-    const __m512 p0 = _mm512_maskz_mov_ps(
-        mask0, ExpNonPositiveBf16Grade(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask0, x + i), vm)));
-    const __m512 p1 = _mm512_maskz_mov_ps(
-        mask1, ExpNonPositiveBf16Grade(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask1, x + i + 16), vm)));
+    const __m512 x0 = _mm512_maskz_loadu_ps(mask0, x + i), x1 = _mm512_maskz_loadu_ps(mask1, x + i + 16);
+    if ((_mm512_mask_cmp_ps_mask(mask0, x0, vlimit, _CMP_GT_OQ) | _mm512_mask_cmp_ps_mask(mask1, x1, vlimit, _CMP_GT_OQ)) !=
+        0) {
+      *sum += HorizontalSum(_mm512_add_ps(s0, s1));
+      return i;
+    }
+    const __m512 p0 = _mm512_maskz_mov_ps(mask0, Exp2Bf16Grade(_mm512_sub_ps(x0, vm)));
+    const __m512 p1 = _mm512_maskz_mov_ps(mask1, Exp2Bf16Grade(_mm512_sub_ps(x1, vm)));
     s0 = _mm512_add_ps(s0, p0);
     s1 = _mm512_add_ps(s1, p1);
     StoreBf16Prefix(out16 + i, _mm512_cvtne2ps_pbh(p1, p0), left);
   }
-  return HorizontalSum(_mm512_add_ps(s0, s1));
+  *sum += HorizontalSum(_mm512_add_ps(s0, s1));
+  return n;
 }
 
 // Lanes of x whose exponent bits are all ones: NaN or +-Inf.
@@ -294,18 +315,16 @@ PRIMSERVE_AVX512_BF16 bool ConvertToBf16Bf16Avx512(const float* x, uint16_t* y, 
 
 #define PRIMSERVE_AVX2 __attribute__((target("avx2,fma")))
 
-PRIMSERVE_AVX2 inline __m256 ExpNonPositive8(__m256 x) {
-  __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
+PRIMSERVE_AVX2 inline __m256 Exp2_8(__m256 t) {
   t = _mm256_max_ps(t, _mm256_set1_ps(-127.0f));
   const __m256 n = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m256 f = _mm256_sub_ps(t, n);
-  __m256 p = _mm256_set1_ps(1.5252733804059840e-05f);  // ln2^k / k!, k = 7 .. 0.
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.5403530393381606e-04f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.3333558146428443e-03f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6181291076284772e-03f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5504108664821580e-02f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022650695910071e-01f));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314718055994531e-01f));
+  __m256 p = _mm256_set1_ps(kExp2C6);
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2C5));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2C4));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2C3));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2C2));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2C1));
   p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
   const __m256i exponent = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(exponent));
@@ -342,14 +361,22 @@ PRIMSERVE_AVX2 inline __m256i TailMask8(int64_t count) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<int64_t>(count, 8))), lane);
 }
 
-// p = exp(x - m) for i < n, in place; returns sum(p).
-PRIMSERVE_AVX2 float ExpShiftedSumAvx2(float* x, int64_t n, float m) {
+// p = 2^(x - m) for i < n, in place, stopping before the first 16 lanes that hold an x above
+// `limit`; adds the sum of p to *sum and returns how many elements it did.
+PRIMSERVE_AVX2 int64_t Exp2ShiftedSumAvx2(float* x, int64_t n, float m, float limit, float* sum) {
   const __m256 vm = _mm256_set1_ps(m);
+  const __m256 vlimit = _mm256_set1_ps(limit);
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    const __m256 p0 = ExpNonPositive8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm));
-    const __m256 p1 = ExpNonPositive8(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm));
+    const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+    const __m256 above = _mm256_or_ps(_mm256_cmp_ps(x0, vlimit, _CMP_GT_OQ), _mm256_cmp_ps(x1, vlimit, _CMP_GT_OQ));
+    if (_mm256_movemask_ps(above) != 0) {
+      *sum += HorizontalSum8(_mm256_add_ps(s0, s1));
+      return i;
+    }
+    const __m256 p0 = Exp2_8(_mm256_sub_ps(x0, vm));
+    const __m256 p1 = Exp2_8(_mm256_sub_ps(x1, vm));
     s0 = _mm256_add_ps(s0, p0);
     s1 = _mm256_add_ps(s1, p1);
     _mm256_storeu_ps(x + i, p0);
@@ -357,12 +384,15 @@ PRIMSERVE_AVX2 float ExpShiftedSumAvx2(float* x, int64_t n, float m) {
   }
   for (; i < n; i += 8) {
     const __m256i mask = TailMask8(n - i);
-    const __m256 p = _mm256_and_ps(_mm256_castsi256_ps(mask),
-                                   ExpNonPositive8(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), vm)));
+    const __m256 xi = _mm256_maskload_ps(x + i, mask);
+    const __m256 above = _mm256_and_ps(_mm256_castsi256_ps(mask), _mm256_cmp_ps(xi, vlimit, _CMP_GT_OQ));
+    if (_mm256_movemask_ps(above) != 0) break;
+    const __m256 p = _mm256_and_ps(_mm256_castsi256_ps(mask), Exp2_8(_mm256_sub_ps(xi, vm)));
     s0 = _mm256_add_ps(s0, p);
     _mm256_maskstore_ps(x + i, mask, p);
   }
-  return HorizontalSum8(_mm256_add_ps(s0, s1));
+  *sum += HorizontalSum8(_mm256_add_ps(s0, s1));
+  return std::min(i, n);
 }
 
 #endif  // PRIMSERVE_HAVE_X86_PATHS
@@ -391,17 +421,70 @@ float RowMax(const float* x, int64_t n) {
   return RowMaxPortable(x, n);
 }
 
-float ExpShiftedSum(float* x, int64_t n, float m, uint16_t* out16) {
+// p = 2^(x - m) for the leading elements of x[0, n), written to x (out16 null) or to out16 as
+// bfloat16, stopping early only if an x above `limit` is met (the widest paths check 16-32 lanes
+// at a time, the portable one the whole row first); adds the sum of p to *sum and returns how
+// many elements it did (n, or fewer when it stopped).
+int64_t Exp2ShiftedSum(float* x, int64_t n, float m, float limit, uint16_t* out16, float* sum) {
 #ifdef PRIMSERVE_HAVE_X86_PATHS
-  if (out16 != nullptr && UseAvx512Bf16()) return ExpShiftedSumBf16Avx512(x, n, m, out16);
-  if (UseAvx512()) return ExpShiftedSumAvx512(x, n, m, out16);
-  if (out16 == nullptr && UseAvx2()) return ExpShiftedSumAvx2(x, n, m);
+  if (out16 != nullptr && UseAvx512Bf16()) return Exp2ShiftedSumBf16Avx512(x, n, m, limit, out16, sum);
+  if (UseAvx512()) return Exp2ShiftedSumAvx512(x, n, m, limit, out16, sum);
+  if (out16 == nullptr && UseAvx2()) return Exp2ShiftedSumAvx2(x, n, m, limit, sum);
 #endif
-  const float sum = ExpShiftedSumPortable(x, n, m);
-  if (out16 != nullptr) {
-    for (int64_t i = 0; i < n; ++i) out16[i] = Bf16Bits(x[i]);
+  if (limit != std::numeric_limits<float>::infinity() && RowMax(x, n) > limit) return 0;
+  if (out16 == nullptr) {
+    *sum += Exp2ShiftedSumPortable(x, n, m);
+  } else {
+    float s = 0.0f;
+    for (int64_t i = 0; i < n; ++i) {
+      const float p = Exp2Bounded(x[i] - m);
+      s += p;
+      out16[i] = Bf16Bits(p);
+    }
+    *sum += s;
   }
+  return n;
+}
+
+// All of x[0, n) against m (no early stop); returns the sum of p.
+float Exp2ShiftedSumAll(float* x, int64_t n, float m, uint16_t* out16) {
+  float sum = 0.0f;
+  Exp2ShiftedSum(x, n, m, std::numeric_limits<float>::infinity(), out16, &sum);
   return sum;
+}
+
+// One row of UpdateOnlineSoftmax on its visible logits (visible > 0). Returns alpha.
+float UpdateRow(float* row, uint16_t* row16, int64_t visible, float* m, float* l) {
+  const float m_old = *m;
+  if (m_old != kNegInf) {
+    // Against the reference, in one pass, unless a logit rises above m + kHeadroom.
+    float sum = 0.0f;
+    const int64_t done = Exp2ShiftedSum(row, visible, m_old, m_old + kHeadroom, row16, &sum);
+    if (done == visible) {
+      *l += sum;
+      return 1.0f;
+    }
+    // The maximum lies past `done` (everything before it is at most m + kHeadroom).
+    const float m_new = RowMax(row + done, visible - done);
+    // In double, so the difference of the two references is exact: alpha is rounded once.
+    const float alpha = static_cast<float>(std::exp2(static_cast<double>(m_old) - m_new));
+    if (row16 == nullptr) {
+      // The first `done` logits are already probabilities against m_old: rescale them.
+      ScaleRow(row, done, alpha);
+      sum = sum * alpha + Exp2ShiftedSumAll(row + done, visible - done, m_new, nullptr);
+    } else {
+      sum = Exp2ShiftedSumAll(row, visible, m_new, row16);  // The logits are intact: start over.
+    }
+    *l = *l * alpha + sum;
+    *m = m_new;
+    return alpha;
+  }
+  // The first visible keys of the row: the reference is their maximum (two passes).
+  const float m_new = RowMax(row, visible);
+  if (m_new == kNegInf) return 1.0f;  // Every bias -Inf: still nothing visible.
+  *l = Exp2ShiftedSumAll(row, visible, m_new, row16);
+  *m = m_new;
+  return 0.0f;
 }
 
 }  // namespace
@@ -423,20 +506,9 @@ void UpdateOnlineSoftmax(const OnlineSoftmaxTile& tile) {
     float* row = tile.scores + r * tile.ld;
     uint16_t* row16 = tile.probs_bf16 == nullptr ? nullptr : tile.probs_bf16 + r * tile.ld_bf16;
     const int64_t visible = tile.visible[r];
-    const float m_old = tile.row_max[r];
-    const float m_new = std::max(m_old, visible > 0 ? RowMax(row, visible) : kNegInf);
-    int64_t zero_from = visible;
-    if (m_new == kNegInf) {  // Nothing visible yet (masked, or every bias -Inf): p = 0.
-      tile.alpha[r] = 1.0f;
-      zero_from = 0;
-    } else {
-      // 0 when m_old = -Inf (ExpNonPositive(-Inf) = 0); 1 when the maximum did not move.
-      const float alpha = m_old == m_new ? 1.0f : ExpNonPositive(m_old - m_new);
-      const float tile_sum = ExpShiftedSum(row, visible, m_new, row16);
-      tile.row_sum[r] = tile.row_sum[r] * alpha + tile_sum;
-      tile.row_max[r] = m_new;
-      tile.alpha[r] = alpha;
-    }
+    tile.alpha[r] = visible > 0 ? UpdateRow(row, row16, visible, &tile.row_max[r], &tile.row_sum[r]) : 1.0f;
+    // A row with nothing visible so far has no probabilities at all.
+    const int64_t zero_from = tile.row_max[r] == kNegInf ? 0 : visible;
     if (row16 != nullptr) {
       std::fill(row16 + zero_from, row16 + tile.cols, uint16_t{0});
     } else {
@@ -445,7 +517,7 @@ void UpdateOnlineSoftmax(const OnlineSoftmaxTile& tile) {
   }
 }
 
-void ExpShifted(float* x, int64_t n, float m) { ExpShiftedSum(x, n, m, nullptr); }
+void Exp2Shifted(float* x, int64_t n, float m) { Exp2ShiftedSumAll(x, n, m, nullptr); }
 
 PRIMSERVE_MULTIVERSION
 void ScaleRow(float* x, int64_t n, float a) {

@@ -8,6 +8,10 @@
 // scale folded in as an output scale, and p v, accumulated by a sum post-op) run on cached
 // oneDNN matmul primitives. Key tiles past the last visible key of a query tile (causal, key
 // padding) are never computed, so causal attention costs about half.
+//
+// The softmax runs in base 2 (attention_online_softmax.h): log2(e) is folded into the q k^T
+// output scale (and multiplies the bias as it is added), so each probability is 2^(s - m)
+// without a multiplication of its own.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -31,17 +35,18 @@ namespace {
 constexpr int64_t kBlockQ = 128;
 constexpr int64_t kBlockK = 512;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr float kLog2e = 1.44269504088896341f;
 
-// x[i] += bias[i * stride] (stride 1, or 0 for a broadcast column axis).
+// x[i] += log2(e) bias[i * stride] (stride 1, or 0 for a broadcast column axis).
 PRIMSERVE_MULTIVERSION
 void AddBias(float* x, const float* bias, int64_t stride, int64_t n) {
   if (stride == 0) {
-    const float b = bias[0];
+    const float b = bias[0] * kLog2e;
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) x[i] += b;
   } else {
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) x[i] += bias[i];
+    for (int64_t i = 0; i < n; ++i) x[i] = std::fma(bias[i], kLog2e, x[i]);
   }
 }
 
@@ -130,7 +135,7 @@ class SoftmaxKernel {
     return &slot;
   }
 
-  // S = scale * q k^T: [mq, head_dim] x [nk, head_dim]^T into rows of kBlockK.
+  // S = log2(e) scale q k^T: [mq, head_dim] x [nk, head_dim]^T into rows of kBlockK.
   absl::StatusOr<BoundMatmul*> BindScores(int64_t mq, int64_t nk, Workspace& ws) const {
     MatmulShape shape;
     shape.m = mq;
@@ -140,7 +145,7 @@ class SoftmaxKernel {
     shape.ldb = p_.head_dim;
     shape.ldc = kBlockK;
     shape.b_transposed = true;
-    shape.scale = p_.scale;
+    shape.scale = p_.scale * kLog2e;
     shape.bf16 = p_.bf16;
     return Bind(ws.scores_mm, mq, nk, shape);
   }
@@ -159,7 +164,7 @@ class SoftmaxKernel {
     return Bind(ws.values_mm, mq, nk, shape);
   }
 
-  // S = scale * q k^T (+ bias) for rows [i0, i0 + mq) and keys [j0, j0 + nk) into ws.scores.
+  // S = log2(e) (scale q k^T + bias) for rows [i0, i0 + mq) and keys [j0, j0 + nk) into ws.scores.
   absl::Status Scores(int64_t b, int64_t h, int64_t i0, int64_t mq, int64_t j0, int64_t nk, Workspace& ws) const {
     absl::StatusOr<BoundMatmul*> bound = BindScores(mq, nk, ws);
     if (!bound.ok()) return bound.status();
@@ -241,7 +246,7 @@ class SoftmaxKernel {
     return absl::OkStatus();
   }
 
-  // Probabilities exp(s - m) / l with the final m and l: a second q k^T pass over the visible
+  // Probabilities 2^(s - m) / l with the final m and l: a second q k^T pass over the visible
   // keys, only when the caller asked for the weights.
   absl::Status Weights(int64_t b, int64_t h, int64_t i0, int64_t mq, int64_t key_end, Workspace& ws) const {
     float* weights = p_.weights + ((b * p_.heads + h) * p_.q_len + i0) * p_.k_len;
@@ -253,7 +258,7 @@ class SoftmaxKernel {
         const int64_t visible = std::clamp<int64_t>(p_.VisibleEnd(b, i0 + r) - j0, 0, nk);
         if (visible == 0 || ws.row_sum[r] <= 0.0f) continue;
         float* row = ws.scores.data() + r * kBlockK;
-        ExpShifted(row, visible, ws.row_max[r]);
+        Exp2Shifted(row, visible, ws.row_max[r]);
         const float inv = 1.0f / ws.row_sum[r];
         float* w = weights + r * p_.k_len + j0;
         for (int64_t c = 0; c < visible; ++c) w[c] = row[c] * inv;

@@ -1,7 +1,8 @@
-// The online-softmax row pass of the SOFTMAX attention kernel, on every instruction set this CPU
-// has (portable, AVX2 + FMA, AVX-512), against a double-precision reference: row lengths around
-// each vector width (tails), masked columns, -Inf and huge-negative logits, the running max and
-// sum across two key tiles, and the bfloat16 output.
+// The online-softmax row pass of the SOFTMAX attention kernel (base-2 logits), on every
+// instruction set this CPU has (portable, AVX2 + FMA, AVX-512), against a double-precision
+// reference: row lengths around each vector width (tails), masked columns, -Inf and
+// huge-negative logits, the lazy reference and the sum across two key tiles (with the reference
+// moving mid-row), and the bfloat16 output.
 #include "core/attention_online_softmax.h"
 
 #include <cmath>
@@ -43,8 +44,8 @@ class OnlineSoftmaxIsaTest : public testing::TestWithParam<SoftmaxIsa> {
   SoftmaxIsa previous_ = SoftmaxIsa::kAvx512;
 };
 
-// exp(arg) in float, for arg = x - m already rounded to float: the rounding of arg * log2(e) costs
-// up to about |arg| * 1.2e-7 relative, the polynomial and the last multiplications a few 6e-8.
+// 2^arg in float, for arg = x - m already rounded to float: the rounding of arg costs up to about
+// |arg| * 6e-8 * ln2 relative, the polynomial and the last multiplications a few 6e-8.
 double RelativeTolerance(float arg) { return 3e-7 + 1.2e-7 * std::abs(static_cast<double>(arg)); }
 
 float FromBf16(uint16_t bits) {
@@ -54,84 +55,111 @@ float FromBf16(uint16_t bits) {
   return x;
 }
 
+// The reference of UpdateOnlineSoftmax's contract: m moves only when a visible logit rises above
+// m + kHeadroom (or m was -Inf), and then to the maximum of the tile's visible logits.
+double NextReference(double m, const float* logits, int64_t visible) {
+  double tile_max = -INFINITY;
+  for (int64_t c = 0; c < visible; ++c) tile_max = std::max(tile_max, static_cast<double>(logits[c]));
+  return std::isinf(m) || tile_max > m + kHeadroom ? std::max(m, tile_max) : m;
+}
+
 // One tile of `rows` rows; row r has cols = 1 + r columns of which the first visible(r) count.
-// Two tiles in a row: the second one's logits are shifted up by 3 so the maximum moves.
+// Two tiles in a row: the second one's logits are shifted up by 3, and in every other row one
+// logit (at a position that walks across the row: first, middle, the vector tails) rises
+// kHeadroom + 3 above the first tile's maximum, so the reference must move mid-row. Run with
+// the probabilities in place (f32) and as bfloat16.
 TEST_P(OnlineSoftmaxIsaTest, MatchesDoubleReferenceOnEveryTailLengthAcrossTwoTiles) {
   constexpr int64_t kRows = 70, kLd = 72;  // Row lengths 1 .. 70 cover tails of 8 and 16 lanes.
-  std::mt19937 rng(7);
-  std::normal_distribution<float> normal(0.0f, 4.0f);
-  std::vector<float> tile1(kRows * kLd), tile2(kRows * kLd);
-  std::vector<int64_t> visible(kRows);
-  for (int64_t r = 0; r < kRows; ++r) {
-    visible[r] = (r + 1) - r % 3;  // Some rows mask their last columns.
-    for (int64_t c = 0; c < kLd; ++c) {
-      tile1[r * kLd + c] = normal(rng);
-      tile2[r * kLd + c] = normal(rng) + 3.0f;
-    }
-    tile1[r * kLd] = -kInf;  // A -Inf logit (a bias mask) in each row of the first tile.
-    if (r % 5 == 0) tile2[r * kLd + (r / 2)] = -1e30f;  // Far below: exp underflows to 0.
-  }
-  const std::vector<float> logits1 = tile1, logits2 = tile2;
-  std::vector<float> row_max(kRows, -kInf), row_sum(kRows, 0.0f), alpha(kRows);
-  double worst_p = 0, worst_sum = 0;
-  for (int pass = 0; pass < 2; ++pass) {
-    std::vector<float>& scores = pass == 0 ? tile1 : tile2;
-    const std::vector<float>& logits = pass == 0 ? logits1 : logits2;
-    std::vector<float> max_before = row_max;
-    for (int64_t r0 = 0; r0 < kRows; ++r0) {
-      // One row per call, so each row has its own width (cols = r0 + 1).
-      OnlineSoftmaxTile tile{scores.data() + r0 * kLd, kLd, 1, r0 + 1, &visible[r0], &row_max[r0], &row_sum[r0],
-                             &alpha[r0], nullptr, 0};
-      UpdateOnlineSoftmax(tile);
-    }
+  for (bool bf16 : {false, true}) {
+    SCOPED_TRACE(bf16 ? "bfloat16 probabilities" : "float32 probabilities");
+    std::mt19937 rng(7);
+    std::normal_distribution<float> normal(0.0f, 4.0f);
+    std::vector<float> tile1(kRows * kLd), tile2(kRows * kLd);
+    std::vector<int64_t> visible(kRows);
+    int64_t moved = 0;
     for (int64_t r = 0; r < kRows; ++r) {
-      const int64_t cols = r + 1;
-      double m = max_before[r];
-      for (int64_t c = 0; c < visible[r]; ++c) m = std::max(m, static_cast<double>(logits[r * kLd + c]));
-      EXPECT_EQ(row_max[r], static_cast<float>(m)) << "row " << r;
-      if (std::isinf(m)) {  // Nothing visible yet: alpha 1, and every p exactly 0.
-        EXPECT_EQ(alpha[r], 1.0f) << "row " << r;
-      } else if (std::isinf(max_before[r])) {  // The first visible keys: the accumulator is empty.
-        EXPECT_EQ(alpha[r], 0.0f) << "row " << r;
-      } else {
-        const float arg = max_before[r] - row_max[r];
-        EXPECT_NEAR(alpha[r], std::exp(static_cast<double>(arg)), RelativeTolerance(arg) * std::exp(arg))
-            << "row " << r;
+      visible[r] = (r + 1) - r % 3;  // Some rows mask their last columns.
+      for (int64_t c = 0; c < kLd; ++c) {
+        tile1[r * kLd + c] = normal(rng);
+        tile2[r * kLd + c] = normal(rng) + 3.0f;
       }
-      for (int64_t c = 0; c < cols; ++c) {
-        const float arg = logits[r * kLd + c] - row_max[r];
-        const double expected = c < visible[r] && !std::isinf(m) ? std::exp(static_cast<double>(arg)) : 0.0;
-        const double got = scores[r * kLd + c];
-        if (expected == 0.0) {  // Masked, -Inf, or -1e30 (exp underflows in double too): exactly 0.
-          EXPECT_EQ(got, 0.0) << "row " << r << " column " << c;
-        } else if (expected < kFloatMin) {  // Below float's normal range: 0 or about right.
-          EXPECT_LE(got, kFloatMin) << "row " << r << " column " << c;
+      tile1[r * kLd] = -kInf;  // A -Inf logit (a bias mask) in each row of the first tile.
+      if (r % 5 == 0) tile2[r * kLd + (r / 2)] = -1e30f;  // Far below: 2^x underflows to 0.
+      if (r % 2 == 1 && visible[r] > 1) {
+        float m1 = -kInf;
+        for (int64_t c = 0; c < visible[r]; ++c) m1 = std::max(m1, tile1[r * kLd + c]);
+        tile2[r * kLd + (r * 7) % visible[r]] = m1 + kHeadroom + 3.0f;
+        ++moved;
+      }
+    }
+    ASSERT_GT(moved, 30);
+    const std::vector<float> logits1 = tile1, logits2 = tile2;
+    std::vector<float> row_max(kRows, -kInf), row_sum(kRows, 0.0f), alpha(kRows);
+    std::vector<double> ref_m(kRows, -INFINITY), ref_sum(kRows, 0.0);
+    std::vector<uint16_t> probs(kRows * kLd);
+    double worst_p = 0, worst_sum = 0;
+    for (int pass = 0; pass < 2; ++pass) {
+      std::vector<float>& scores = pass == 0 ? tile1 : tile2;
+      const std::vector<float>& logits = pass == 0 ? logits1 : logits2;
+      const std::vector<float> max_before = row_max;
+      std::fill(probs.begin(), probs.end(), uint16_t{0xffff});
+      for (int64_t r0 = 0; r0 < kRows; ++r0) {
+        // One row per call, so each row has its own width (cols = r0 + 1).
+        OnlineSoftmaxTile tile{scores.data() + r0 * kLd, kLd, 1, r0 + 1, &visible[r0], &row_max[r0], &row_sum[r0],
+                               &alpha[r0], bf16 ? probs.data() + r0 * kLd : nullptr, kLd};
+        UpdateOnlineSoftmax(tile);
+      }
+      for (int64_t r = 0; r < kRows; ++r) {
+        const int64_t cols = r + 1;
+        const double m_before = ref_m[r];
+        const double m = NextReference(m_before, &logits[r * kLd], visible[r]);
+        ref_m[r] = m;
+        EXPECT_EQ(row_max[r], static_cast<float>(m)) << "row " << r;
+        if (std::isinf(m)) {  // Nothing visible yet: alpha 1, and every p exactly 0.
+          EXPECT_EQ(alpha[r], 1.0f) << "row " << r;
+        } else if (std::isinf(m_before)) {  // The first visible keys: the accumulator is empty.
+          EXPECT_EQ(alpha[r], 0.0f) << "row " << r;
+        } else if (m == m_before) {
+          EXPECT_EQ(alpha[r], 1.0f) << "row " << r;
         } else {
-          EXPECT_NEAR(got, expected, RelativeTolerance(arg) * expected) << "row " << r << " column " << c;
-          worst_p = std::max(worst_p, std::abs(got - expected) / expected);
+          const float arg = max_before[r] - row_max[r];
+          EXPECT_NEAR(alpha[r], std::exp2(static_cast<double>(arg)), RelativeTolerance(arg) * std::exp2(arg))
+              << "row " << r;
+        }
+        double sum = ref_sum[r] * (std::isinf(m_before) ? 0.0 : std::exp2(m_before - m));
+        for (int64_t c = 0; c < cols; ++c) {
+          const float arg = static_cast<float>(logits[r * kLd + c] - m);
+          const double expected = c < visible[r] && !std::isinf(m) ? std::exp2(static_cast<double>(arg)) : 0.0;
+          sum += expected;
+          const double got = bf16 ? FromBf16(probs[r * kLd + c]) : scores[r * kLd + c];
+          if (expected == 0.0) {  // Masked, -Inf, or -1e30 (underflows in double too): exactly 0.
+            EXPECT_EQ(got, 0.0) << "row " << r << " column " << c;
+          } else if (expected < kFloatMin) {  // Below float's normal range: 0 or about right.
+            EXPECT_LE(got, kFloatMin) << "row " << r << " column " << c;
+          } else if (bf16) {  // Within half a bfloat16 ulp (2^-8 relative) and the 2.7e-6 polynomial.
+            EXPECT_NEAR(got, expected, expected * (1.0 / 256 + 3e-6)) << "row " << r << " column " << c;
+          } else {
+            // A rescaled prefix (the reference moved mid-row) adds one rounding.
+            EXPECT_NEAR(got, expected, (RelativeTolerance(arg) + 1.2e-7) * expected) << "row " << r << " column " << c;
+            worst_p = std::max(worst_p, std::abs(got - expected) / expected);
+          }
+        }
+        if (bf16) {
+          EXPECT_EQ(probs[r * kLd + cols], 0xffff) << "row " << r << ": wrote past the row";
+        }
+        ref_sum[r] = sum;
+        // The running sum against the reference over every tile seen so far.
+        if (std::isinf(m)) {
+          EXPECT_EQ(row_sum[r], 0.0f) << "row " << r;
+        } else {
+          EXPECT_NEAR(row_sum[r], sum, (bf16 ? 4e-6 : 2e-6) * sum) << "row " << r << " after tile " << pass + 1;
+          worst_sum = std::max(worst_sum, std::abs(row_sum[r] - sum) / sum);
         }
       }
     }
-    // The running sum against the reference over every tile seen so far.
-    for (int64_t r = 0; r < kRows; ++r) {
-      double m = -INFINITY, sum = 0;
-      for (int t = 0; t <= pass; ++t) {
-        const std::vector<float>& l = t == 0 ? logits1 : logits2;
-        for (int64_t c = 0; c < visible[r]; ++c) m = std::max(m, static_cast<double>(l[r * kLd + c]));
-      }
-      if (std::isinf(m)) {  // Nothing visible in any tile so far.
-        EXPECT_EQ(row_sum[r], 0.0f) << "row " << r;
-        continue;
-      }
-      for (int t = 0; t <= pass; ++t) {
-        const std::vector<float>& l = t == 0 ? logits1 : logits2;
-        for (int64_t c = 0; c < visible[r]; ++c) sum += std::exp(static_cast<double>(l[r * kLd + c]) - m);
-      }
-      EXPECT_NEAR(row_sum[r], sum, 2e-6 * sum) << "row " << r << " after tile " << pass + 1;
-      worst_sum = std::max(worst_sum, std::abs(row_sum[r] - sum) / sum);
-    }
+    std::printf("%s %s: max relative error of p %.3g, of the running sum %.3g\n", Name(GetParam()),
+                bf16 ? "bf16" : "f32", worst_p, worst_sum);
   }
-  std::printf("%s: max relative error of p %.3g, of the running sum %.3g\n", Name(GetParam()), worst_p, worst_sum);
 }
 
 TEST_P(OnlineSoftmaxIsaTest, AFullyMaskedRowStaysEmptyAndZeroed) {
@@ -159,10 +187,10 @@ TEST_P(OnlineSoftmaxIsaTest, ExpShiftedAndBf16OutputMatchTheReference) {
     std::vector<float> x(n);
     for (int64_t i = 0; i < n; ++i) x[i] = -0.37f * static_cast<float>(i % 97) + 2.0f;
     const std::vector<float> logits = x;
-    ExpShifted(x.data(), n, 2.0f);
+    Exp2Shifted(x.data(), n, 2.0f - kHeadroom);  // Arguments from kHeadroom down to -27.5.
     for (int64_t i = 0; i < n; ++i) {
-      const float arg = logits[i] - 2.0f;
-      const double expected = std::exp(static_cast<double>(arg));
+      const float arg = logits[i] - (2.0f - kHeadroom);
+      const double expected = std::exp2(static_cast<double>(arg));
       EXPECT_NEAR(x[i], expected, RelativeTolerance(arg) * expected) << "n " << n << " i " << i;
     }
     // The bfloat16 probabilities: p rounded to nearest even, within half a bf16 ulp: 8 significant
@@ -174,7 +202,7 @@ TEST_P(OnlineSoftmaxIsaTest, ExpShiftedAndBf16OutputMatchTheReference) {
     OnlineSoftmaxTile tile{s.data(), n, 1, n, &visible, &m, &l, &a, p16.data(), n + 3};
     UpdateOnlineSoftmax(tile);
     for (int64_t i = 0; i < n; ++i) {
-      const double expected = std::exp(static_cast<double>(logits[i] - m));
+      const double expected = std::exp2(static_cast<double>(logits[i] - m));
       EXPECT_NEAR(FromBf16(p16[i]), expected, expected * (1.0 / 256) * 1.0001) << "n " << n << " i " << i;
     }
     EXPECT_EQ(p16[n], 0xffff) << "wrote past the row";
@@ -182,15 +210,15 @@ TEST_P(OnlineSoftmaxIsaTest, ExpShiftedAndBf16OutputMatchTheReference) {
 }
 
 TEST_P(OnlineSoftmaxIsaTest, TheUnderflowEdgeIsZeroOrAboutRightNeverGarbage) {
-  // exp(x - m) for x - m from -80 to -130 in steps of 1/16: across float's normal range
-  // (-87.34), the AVX2 clamp (t = -127, x - m = -88.03) and the subnormal range. Each result is
-  // within the usual tolerance, or (below the normal range) between 0 and the least normal float.
+  // 2^(x - m) for x - m from -120 to -150 in steps of 1/16: across float's normal range (-126),
+  // the AVX2 clamp (-127) and the subnormal range. Each result is within the usual tolerance, or
+  // (below the normal range) between 0 and the least normal float.
   std::vector<float> x;
-  for (float arg = -80.0f; arg >= -130.0f; arg -= 0.0625f) x.push_back(arg);
+  for (float arg = -120.0f; arg >= -150.0f; arg -= 0.0625f) x.push_back(arg);
   const std::vector<float> args = x;
-  ExpShifted(x.data(), static_cast<int64_t>(x.size()), 0.0f);
+  Exp2Shifted(x.data(), static_cast<int64_t>(x.size()), 0.0f);
   for (size_t i = 0; i < x.size(); ++i) {
-    const double expected = std::exp(static_cast<double>(args[i]));
+    const double expected = std::exp2(static_cast<double>(args[i]));
     EXPECT_GE(x[i], 0.0f) << "x - m = " << args[i];
     if (expected >= kFloatMin) {
       EXPECT_NEAR(x[i], expected, RelativeTolerance(args[i]) * expected) << "x - m = " << args[i];
