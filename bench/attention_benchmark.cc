@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <omp.h>
+
 #include "bench/bench_util.h"
 #include "core/attention.h"
 #include "core/dnnl_context.h"
@@ -194,6 +196,58 @@ void BM_AttentionUnfused(benchmark::State& state) {
                  sm_pd.impl_info_str());
 }
 
+// Diagnostic: the fused kernel's two tile products alone, on every thread at once (each with
+// its own buffers, as in the kernel): S = scale q k^T [128 x keys, k = 64] and acc += P v
+// [128 x 64, k = keys]. Their rate against the large matmul bounds what the fused kernel can
+// reach; keys below 512 are the edge tiles of causal attention. Args: {product (0 = scores,
+// 1 = values), bf16, keys}.
+void BM_TileProduct(benchmark::State& state) {
+  const bool values = state.range(0) != 0;
+  const bool bf16 = state.range(1) != 0;
+  if (bf16 && !HasNativeBf16()) {
+    state.SkipWithError("no native bf16 on this CPU");
+    return;
+  }
+  SetComputeThreads(0);
+  constexpr int64_t kQ = 128, kLd = 512, kLen = 2048;
+  const int64_t kK = state.range(2);
+  MatmulShape shape;
+  shape.m = kQ;
+  shape.bf16 = bf16;
+  if (values) {
+    shape.n = kHeadDim, shape.k = kK, shape.lda = kLd, shape.ldb = kHeadDim, shape.ldc = kHeadDim;
+    shape.accumulate = true;
+  } else {
+    shape.n = kK, shape.k = kHeadDim, shape.lda = kHeadDim, shape.ldb = kHeadDim, shape.ldc = kLd;
+    shape.b_transposed = true;
+    shape.scale = 0.125f;
+  }
+  absl::StatusOr<std::shared_ptr<const TileMatmul>> matmul = TileMatmul::Get(shape);
+  if (!matmul.ok()) {
+    state.SkipWithError(std::string(matmul.status().message()).c_str());
+    return;
+  }
+  const int threads = ComputeThreads();
+  const int64_t tiles_per_thread = kLen / kK * 16;  // Key tiles of B over kLen keys, cycled.
+  for (auto _ : state) {
+#pragma omp parallel num_threads(threads)
+    {
+      omp_set_num_threads(1);
+      dnnl::stream stream(DnnlEngine());
+      TileMatmulArgs args;
+      std::vector<float> a(static_cast<size_t>(kQ * kLd), 0.01f), c(static_cast<size_t>(kQ * kLd), 0.0f);
+      std::vector<float> b(static_cast<size_t>(kLen * kHeadDim), 0.01f);
+      std::vector<char> scratch((*matmul)->scratchpad_bytes());
+      for (int64_t t = 0; t < tiles_per_thread; ++t) {
+        const int64_t j0 = (t * kK) % kLen;
+        (*matmul)->Execute(stream, args, a.data(), b.data() + j0 * kHeadDim, c.data(), scratch.data());
+      }
+    }
+  }
+  SetRate(state, 2.0 * kQ * kK * kHeadDim * tiles_per_thread * threads);
+  state.SetLabel(std::string("vs:") + (bf16 ? "matmul_bf16" : "matmul") + " impl=" + (*matmul)->implementation());
+}
+
 void Lengths(benchmark::internal::Benchmark* b, std::initializer_list<int64_t> lengths) {
   b->ArgNames({"L", "causal"});
   for (int64_t causal : {0, 1})
@@ -206,6 +260,7 @@ BENCHMARK(BM_OneDnnMatmulBf16)->Arg(2048)->UseRealTime()->Unit(benchmark::kMilli
 BENCHMARK(BM_AttentionFused)->Apply([](auto* b) { Lengths(b, {256, 512, 1024, 2048, 4096, 8192, 16384}); });
 BENCHMARK(BM_AttentionFusedBf16)->Apply([](auto* b) { Lengths(b, {512, 2048, 4096, 8192}); });
 BENCHMARK(BM_AttentionUnfused)->Apply([](auto* b) { Lengths(b, {512, 2048, 4096, 8192}); });
+BENCHMARK(BM_TileProduct)->ArgNames({"values", "bf16", "keys"})->ArgsProduct({{0, 1}, {0, 1}, {128, 256, 512}})->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AttentionLinear)->Apply([](auto* b) { Lengths(b, {256, 512, 1024, 2048, 4096, 8192}); });
 // The peak again after the suite: a shared machine drifts, and the ratios use the higher reading
 // (bench_util.h), never a low one that would flatter them.

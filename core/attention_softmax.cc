@@ -50,6 +50,13 @@ void AddBias(float* x, const float* bias, int64_t stride, int64_t n) {
   }
 }
 
+// y[i] = x[i] * a (a finished row of the accumulator, times 1 / l).
+PRIMSERVE_MULTIVERSION
+void ScaleRowInto(const float* x, int64_t n, float a, float* y) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * a;
+}
+
 // One tile product shape with its primitive and this thread's bound dnnl::memory arguments.
 struct BoundMatmul {
   int64_t m = -1, n = -1;
@@ -236,11 +243,7 @@ class SoftmaxKernel {
     float* out = p_.out_rows(b, h) + i0 * dv;
     for (int64_t r = 0; r < mq; ++r) {
       // l = 0: the row saw no key; its output stays zero (never 0/0).
-      if (ws.row_sum[r] > 0.0f) {
-        const float inv = 1.0f / ws.row_sum[r];
-        const float* acc = ws.acc.data() + r * dv;
-        for (int64_t c = 0; c < dv; ++c) out[r * dv + c] = acc[c] * inv;
-      }
+      if (ws.row_sum[r] > 0.0f) ScaleRowInto(ws.acc.data() + r * dv, dv, 1.0f / ws.row_sum[r], out + r * dv);
     }
     if (p_.weights != nullptr) return Weights(b, h, i0, mq, key_end, ws);
     return absl::OkStatus();
@@ -259,9 +262,7 @@ class SoftmaxKernel {
         if (visible == 0 || ws.row_sum[r] <= 0.0f) continue;
         float* row = ws.scores.data() + r * kBlockK;
         Exp2Shifted(row, visible, ws.row_max[r]);
-        const float inv = 1.0f / ws.row_sum[r];
-        float* w = weights + r * p_.k_len + j0;
-        for (int64_t c = 0; c < visible; ++c) w[c] = row[c] * inv;
+        ScaleRowInto(row, visible, 1.0f / ws.row_sum[r], weights + r * p_.k_len + j0);
       }
     }
     return absl::OkStatus();
