@@ -50,18 +50,25 @@ bool ParseReusingField(grpc::ByteBuffer& wire, const google::protobuf::FieldDesc
   return message->MergeFromCodedStream(&in) && in.ConsumedEntireMessage();
 }
 
+bool AliasesTensorData(const google::protobuf::Message& message, const google::protobuf::FieldDescriptor& tensor) {
+  const google::protobuf::Reflection* reflection = message.GetReflection();
+  if (!reflection->HasField(message, &tensor)) return false;
+  const auto* proto = google::protobuf::DynamicCastToGenerated<v1::Tensor>(&reflection->GetMessage(message, &tensor));
+  return proto != nullptr && proto->data().size() >= kMinAliasedBytes;
+}
+
+grpc::Status SerializeCopying(const google::protobuf::Message& message, grpc::ByteBuffer* wire) {
+  bool own_buffer = false;
+  return grpc::SerializationTraits<google::protobuf::Message>::Serialize(message, wire, &own_buffer);
+}
+
 grpc::Status SerializeAliasingTensorData(google::protobuf::Message& message,
                                          const google::protobuf::FieldDescriptor& tensor, void (*release)(void*),
                                          void* owner, grpc::ByteBuffer* wire, bool* aliased_bytes) {
   *aliased_bytes = false;
   const google::protobuf::Reflection* reflection = message.GetReflection();
-  auto* aliased = reflection->HasField(message, &tensor)
-                      ? google::protobuf::DynamicCastToGenerated<v1::Tensor>(reflection->MutableMessage(&message, &tensor))
-                      : nullptr;
-  if (aliased == nullptr || aliased->data().size() < kMinAliasedBytes) {
-    bool own_buffer = false;
-    return grpc::SerializationTraits<google::protobuf::Message>::Serialize(message, wire, &own_buffer);
-  }
+  if (!AliasesTensorData(message, tensor)) return SerializeCopying(message, wire);
+  auto* aliased = google::protobuf::DynamicCastToGenerated<v1::Tensor>(reflection->MutableMessage(&message, &tensor));
   // Everything but the data bytes, serialized as usual: the message without the tensor, then
   // the tensor without its data (both detached for the moment, not copied).
   std::string data;

@@ -49,6 +49,10 @@ bool ParseReusingField(grpc::ByteBuffer& wire, const google::protobuf::FieldDesc
 // `aliased_bytes` says which: when false, release is not called and `message` is free at once.
 // A status only from gRPC's own serializer (a message over 2 GiB).
 inline constexpr size_t kMinAliasedBytes = size_t{1} << 20;
+// Whether SerializeAliasingTensorData would reference `tensor`'s data (rather than copy it).
+bool AliasesTensorData(const google::protobuf::Message& message, const google::protobuf::FieldDescriptor& tensor);
+// gRPC's own serialization of `message` (every byte copied).
+grpc::Status SerializeCopying(const google::protobuf::Message& message, grpc::ByteBuffer* wire);
 grpc::Status SerializeAliasingTensorData(google::protobuf::Message& message,
                                          const google::protobuf::FieldDescriptor& tensor, void (*release)(void*),
                                          void* owner, grpc::ByteBuffer* wire, bool* aliased_bytes);
@@ -97,7 +101,13 @@ class MessagePool {
     // The response, serialized for sending (SerializeAliasingTensorData). When its tensor's
     // bytes are referenced rather than copied, the lease moves into the slice that references
     // them, and its pair returns to the pool when gRPC has sent them.
+    // A copied (small) response returns the pair at once, with no heap lease.
     grpc::Status SerializeResponse(grpc::ByteBuffer* wire) && {
+      if (!AliasesTensorData(pair_->response, send_)) {
+        grpc::Status status = SerializeCopying(pair_->response, wire);
+        idle_->Return(std::move(pair_));
+        return status;
+      }
       auto owner = std::make_unique<Lease>(std::move(*this));
       bool aliased = false;
       grpc::Status status = SerializeAliasingTensorData(owner->pair_->response, owner->send_, &Release, owner.get(),
