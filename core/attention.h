@@ -91,7 +91,8 @@ struct AttentionResult {
 // out of [0, k_len]; a bias that does not broadcast; a bias or return_weights with LINEAR; a
 // negative or non-finite scale; NaN or Inf in query/key/value, NaN or +Inf in bias; RoPE errors
 // as in RopeTable::Create); RESOURCE_EXHAUSTED (weights above max_weight_elements, or any
-// tensor above max_elements); UNIMPLEMENTED (BF16 with LINEAR, or where this CPU has no native
+// tensor above max_elements); INVALID_ARGUMENT also when a SOFTMAX logit scale q.k + bias
+// overflows float32 in base 2 (above about 2.4e38, float's maximum over log2 e); UNIMPLEMENTED (BF16 with LINEAR, or where this CPU has no native
 // bfloat16 kernels, HasNativeBf16() false);
 // CANCELLED (options.cancelled returned true).
 absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, const Tensor& value,

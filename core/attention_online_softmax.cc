@@ -453,8 +453,9 @@ float Exp2ShiftedSumAll(float* x, int64_t n, float m, uint16_t* out16) {
   return sum;
 }
 
-// One row of UpdateOnlineSoftmax on its visible logits (visible > 0). Returns alpha.
-float UpdateRow(float* row, uint16_t* row16, int64_t visible, float* m, float* l) {
+// One row of UpdateOnlineSoftmax on its visible logits (visible > 0). Returns alpha. A +Inf
+// logit always reaches a RowMax (it is above any limit), which sets *overflow.
+float UpdateRow(float* row, uint16_t* row16, int64_t visible, float* m, float* l, bool* overflow) {
   const float m_old = *m;
   if (m_old != kNegInf) {
     // Against the reference, in one pass, unless a logit rises above m + kHeadroom.
@@ -466,6 +467,7 @@ float UpdateRow(float* row, uint16_t* row16, int64_t visible, float* m, float* l
     }
     // The maximum lies past `done` (everything before it is at most m + kHeadroom).
     const float m_new = RowMax(row + done, visible - done);
+    *overflow |= m_new == std::numeric_limits<float>::infinity();
     // In double, so the difference of the two references is exact: alpha is rounded once.
     const float alpha = static_cast<float>(std::exp2(static_cast<double>(m_old) - m_new));
     if (row16 == nullptr) {
@@ -481,6 +483,7 @@ float UpdateRow(float* row, uint16_t* row16, int64_t visible, float* m, float* l
   }
   // The first visible keys of the row: the reference is their maximum (two passes).
   const float m_new = RowMax(row, visible);
+  *overflow |= m_new == std::numeric_limits<float>::infinity();
   if (m_new == kNegInf) return 1.0f;  // Every bias -Inf: still nothing visible.
   *l = Exp2ShiftedSumAll(row, visible, m_new, row16);
   *m = m_new;
@@ -501,12 +504,14 @@ SoftmaxIsa CapSoftmaxIsaForTesting(SoftmaxIsa isa) {
   return static_cast<SoftmaxIsa>(g_isa_cap.exchange(static_cast<int>(isa)));
 }
 
-void UpdateOnlineSoftmax(const OnlineSoftmaxTile& tile) {
+bool UpdateOnlineSoftmax(const OnlineSoftmaxTile& tile) {
+  bool overflow = false;
   for (int64_t r = 0; r < tile.rows; ++r) {
     float* row = tile.scores + r * tile.ld;
     uint16_t* row16 = tile.probs_bf16 == nullptr ? nullptr : tile.probs_bf16 + r * tile.ld_bf16;
     const int64_t visible = tile.visible[r];
-    tile.alpha[r] = visible > 0 ? UpdateRow(row, row16, visible, &tile.row_max[r], &tile.row_sum[r]) : 1.0f;
+    tile.alpha[r] =
+        visible > 0 ? UpdateRow(row, row16, visible, &tile.row_max[r], &tile.row_sum[r], &overflow) : 1.0f;
     // A row with nothing visible so far has no probabilities at all.
     const int64_t zero_from = tile.row_max[r] == kNegInf ? 0 : visible;
     if (row16 != nullptr) {
@@ -515,6 +520,7 @@ void UpdateOnlineSoftmax(const OnlineSoftmaxTile& tile) {
       std::fill(row + zero_from, row + tile.cols, 0.0f);
     }
   }
+  return !overflow;
 }
 
 void Exp2Shifted(float* x, int64_t n, float m) { Exp2ShiftedSumAll(x, n, m, nullptr); }

@@ -235,7 +235,10 @@ class SoftmaxKernel {
       tile.alpha = ws.alpha.data();
       tile.probs_bf16 = p_.bf16 ? ws.probs.data() : nullptr;
       tile.ld_bf16 = kBlockK;
-      UpdateOnlineSoftmax(tile);
+      if (!UpdateOnlineSoftmax(tile)) {
+        return absl::InvalidArgumentError(
+            "attention: a logit (scale * q.k + bias) overflows float32; scale the query or key down");
+      }
       if (dv == 0) continue;  // Empty values: only the weights (if asked) are non-trivial.
       s = Values(b, h, mq, j0, nk, ws);
       if (!s.ok()) return s;

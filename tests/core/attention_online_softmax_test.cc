@@ -107,7 +107,7 @@ TEST_P(OnlineSoftmaxIsaTest, MatchesDoubleReferenceOnEveryTailLengthAcrossTwoTil
         // One row per call, so each row has its own width (cols = r0 + 1).
         OnlineSoftmaxTile tile{scores.data() + r0 * kLd, kLd, 1, r0 + 1, &visible[r0], &row_max[r0], &row_sum[r0],
                                &alpha[r0], bf16 ? probs.data() + r0 * kLd : nullptr, kLd};
-        UpdateOnlineSoftmax(tile);
+        ASSERT_TRUE(UpdateOnlineSoftmax(tile));
       }
       for (int64_t r = 0; r < kRows; ++r) {
         const int64_t cols = r + 1;
@@ -168,7 +168,7 @@ TEST_P(OnlineSoftmaxIsaTest, AFullyMaskedRowStaysEmptyAndZeroed) {
   const int64_t visible = 0;
   float m = -kInf, l = 0, a = -1;
   OnlineSoftmaxTile tile{row.data(), 37, 1, 37, &visible, &m, &l, &a, nullptr, 0};
-  UpdateOnlineSoftmax(tile);
+  ASSERT_TRUE(UpdateOnlineSoftmax(tile));
   EXPECT_EQ(m, -kInf);
   EXPECT_EQ(l, 0.0f);
   EXPECT_EQ(a, 1.0f);
@@ -176,7 +176,7 @@ TEST_P(OnlineSoftmaxIsaTest, AFullyMaskedRowStaysEmptyAndZeroed) {
   std::vector<float> all_minus_inf(21, -kInf);
   const int64_t all = 21;
   OnlineSoftmaxTile masked{all_minus_inf.data(), 21, 1, 21, &all, &m, &l, &a, nullptr, 0};
-  UpdateOnlineSoftmax(masked);  // Every bias -Inf: still nothing visible.
+  ASSERT_TRUE(UpdateOnlineSoftmax(masked));  // Every bias -Inf: still nothing visible.
   EXPECT_EQ(m, -kInf);
   for (float p : all_minus_inf) EXPECT_EQ(p, 0.0f);
 }
@@ -200,7 +200,7 @@ TEST_P(OnlineSoftmaxIsaTest, ExpShiftedAndBf16OutputMatchTheReference) {
     const int64_t visible = n;
     float m = -kInf, l = 0, a = 0;
     OnlineSoftmaxTile tile{s.data(), n, 1, n, &visible, &m, &l, &a, p16.data(), n + 3};
-    UpdateOnlineSoftmax(tile);
+    ASSERT_TRUE(UpdateOnlineSoftmax(tile));
     for (int64_t i = 0; i < n; ++i) {
       const double expected = std::exp2(static_cast<double>(logits[i] - m));
       EXPECT_NEAR(FromBf16(p16[i]), expected, expected * (1.0 / 256) * 1.0001) << "n " << n << " i " << i;
@@ -224,6 +224,35 @@ TEST_P(OnlineSoftmaxIsaTest, TheUnderflowEdgeIsZeroOrAboutRightNeverGarbage) {
       EXPECT_NEAR(x[i], expected, RelativeTolerance(args[i]) * expected) << "x - m = " << args[i];
     } else {
       EXPECT_LE(x[i], kFloatMin) << "x - m = " << args[i];
+    }
+  }
+}
+
+// A +Inf logit (an overflowed q k^T) is reported, whether it comes in a row's first tile or
+// later, in any lane position, and whichever the output.
+TEST_P(OnlineSoftmaxIsaTest, APlusInfLogitIsReported) {
+  for (bool bf16 : {false, true}) {
+    for (int64_t n : {1, 16, 33, 70}) {
+      for (int64_t at : {int64_t{0}, n / 2, n - 1}) {
+        SCOPED_TRACE(std::string(bf16 ? "bf16" : "f32") + " n " + std::to_string(n) + " at " + std::to_string(at));
+        std::vector<float> first(n, 1.0f), second(n, 2.0f);
+        std::vector<uint16_t> p16(n);
+        float m = -kInf, l = 0, a = 0;
+        const int64_t visible = n;
+        uint16_t* out16 = bf16 ? p16.data() : nullptr;
+        // The second tile, after a finite first one.
+        OnlineSoftmaxTile tile1{first.data(), n, 1, n, &visible, &m, &l, &a, out16, n};
+        ASSERT_TRUE(UpdateOnlineSoftmax(tile1));
+        second[at] = kInf;
+        OnlineSoftmaxTile tile2{second.data(), n, 1, n, &visible, &m, &l, &a, out16, n};
+        EXPECT_FALSE(UpdateOnlineSoftmax(tile2));
+        // The first tile of a fresh row.
+        std::vector<float> fresh(n, 0.5f);
+        fresh[at] = kInf;
+        float m2 = -kInf, l2 = 0, a2 = 0;
+        OnlineSoftmaxTile tile3{fresh.data(), n, 1, n, &visible, &m2, &l2, &a2, out16, n};
+        EXPECT_FALSE(UpdateOnlineSoftmax(tile3));
+      }
     }
   }
 }

@@ -1268,6 +1268,27 @@ TEST(AttentionBadInputTest, NegativeInfinityBiasIsAllowed) {
   }
 }
 
+// Finite inputs whose product overflows float32 (q.k = 4e40): a clear INVALID_ARGUMENT, not
+// zeros or NaN, in any row and whichever the precision.
+TEST(AttentionBadInputTest, OverflowingLogitsAreRefused) {
+  for (ComputePrecision precision : {ComputePrecision::kF32, ComputePrecision::kBF16}) {
+    if (precision == ComputePrecision::kBF16 && !HasNativeBf16()) continue;
+    for (int64_t row : {0, 140}) {
+      SCOPED_TRACE(absl::StrCat(precision == ComputePrecision::kBF16 ? "BF16" : "F32", " row ", row));
+      Tensor q = RandomTensor({1, 2, 150, 4}, 1);
+      const Tensor k = MakeTensor({1, 1, 3, 4}, std::vector<float>(12, 1e20f));
+      const Tensor v = RandomTensor({1, 1, 3, 2}, 3);
+      for (int64_t c = 0; c < 4; ++c) q.values[(150 + row) * 4 + c] = 1e20f;  // Head 1.
+      AttentionOptions options;
+      options.precision = precision;
+      options.scale = 1.0;
+      const absl::Status status = Attend(q, k, v, options).status();
+      EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+      EXPECT_THAT(std::string(status.message()), HasSubstr("overflows float32"));
+    }
+  }
+}
+
 TEST(AttentionLimitsTest, AtTheCapsIsAccepted) {
   const Tensor q = RandomTensor({2, 4, 5, 8}, 1), k = RandomTensor({2, 2, 6, 8}, 2), v = RandomTensor({2, 2, 6, 3}, 3);
   AttentionOptions options;
