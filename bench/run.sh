@@ -9,7 +9,7 @@
 #   4. writes bench/report.md and its plots (bench/report/*.png) from the raw results, which are
 #      kept in OUT_DIR (default $BUILD_DIR/bench-results).
 #
-# Environment: BUILD_DIR, OUT_DIR, REPEATS (default 3), KERNELS=0 (skip step 2 and reuse the
+# Environment: BUILD_DIR, OUT_DIR, REPEATS (default 3), ATTENTION_REPETITIONS (default 3), KERNELS=0 (skip step 2 and reuse the
 # suites' results already in OUT_DIR), E2E=0 (skip step 3 likewise), JOBS (build parallelism),
 # AB_SERVERS="label=/path/to/primserve-server ..." (other server builds, e.g. of an older
 # commit, alternated with this one on the 64 MiB calls: the report's before/after table).
@@ -51,8 +51,15 @@ cmake --build "$BUILD_DIR" -j"$JOBS" --target primserve-server primserve-load pr
 if [[ $KERNELS -eq 1 ]]; then
   for suite in "${SUITES[@]}"; do
     echo "== ${suite}_benchmark"
+    # Attention's ratios set a compute-bound kernel against a memory-bound baseline (unfused) and
+    # a matmul, and single runs of either swing by 10% here: its report takes medians of
+    # ATTENTION_REPETITIONS runs, interleaved in random order so drift hits every benchmark alike.
+    extra=()
+    if [[ $suite == attention ]]; then
+      extra=(--benchmark_repetitions="${ATTENTION_REPETITIONS:-3}" --benchmark_enable_random_interleaving=true)
+    fi
     "$BUILD_DIR/bench/${suite}_benchmark" --benchmark_out="$OUT_DIR/${suite}.json" \
-      --benchmark_out_format=json | tee "$OUT_DIR/${suite}.txt"
+      --benchmark_out_format=json "${extra[@]}" | tee "$OUT_DIR/${suite}.txt"
   done
 fi
 
