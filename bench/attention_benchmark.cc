@@ -11,9 +11,14 @@
 // ratio to the unfused path of the same shape.
 //
 // Args: {seq_len, causal}; B = 1, H = 8, D = Dv = 64.
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <functional>
+#include <memory>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <omp.h>
@@ -54,34 +59,96 @@ std::string ShapeKey(const char* what, int64_t len, bool causal) {
   return std::string(what) + "_L" + std::to_string(len) + "_causal" + (causal ? "1" : "0");
 }
 
-// The baselines: C = A B with A, B, C 2048 x 2048 on all threads, f32 or (A, B) bf16 with f32 C.
+// One call of a benchmarked computation, set up once; run() returns false on failure, with the
+// message in *error. Shared by the plain benchmarks and the paired ones.
+struct Workload {
+  std::function<bool()> run;
+  double flops = 0;  // Per call.
+  std::string impl;  // oneDNN implementation names, for labels.
+  std::shared_ptr<std::string> error = std::make_shared<std::string>();
+};
+
+// The baselines: C = A B with A, B, C n x n on all threads, f32 or (A, B) bf16 with f32 C.
+Workload MatmulWorkload(int64_t n, bool bf16) {
+  struct Buffers {
+    dnnl::stream stream{DnnlEngine()};
+    Tensor a, b, c;
+    std::vector<uint16_t> a16, b16;
+    dnnl::matmul matmul;
+    std::unordered_map<int, dnnl::memory> args;
+  };
+  auto st = std::make_shared<Buffers>();
+  using tag = dnnl::memory::format_tag;
+  using dt = dnnl::memory::data_type;
+  dnnl::engine& engine = DnnlEngine();
+  const dt in_type = bf16 ? dt::bf16 : dt::f32;
+  dnnl::memory::desc in_md({n, n}, in_type, tag::ab), out_md({n, n}, dt::f32, tag::ab);
+  // bf16 inputs: ones (the values do not matter for speed).
+  if (bf16) {
+    st->a16.assign(static_cast<size_t>(n * n), 0x3f80);
+    st->b16.assign(static_cast<size_t>(n * n), 0x3f80);
+  } else {
+    st->a = Random({n, n}, 1);
+    st->b = Random({n, n}, 2);
+  }
+  st->c = Tensor::Zeros({n, n});
+  void* a_ptr = bf16 ? static_cast<void*>(st->a16.data()) : st->a.values.data();
+  void* b_ptr = bf16 ? static_cast<void*>(st->b16.data()) : st->b.values.data();
+  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(in_md, in_md, out_md), engine);
+  st->matmul = dnnl::matmul(pd);
+  st->args = {{DNNL_ARG_SRC, dnnl::memory(in_md, engine, a_ptr)},
+              {DNNL_ARG_WEIGHTS, dnnl::memory(in_md, engine, b_ptr)},
+              {DNNL_ARG_DST, dnnl::memory(out_md, engine, st->c.values.data())}};
+  Workload w;
+  w.flops = 2.0 * n * n * n;
+  w.impl = pd.impl_info_str();
+  w.run = [st] {
+    st->matmul.execute(st->stream, st->args);
+    st->stream.wait();
+    return true;
+  };
+  return w;
+}
+
+// One Attend call on B = 1, H = 8, D = Dv = 64 random inputs.
+Workload FusedWorkload(int64_t len, bool causal, ComputePrecision precision) {
+  auto q = std::make_shared<const Tensor>(Random({1, kHeads, len, kHeadDim}, 1));
+  auto k = std::make_shared<const Tensor>(Random({1, kHeads, len, kHeadDim}, 2));
+  auto v = std::make_shared<const Tensor>(Random({1, kHeads, len, kHeadDim}, 3));
+  AttentionOptions options;
+  options.causal = causal;
+  options.precision = precision;
+  Workload w;
+  w.flops = AttentionFlops(len, causal);
+  w.run = [q, k, v, options, error = w.error] {
+    absl::StatusOr<AttentionResult> result = Attend(*q, *k, *v, options);
+    if (!result.ok()) *error = std::string(result.status().message());
+    benchmark::DoNotOptimize(result);
+    return result.ok();
+  };
+  return w;
+}
+
+// Runs `w` once per benchmark iteration.
+void RunWorkload(benchmark::State& state, const Workload& w) {
+  for (auto _ : state) {
+    if (!w.run()) {
+      state.SkipWithError(w.error->c_str());
+      return;
+    }
+  }
+  SetRate(state, w.flops);
+}
+
 void OneDnnMatmul(benchmark::State& state, bool bf16) {
-  const int64_t n = state.range(0);
   if (bf16 && !HasNativeBf16()) {
     state.SkipWithError("no native bf16 on this CPU");  // oneDNN 2.6 has no bf16 matmul here.
     return;
   }
   SetComputeThreads(0);
-  dnnl::engine& engine = DnnlEngine();
-  dnnl::stream stream(engine);
-  using tag = dnnl::memory::format_tag;
-  using dt = dnnl::memory::data_type;
-  const dt in_type = bf16 ? dt::bf16 : dt::f32;
-  dnnl::memory::desc in_md({n, n}, in_type, tag::ab), out_md({n, n}, dt::f32, tag::ab);
-  // bf16 inputs: the upper halves of random floats (the values do not matter for speed).
-  std::vector<uint16_t> a16(static_cast<size_t>(n * n), 0x3f80), b16(static_cast<size_t>(n * n), 0x3f80);
-  Tensor a = Random({n, n}, 1), b = Random({n, n}, 2), c = Tensor::Zeros({n, n});
-  void* a_ptr = bf16 ? static_cast<void*>(a16.data()) : a.values.data();
-  void* b_ptr = bf16 ? static_cast<void*>(b16.data()) : b.values.data();
-  dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(in_md, in_md, out_md), engine);
-  dnnl::matmul matmul(pd);
-  dnnl::memory am(in_md, engine, a_ptr), bm(in_md, engine, b_ptr), cm(out_md, engine, c.values.data());
-  for (auto _ : state) {
-    matmul.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
-    stream.wait();
-  }
-  SetRate(state, 2.0 * n * n * n);
-  state.SetLabel(std::string(bf16 ? "baseline:matmul_bf16" : "baseline:matmul") + " impl=" + pd.impl_info_str());
+  const Workload w = MatmulWorkload(state.range(0), bf16);
+  RunWorkload(state, w);
+  state.SetLabel(std::string(bf16 ? "baseline:matmul_bf16" : "baseline:matmul") + " impl=" + w.impl);
 }
 
 void BM_OneDnnMatmul(benchmark::State& state) { OneDnnMatmul(state, false); }
@@ -93,20 +160,7 @@ void AttentionFused(benchmark::State& state, ComputePrecision precision) {
   const int64_t len = state.range(0);
   const bool causal = state.range(1) != 0;
   SetComputeThreads(0);
-  const Tensor q = Random({1, kHeads, len, kHeadDim}, 1), k = Random({1, kHeads, len, kHeadDim}, 2),
-               v = Random({1, kHeads, len, kHeadDim}, 3);
-  AttentionOptions options;
-  options.causal = causal;
-  options.precision = precision;
-  for (auto _ : state) {
-    absl::StatusOr<AttentionResult> result = Attend(q, k, v, options);
-    if (!result.ok()) {
-      state.SkipWithError(std::string(result.status().message()).c_str());
-      return;
-    }
-    benchmark::DoNotOptimize(result->output.values.data());
-  }
-  SetRate(state, AttentionFlops(len, causal));
+  RunWorkload(state, FusedWorkload(len, causal, precision));
   if (precision == ComputePrecision::kF32) {
     state.SetLabel("vs:matmul vs:" + ShapeKey("unfused", len, causal) + " baseline:" + ShapeKey("f32", len, causal));
   } else {
@@ -142,58 +196,146 @@ void BM_AttentionLinear(benchmark::State& state) {
 // The best unfused path: per head, S = q k^T * scale (matmul), P = softmax(S) (softmax
 // primitive, in place), O = P v (matmul), with the [L, L] score matrix materialised. Heads run
 // one after another, each primitive on all threads.
+Workload UnfusedWorkload(int64_t len, bool causal) {
+  using tag = dnnl::memory::format_tag;
+  using dt = dnnl::memory::data_type;
+  struct Buffers {
+    dnnl::stream stream{DnnlEngine()};
+    Tensor q, k, v, out;
+    std::vector<float> scores, mask;
+    dnnl::memory::desc q_md, kt_md, s_md, v_md;
+    dnnl::matmul qk, pv;
+    dnnl::softmax_forward softmax;
+  };
+  auto st = std::make_shared<Buffers>();
+  dnnl::engine& engine = DnnlEngine();
+  st->q = Random({kHeads, len, kHeadDim}, 1);
+  st->k = Random({kHeads, len, kHeadDim}, 2);
+  st->v = Random({kHeads, len, kHeadDim}, 3);
+  st->out = Tensor::Zeros({kHeads, len, kHeadDim});
+  st->scores.resize(static_cast<size_t>(len * len));
+  st->q_md = dnnl::memory::desc({len, kHeadDim}, dt::f32, tag::ab);
+  st->kt_md = dnnl::memory::desc({kHeadDim, len}, dt::f32, tag::ba);
+  st->s_md = dnnl::memory::desc({len, len}, dt::f32, tag::ab);
+  st->v_md = dnnl::memory::desc({len, kHeadDim}, dt::f32, tag::ab);
+  dnnl::primitive_attr qk_attr;
+  qk_attr.set_output_scales(0, {1.0f / std::sqrt(static_cast<float>(kHeadDim))});
+  // Causal: an additive [L, L] mask (0 / -Inf) as a binary post-op of the first matmul.
+  if (causal) {
+    st->mask.assign(static_cast<size_t>(len * len), 0.0f);
+    for (int64_t i = 0; i < len; ++i)
+      for (int64_t j = i + 1; j < len; ++j) st->mask[static_cast<size_t>(i * len + j)] = -INFINITY;
+    dnnl::post_ops ops;
+    ops.append_binary(dnnl::algorithm::binary_add, st->s_md);
+    qk_attr.set_post_ops(ops);
+  }
+  dnnl::matmul::primitive_desc qk_pd(dnnl::matmul::desc(st->q_md, st->kt_md, st->s_md), qk_attr, engine);
+  dnnl::softmax_forward::primitive_desc sm_pd(
+      dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, st->s_md, 1), engine);
+  dnnl::matmul::primitive_desc pv_pd(dnnl::matmul::desc(st->s_md, st->v_md, st->v_md), engine);
+  st->qk = dnnl::matmul(qk_pd);
+  st->pv = dnnl::matmul(pv_pd);
+  st->softmax = dnnl::softmax_forward(sm_pd);
+  Workload w;
+  w.flops = AttentionFlops(len, causal);
+  w.impl = std::string(qk_pd.impl_info_str()) + "," + sm_pd.impl_info_str();
+  w.run = [st, len, causal] {
+    dnnl::engine& engine = DnnlEngine();
+    dnnl::memory s_mem(st->s_md, engine, st->scores.data());
+    for (int64_t h = 0; h < kHeads; ++h) {
+      const int64_t offset = h * len * kHeadDim;
+      dnnl::memory qm(st->q_md, engine, st->q.values.data() + offset);
+      dnnl::memory km(st->kt_md, engine, st->k.values.data() + offset);
+      dnnl::memory vm(st->v_md, engine, st->v.values.data() + offset);
+      dnnl::memory om(st->v_md, engine, st->out.values.data() + offset);
+      std::unordered_map<int, dnnl::memory> qk_args = {{DNNL_ARG_SRC, qm}, {DNNL_ARG_WEIGHTS, km}, {DNNL_ARG_DST, s_mem}};
+      if (causal) {
+        qk_args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = dnnl::memory(st->s_md, engine, st->mask.data());
+      }
+      st->qk.execute(st->stream, qk_args);
+      st->softmax.execute(st->stream, {{DNNL_ARG_SRC, s_mem}, {DNNL_ARG_DST, s_mem}});
+      st->pv.execute(st->stream, {{DNNL_ARG_SRC, s_mem}, {DNNL_ARG_WEIGHTS, vm}, {DNNL_ARG_DST, om}});
+    }
+    st->stream.wait();
+    return true;
+  };
+  return w;
+}
+
 void BM_AttentionUnfused(benchmark::State& state) {
   const int64_t len = state.range(0);
   const bool causal = state.range(1) != 0;
   SetComputeThreads(0);
-  using tag = dnnl::memory::format_tag;
-  using dt = dnnl::memory::data_type;
-  dnnl::engine& engine = DnnlEngine();
-  dnnl::stream stream(engine);
-  const Tensor q = Random({kHeads, len, kHeadDim}, 1), k = Random({kHeads, len, kHeadDim}, 2),
-               v = Random({kHeads, len, kHeadDim}, 3);
-  Tensor out = Tensor::Zeros({kHeads, len, kHeadDim});
-  std::vector<float> scores(static_cast<size_t>(len * len));
-  // Causal: an additive [L, L] mask (0 / -Inf) as a binary post-op of the first matmul.
-  std::vector<float> mask;
-  dnnl::memory::desc q_md({len, kHeadDim}, dt::f32, tag::ab), kt_md({kHeadDim, len}, dt::f32, tag::ba),
-      s_md({len, len}, dt::f32, tag::ab), v_md({len, kHeadDim}, dt::f32, tag::ab);
-  dnnl::primitive_attr qk_attr;
-  qk_attr.set_output_scales(0, {1.0f / std::sqrt(static_cast<float>(kHeadDim))});
-  if (causal) {
-    mask.assign(static_cast<size_t>(len * len), 0.0f);
-    for (int64_t i = 0; i < len; ++i)
-      for (int64_t j = i + 1; j < len; ++j) mask[static_cast<size_t>(i * len + j)] = -INFINITY;
-    dnnl::post_ops ops;
-    ops.append_binary(dnnl::algorithm::binary_add, s_md);
-    qk_attr.set_post_ops(ops);
+  const Workload w = UnfusedWorkload(len, causal);
+  RunWorkload(state, w);
+  state.SetLabel("vs:matmul baseline:" + ShapeKey("unfused", len, causal) + " impl=" + w.impl);
+}
+
+// The ratio targets, measured in pairs: the fused kernel and its baseline run one call
+// after the other (in alternating order), and the figure is the median of the per-pair speed
+// ratios. These machines drift by 20% within minutes; a pair sees one machine state, so the
+// paired ratio holds where the ratio of two separately timed benchmarks swings. Args: {L,
+// causal, versus}.
+enum Versus : int64_t {
+  kVsMatmul = 0,   // F32 fused against the 2048^3 f32 matmul (GFLOP/s over GFLOP/s).
+  kVsUnfused = 1,  // F32 fused against the unfused path of the same shape.
+  kBf16VsF32 = 2,  // BF16 fused against F32 fused of the same shape.
+};
+
+// Pairs per shape: a median of several at every length, about 10 s per shape at L = 8192.
+int64_t PairsFor(int64_t len) { return len <= 2048 ? 15 : len <= 4096 ? 9 : len <= 8192 ? 5 : 3; }
+
+double SecondsOf(const Workload& w, bool* ok) {
+  const auto start = std::chrono::steady_clock::now();
+  *ok = w.run() && *ok;
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void BM_AttentionPaired(benchmark::State& state) {
+  const int64_t len = state.range(0);
+  const bool causal = state.range(1) != 0;
+  const auto versus = static_cast<Versus>(state.range(2));
+  if (versus == kBf16VsF32 && !HasNativeBf16()) {
+    state.SkipWithError("no native bf16 on this CPU");
+    return;
   }
-  dnnl::matmul::primitive_desc qk_pd(dnnl::matmul::desc(q_md, kt_md, s_md), qk_attr, engine);
-  dnnl::softmax_forward::primitive_desc sm_pd(
-      dnnl::softmax_forward::desc(dnnl::prop_kind::forward_inference, s_md, 1), engine);
-  dnnl::matmul::primitive_desc pv_pd(dnnl::matmul::desc(s_md, v_md, v_md), engine);
-  dnnl::matmul qk(qk_pd), pv(pv_pd);
-  dnnl::softmax_forward softmax(sm_pd);
-  dnnl::memory s_mem(s_md, engine, scores.data());
-  for (auto _ : state) {
-    for (int64_t h = 0; h < kHeads; ++h) {
-      dnnl::memory qm(q_md, engine, const_cast<float*>(q.values.data()) + h * len * kHeadDim);
-      dnnl::memory km(kt_md, engine, const_cast<float*>(k.values.data()) + h * len * kHeadDim);
-      dnnl::memory vm(v_md, engine, const_cast<float*>(v.values.data()) + h * len * kHeadDim);
-      dnnl::memory om(v_md, engine, out.values.data() + h * len * kHeadDim);
-      std::unordered_map<int, dnnl::memory> qk_args = {{DNNL_ARG_SRC, qm}, {DNNL_ARG_WEIGHTS, km}, {DNNL_ARG_DST, s_mem}};
-      if (causal) {
-        qk_args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = dnnl::memory(s_md, engine, mask.data());
-      }
-      qk.execute(stream, qk_args);
-      softmax.execute(stream, {{DNNL_ARG_SRC, s_mem}, {DNNL_ARG_DST, s_mem}});
-      pv.execute(stream, {{DNNL_ARG_SRC, s_mem}, {DNNL_ARG_WEIGHTS, vm}, {DNNL_ARG_DST, om}});
+  SetComputeThreads(0);
+  const Workload subject =
+      FusedWorkload(len, causal, versus == kBf16VsF32 ? ComputePrecision::kBF16 : ComputePrecision::kF32);
+  const Workload baseline = versus == kVsMatmul    ? MatmulWorkload(2048, false)
+                            : versus == kVsUnfused ? UnfusedWorkload(len, causal)
+                                                   : FusedWorkload(len, causal, ComputePrecision::kF32);
+  bool ok = true;
+  SecondsOf(subject, &ok);  // Warm-up: primitives, buffers, first-touch page faults.
+  SecondsOf(baseline, &ok);
+  std::vector<double> ratios;
+  double subject_seconds = 0, baseline_seconds = 0;
+  for (auto _ : state) {  // One iteration (Iterations(1)) of PairsFor(len) pairs.
+    for (int64_t pair = 0; ok && pair < PairsFor(len); ++pair) {
+      const bool subject_first = pair % 2 == 0;
+      const double first = SecondsOf(subject_first ? subject : baseline, &ok);
+      const double second = SecondsOf(subject_first ? baseline : subject, &ok);
+      const double s = subject_first ? first : second, b = subject_first ? second : first;
+      subject_seconds += s;
+      baseline_seconds += b;
+      ratios.push_back((subject.flops / s) / (baseline.flops / b));
     }
-    stream.wait();
+    state.SetIterationTime(subject_seconds);
   }
-  SetRate(state, AttentionFlops(len, causal));
-  state.SetLabel("vs:matmul baseline:" + ShapeKey("unfused", len, causal) + " impl=" + qk_pd.impl_info_str() + "," +
-                 sm_pd.impl_info_str());
+  if (!ok) {
+    state.SkipWithError((subject.error->empty() ? *baseline.error : *subject.error).c_str());
+    return;
+  }
+  std::sort(ratios.begin(), ratios.end());
+  const size_t n = ratios.size();
+  state.counters["paired_ratio"] = n % 2 == 1 ? ratios[n / 2] : 0.5 * (ratios[n / 2 - 1] + ratios[n / 2]);
+  state.counters["ratio_min"] = ratios.front();
+  state.counters["ratio_max"] = ratios.back();
+  state.counters["pairs"] = static_cast<double>(n);
+  state.counters["rate"] = subject.flops * static_cast<double>(n) / subject_seconds;
+  state.counters["baseline_rate"] = baseline.flops * static_cast<double>(n) / baseline_seconds;
+  static const char* const kNames[] = {"fused_f32/matmul_f32", "fused_f32/unfused_f32", "fused_bf16/fused_f32"};
+  state.SetLabel(std::string("paired:") + kNames[versus]);
 }
 
 // Diagnostic: the fused kernel's two tile products alone, on every thread at once (each with
@@ -261,6 +403,18 @@ BENCHMARK(BM_AttentionFused)->Apply([](auto* b) { Lengths(b, {256, 512, 1024, 20
 BENCHMARK(BM_AttentionFusedBf16)->Apply([](auto* b) { Lengths(b, {512, 2048, 4096, 8192}); });
 BENCHMARK(BM_AttentionUnfused)->Apply([](auto* b) { Lengths(b, {512, 2048, 4096, 8192}); });
 BENCHMARK(BM_TileProduct)->ArgNames({"values", "bf16", "keys"})->ArgsProduct({{0, 1}, {0, 1}, {128, 256, 512}})->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_AttentionPaired)->Apply([](auto* b) {
+  b->ArgNames({"L", "causal", "versus"});
+  for (int64_t versus : {kVsMatmul, kVsUnfused, kBf16VsF32})
+    for (int64_t causal : {0, 1})
+      for (int64_t len : {2048, 4096, 8192, 16384}) {
+        // Only fused runs L = 16384 (the unfused scores would take 8.6 GB); BF16 is measured to 8192.
+        if (len == 16384 && versus != kVsMatmul) continue;
+        b->Args({len, causal, versus});
+      }
+  // Pairs are the repetitions here: one run of each, whatever --benchmark_repetitions says.
+  b->Iterations(1)->Repetitions(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+});
 BENCHMARK(BM_AttentionLinear)->Apply([](auto* b) { Lengths(b, {256, 512, 1024, 2048, 4096, 8192}); });
 // The peak again after the suite: a shared machine drifts, and the ratios use the higher reading
 // (bench_util.h), never a low one that would flatter them.

@@ -9,6 +9,10 @@
 // are free text. A baseline measured more than once (the matmul peak is timed at the start
 // and at the end of a suite, since a shared machine drifts) counts with its highest rate: the
 // machine's practical peak in this run, never a low reading that would flatter every ratio.
+//
+// Paired benchmarks (label "paired:<subject>/<baseline>") time the subject and its baseline call
+// by call and report the median of the per-pair ratios themselves (counter "paired_ratio", with
+// "ratio_min", "ratio_max" and "pairs"); they get a table of their own.
 #ifndef PRIMSERVE_BENCH_BENCH_UTIL_H_
 #define PRIMSERVE_BENCH_BENCH_UTIL_H_
 
@@ -33,6 +37,10 @@ class RatioReporter : public benchmark::ConsoleReporter {
       const bool single = run.run_type == Run::RT_Iteration && run.repetitions <= 1;
       const bool median = run.run_type == Run::RT_Aggregate && run.aggregate_name == "median";
       if (run.error_occurred || !(single || median)) continue;
+      if (run.counters.count("paired_ratio") != 0) {
+        paired_.push_back(run);
+        continue;
+      }
       // A benchmark's figure of merit: its "rate" counter (e.g. FLOP/s) or bytes per second.
       auto it = run.counters.find("rate");
       if (it == run.counters.end()) it = run.counters.find("bytes_per_second");
@@ -64,12 +72,28 @@ class RatioReporter : public benchmark::ConsoleReporter {
       std::printf("%-60s %10.2f %10.2f %8.2fx  (baseline %s)\n", name.c_str(), rate / 1e9, base->second / 1e9,
                   rate / base->second, key.c_str());
     }
+    if (!paired_.empty()) {
+      std::printf("\n%-72s %10s %10s %8s %15s  %s\n", "paired benchmark", "G/s", "base G/s", "ratio", "range (pairs)",
+                  "subject/baseline");
+    }
+    for (const Run& run : paired_) {
+      auto counter = [&](const char* name) {
+        auto it = run.counters.find(name);
+        return it == run.counters.end() ? 0.0 : it->second.value;
+      };
+      const std::string& label = run.report_label;
+      const std::string what = label.rfind("paired:", 0) == 0 ? label.substr(7) : label;
+      std::printf("%-72s %10.2f %10.2f %7.2fx %6.2f-%.2f (%.0f)  %s\n", run.run_name.str().c_str(), counter("rate") / 1e9,
+                  counter("baseline_rate") / 1e9, counter("paired_ratio"), counter("ratio_min"), counter("ratio_max"),
+                  counter("pairs"), what.c_str());
+    }
     std::fflush(stdout);
   }
 
  private:
   std::map<std::string, double> baselines_;
   std::vector<std::pair<std::string, std::pair<std::string, double>>> measured_;
+  std::vector<Run> paired_;
 };
 
 }  // namespace bench

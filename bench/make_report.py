@@ -82,6 +82,34 @@ def key_of(entry, prefix):
     return keys[0] if keys else None
 
 
+# BM_AttentionPaired's versus argument: (what, target non-causal, target causal).
+PAIRED_TARGETS = {0: ("fused F32 / matmul F32", 0.85, 0.80), 1: ("fused F32 / unfused F32", 1.25, 1.25),
+                  2: ("fused BF16 / fused F32", 1.6, 1.6)}
+
+
+def attention_paired(path):
+    """BM_AttentionPaired rows (what, causal, L, target, median, min, max, pairs) and skipped (what, why)."""
+    if not os.path.exists(path):
+        return [], []
+    with open(path) as f:
+        data = json.load(f)
+    rows, skips = [], []
+    for b in data.get("benchmarks", []):
+        name = b.get("run_name", b["name"])
+        if not name.startswith("BM_AttentionPaired/"):
+            continue
+        args = dict(part.split(":", 1) for part in name.split("/")[1:4])
+        what, target_nc, target_c = PAIRED_TARGETS[int(args["versus"])]
+        causal = int(args["causal"])
+        if b.get("error_occurred"):
+            skips.append((what, b.get("error_message", "skipped")))
+            continue
+        rows.append(((int(args["versus"]), causal, int(args["L"])),
+                     (what, causal, int(args["L"]), target_c if causal else target_nc, b["paired_ratio"],
+                      b["ratio_min"], b["ratio_max"], int(b["pairs"]))))
+    return [row for _, row in sorted(rows)], skips
+
+
 def ratio_rows(runs):
     """(name, G/s, baseline G/s, ratio, baseline key) for every "vs:" key of a run with its baseline."""
     baselines = {}
@@ -451,6 +479,26 @@ def main():
         add("Linear attention's rate counts the softmax-equivalent FLOPs (its speed relative to softmax")
         add("attention of the same shape), as the suite's labels say.")
         add("")
+
+    paired_rows, paired_skips = attention_paired(os.path.join(res, "attention.json"))
+    if paired_rows or paired_skips:
+        add("## Attention targets (issue 3), measured in pairs")
+        add("")
+        add("`BM_AttentionPaired`: the fused kernel and its baseline run call after call, in alternating order,")
+        add("and each figure is the median of the per-pair speed ratios (GFLOP/s over GFLOP/s; causal counts")
+        add("half the FLOPs), with the lowest and highest pair beside it. A pair sees one state of the shared")
+        add("machine, so these ratios hold where two separately timed benchmarks drift apart.")
+        add("")
+        add("| ratio | causal | L | target | median of pairs | range | pairs | met |")
+        add("|---|---|---|---|---|---|---|---|")
+        for what, causal, length, target, ratio, low, high, pairs in paired_rows:
+            met = "yes" if ratio >= target else "**no**"
+            add(f"| {what} | {causal} | {length} | >= {target:.2f} | {ratio:.2f}x | {low:.2f}-{high:.2f} | {pairs} | {met} |")
+        add("")
+        for what, message in sorted(set(paired_skips)):
+            add(f"- {what}: not measured on this machine ({message}).")
+        if paired_skips:
+            add("")
 
     logi = suites["logistic"]
     if logi:
