@@ -7,7 +7,9 @@
 //   key   [batch, num_kv_heads, k_len, head_dim]
 //   value [batch, num_kv_heads, k_len, value_dim]
 //   bias  (optional, SOFTMAX only) any shape broadcastable to [batch, num_heads, q_len, k_len]:
-//         rank <= 4, right-aligned, each axis 1 or the full extent (-Inf entries mask).
+//         rank <= 4, right-aligned, each axis 1 or the full extent (-Inf entries mask; finite
+//         ones, down to torch.finfo(float32).min, are logits, as in PyTorch: a row biased by
+//         finfo.min everywhere gets the uniform softmax).
 //   output  [batch, num_heads, q_len, value_dim]
 //   weights [batch, num_heads, q_len, k_len] (only when return_weights; SOFTMAX only)
 // num_heads % num_kv_heads == 0: query head h reads key/value head h / (num_heads / num_kv_heads)
@@ -91,9 +93,10 @@ struct AttentionResult {
 // out of [0, k_len]; a bias that does not broadcast; a bias or return_weights with LINEAR; a
 // negative or non-finite scale; NaN or Inf in query/key/value, NaN or +Inf in bias; RoPE errors
 // as in RopeTable::Create); RESOURCE_EXHAUSTED (weights above max_weight_elements, or any
-// tensor above max_elements); INVALID_ARGUMENT also when a SOFTMAX logit scale q.k + bias
-// overflows float32 in base 2 (above about 2.4e38, float's maximum over log2 e); UNIMPLEMENTED (BF16 with LINEAR, or where this CPU has no native
-// bfloat16 kernels, HasNativeBf16() false);
+// tensor above max_elements); INVALID_ARGUMENT also when a visible SOFTMAX logit scale q.k + bias
+// overflows float32 in base 2 (above about 2.4e38, float's maximum over log2 e), including an
+// overflowed q.k against a -Inf bias; UNIMPLEMENTED (BF16 with LINEAR, or where this CPU has no
+// native bfloat16 kernels, HasNativeBf16() false);
 // CANCELLED (options.cancelled returned true).
 absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, const Tensor& value,
                                        const AttentionOptions& options);

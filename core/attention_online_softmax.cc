@@ -71,6 +71,15 @@ float RowMaxPortable(const float* x, int64_t n) {
   return m;
 }
 
+// Whether every x[i] <= limit (false if one is NaN).
+PRIMSERVE_MULTIVERSION
+bool AllAtMost(const float* x, int64_t n, float limit) {
+  int above = 0;
+#pragma omp simd reduction(| : above)
+  for (int64_t i = 0; i < n; ++i) above |= !(x[i] <= limit);
+  return above == 0;
+}
+
 PRIMSERVE_MULTIVERSION
 float Exp2ShiftedSumPortable(float* x, int64_t n, float m) {
   float sum = 0.0f;
@@ -100,7 +109,7 @@ PRIMSERVE_AVX512 inline __m512 Exp2Reduce16(__m512 t, __m512* n) {
   return _mm512_sub_ps(t, *n);
 }
 
-// Float32 accuracy: 2^f by the degree-6 polynomial of vector_math.h (relative error 1.9e-9,
+// Float32 accuracy: 2^f by the degree-6 polynomial of vector_math.h (relative error 1.6e-8,
 // below float's 6e-8 unit roundoff).
 PRIMSERVE_AVX512 inline __m512 Exp2_16(__m512 t) {
   __m512 n;
@@ -158,7 +167,7 @@ PRIMSERVE_AVX512 float RowMaxAvx512(const float* x, int64_t n) {
 }
 
 // p = 2^(x - m) for i < n, written to x (out16 null) or to out16 as bfloat16, stopping before
-// the first 32 lanes that hold an x above `limit`; adds the sum of p to *sum and returns how
+// the first 32 lanes that hold an x above `limit` or a NaN; adds the sum of p to *sum and returns how
 // many elements it did.
 PRIMSERVE_AVX512 int64_t Exp2ShiftedSumAvx512(float* x, int64_t n, float m, float limit, uint16_t* out16, float* sum) {
   const __m512 vm = _mm512_set1_ps(m);
@@ -167,7 +176,7 @@ PRIMSERVE_AVX512 int64_t Exp2ShiftedSumAvx512(float* x, int64_t n, float m, floa
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
     const __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
-    if ((_mm512_cmp_ps_mask(x0, vlimit, _CMP_GT_OQ) | _mm512_cmp_ps_mask(x1, vlimit, _CMP_GT_OQ)) != 0) {
+    if ((_mm512_cmp_ps_mask(x0, vlimit, _CMP_NLE_UQ) | _mm512_cmp_ps_mask(x1, vlimit, _CMP_NLE_UQ)) != 0) {
       *sum += HorizontalSum(_mm512_add_ps(s0, s1));
       return i;
     }
@@ -186,7 +195,7 @@ PRIMSERVE_AVX512 int64_t Exp2ShiftedSumAvx512(float* x, int64_t n, float m, floa
   for (; i < n; i += 16) {
     const __mmask16 mask = i + 16 <= n ? static_cast<__mmask16>(0xffff) : TailMask(n - i);
     const __m512 xi = _mm512_maskz_loadu_ps(mask, x + i);
-    if (_mm512_mask_cmp_ps_mask(mask, xi, vlimit, _CMP_GT_OQ) != 0) break;
+    if (_mm512_mask_cmp_ps_mask(mask, xi, vlimit, _CMP_NLE_UQ) != 0) break;
     const __m512 p = _mm512_maskz_mov_ps(mask, Exp2_16(_mm512_sub_ps(xi, vm)));
     s0 = _mm512_add_ps(s0, p);
     if (out16 != nullptr) {
@@ -203,7 +212,7 @@ PRIMSERVE_AVX512 int64_t Exp2ShiftedSumAvx512(float* x, int64_t n, float m, floa
 
 // The BF16 probability pass: p = 2^(x - m) rounded to bfloat16, whose unit roundoff is 2^-9.
 // Float32 accuracy would be wasted on it, so 2^f takes a degree-4 polynomial fitted on
-// [-1/2, 1/2] for relative error (max 2.7e-6 in float32 arithmetic, against degree 6's 1.9e-9 in
+// [-1/2, 1/2] for relative error (max 2.7e-6 in float32 arithmetic, against degree 6's 1.6e-8 in
 // Exp2_16): two fewer FMAs on every probability, the pass being the largest cost of a
 // BF16 call beside its tile products, which run twice as fast as F32's. The row sum takes the
 // same float32 p, so the normaliser matches the probabilities to 2.7e-6 as well.
@@ -227,7 +236,7 @@ PRIMSERVE_AVX512_BF16 inline void StoreBf16Prefix(uint16_t* y, __m512bh packed, 
 
 // vcvtne2ps2bf16 rounds 32 floats to nearest even in one instruction (against six integer
 // operations per 16 in Bf16Bits16; it flushes denormal results, p < 1.2e-38, to zero).
-// Stops like Exp2ShiftedSumAvx512 before the first 32 lanes holding an x above `limit`.
+// Stops like Exp2ShiftedSumAvx512 before the first 32 lanes holding an x above `limit` or a NaN.
 PRIMSERVE_AVX512_BF16 int64_t Exp2ShiftedSumBf16Avx512(const float* x, int64_t n, float m, float limit, uint16_t* out16,
                                                        float* sum) {
   const __m512 vm = _mm512_set1_ps(m);
@@ -236,7 +245,7 @@ PRIMSERVE_AVX512_BF16 int64_t Exp2ShiftedSumBf16Avx512(const float* x, int64_t n
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
     const __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
-    if ((_mm512_cmp_ps_mask(x0, vlimit, _CMP_GT_OQ) | _mm512_cmp_ps_mask(x1, vlimit, _CMP_GT_OQ)) != 0) {
+    if ((_mm512_cmp_ps_mask(x0, vlimit, _CMP_NLE_UQ) | _mm512_cmp_ps_mask(x1, vlimit, _CMP_NLE_UQ)) != 0) {
       *sum += HorizontalSum(_mm512_add_ps(s0, s1));
       return i;
     }
@@ -252,7 +261,7 @@ PRIMSERVE_AVX512_BF16 int64_t Exp2ShiftedSumBf16Avx512(const float* x, int64_t n
     const __mmask16 mask0 = left >= 16 ? static_cast<__mmask16>(0xffff) : TailMask(left);
     const __mmask16 mask1 = left > 16 ? TailMask(left - 16) : 0;
     const __m512 x0 = _mm512_maskz_loadu_ps(mask0, x + i), x1 = _mm512_maskz_loadu_ps(mask1, x + i + 16);
-    if ((_mm512_mask_cmp_ps_mask(mask0, x0, vlimit, _CMP_GT_OQ) | _mm512_mask_cmp_ps_mask(mask1, x1, vlimit, _CMP_GT_OQ)) !=
+    if ((_mm512_mask_cmp_ps_mask(mask0, x0, vlimit, _CMP_NLE_UQ) | _mm512_mask_cmp_ps_mask(mask1, x1, vlimit, _CMP_NLE_UQ)) !=
         0) {
       *sum += HorizontalSum(_mm512_add_ps(s0, s1));
       return i;
@@ -361,7 +370,7 @@ PRIMSERVE_AVX2 inline __m256i TailMask8(int64_t count) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<int64_t>(count, 8))), lane);
 }
 
-// p = 2^(x - m) for i < n, in place, stopping before the first 16 lanes that hold an x above
+// p = 2^(x - m) for i < n, in place, stopping before the first 16 lanes that hold a NaN or an x above
 // `limit`; adds the sum of p to *sum and returns how many elements it did.
 PRIMSERVE_AVX2 int64_t Exp2ShiftedSumAvx2(float* x, int64_t n, float m, float limit, float* sum) {
   const __m256 vm = _mm256_set1_ps(m);
@@ -370,7 +379,7 @@ PRIMSERVE_AVX2 int64_t Exp2ShiftedSumAvx2(float* x, int64_t n, float m, float li
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
-    const __m256 above = _mm256_or_ps(_mm256_cmp_ps(x0, vlimit, _CMP_GT_OQ), _mm256_cmp_ps(x1, vlimit, _CMP_GT_OQ));
+    const __m256 above = _mm256_or_ps(_mm256_cmp_ps(x0, vlimit, _CMP_NLE_UQ), _mm256_cmp_ps(x1, vlimit, _CMP_NLE_UQ));
     if (_mm256_movemask_ps(above) != 0) {
       *sum += HorizontalSum8(_mm256_add_ps(s0, s1));
       return i;
@@ -385,7 +394,7 @@ PRIMSERVE_AVX2 int64_t Exp2ShiftedSumAvx2(float* x, int64_t n, float m, float li
   for (; i < n; i += 8) {
     const __m256i mask = TailMask8(n - i);
     const __m256 xi = _mm256_maskload_ps(x + i, mask);
-    const __m256 above = _mm256_and_ps(_mm256_castsi256_ps(mask), _mm256_cmp_ps(xi, vlimit, _CMP_GT_OQ));
+    const __m256 above = _mm256_and_ps(_mm256_castsi256_ps(mask), _mm256_cmp_ps(xi, vlimit, _CMP_NLE_UQ));
     if (_mm256_movemask_ps(above) != 0) break;
     const __m256 p = _mm256_and_ps(_mm256_castsi256_ps(mask), Exp2_8(_mm256_sub_ps(xi, vm)));
     s0 = _mm256_add_ps(s0, p);
@@ -422,7 +431,7 @@ float RowMax(const float* x, int64_t n) {
 }
 
 // p = 2^(x - m) for the leading elements of x[0, n), written to x (out16 null) or to out16 as
-// bfloat16, stopping early only if an x above `limit` is met (the widest paths check 16-32 lanes
+// bfloat16, stopping early only if a NaN or an x above `limit` is met (the widest paths check 16-32 lanes
 // at a time, the portable one the whole row first); adds the sum of p to *sum and returns how
 // many elements it did (n, or fewer when it stopped).
 int64_t Exp2ShiftedSum(float* x, int64_t n, float m, float limit, uint16_t* out16, float* sum) {
@@ -431,7 +440,7 @@ int64_t Exp2ShiftedSum(float* x, int64_t n, float m, float limit, uint16_t* out1
   if (UseAvx512()) return Exp2ShiftedSumAvx512(x, n, m, limit, out16, sum);
   if (out16 == nullptr && UseAvx2()) return Exp2ShiftedSumAvx2(x, n, m, limit, sum);
 #endif
-  if (limit != std::numeric_limits<float>::infinity() && RowMax(x, n) > limit) return 0;
+  if (!AllAtMost(x, n, limit)) return 0;
   if (out16 == nullptr) {
     *sum += Exp2ShiftedSumPortable(x, n, m);
   } else {
@@ -446,46 +455,62 @@ int64_t Exp2ShiftedSum(float* x, int64_t n, float m, float limit, uint16_t* out1
   return n;
 }
 
-// All of x[0, n) against m (no early stop); returns the sum of p.
-float Exp2ShiftedSumAll(float* x, int64_t n, float m, uint16_t* out16) {
-  float sum = 0.0f;
-  Exp2ShiftedSum(x, n, m, std::numeric_limits<float>::infinity(), out16, &sum);
-  return sum;
+// All of x[0, n) against m, adding the sum of p to *sum; false if a NaN stopped it.
+[[nodiscard]] bool Exp2ShiftedSumAll(float* x, int64_t n, float m, uint16_t* out16, float* sum) {
+  return Exp2ShiftedSum(x, n, m, std::numeric_limits<float>::infinity(), out16, sum) == n;
 }
 
-// One row of UpdateOnlineSoftmax on its visible logits (visible > 0). Returns alpha. A +Inf
-// logit always reaches a RowMax (it is above any limit), which sets *overflow.
+// One row of UpdateOnlineSoftmax on its visible logits (visible > 0). Returns alpha. Sets
+// *overflow on a +Inf or NaN logit, and then leaves the row's state meaningless: a +Inf is
+// above any limit and a NaN stops every pass, so either one reaches a RowMax or ends a pass
+// against +Inf early.
 float UpdateRow(float* row, uint16_t* row16, int64_t visible, float* m, float* l, bool* overflow) {
+  constexpr float kInf = std::numeric_limits<float>::infinity();
   const float m_old = *m;
   if (m_old != kNegInf) {
-    // Against the reference, in one pass, unless a logit rises above m + kHeadroom.
+    // Against the reference, in one pass, unless a logit rises above m + kHeadroom. (Where floats
+    // are 16 or more apart, m + kHeadroom can round up past it: step back below.)
+    float limit = m_old + kHeadroom;
+    if (limit - m_old > kHeadroom) limit = std::nextafter(limit, kNegInf);
     float sum = 0.0f;
-    const int64_t done = Exp2ShiftedSum(row, visible, m_old, m_old + kHeadroom, row16, &sum);
+    const int64_t done = Exp2ShiftedSum(row, visible, m_old, limit, row16, &sum);
     if (done == visible) {
       *l += sum;
       return 1.0f;
     }
     // The maximum lies past `done` (everything before it is at most m + kHeadroom).
     const float m_new = RowMax(row + done, visible - done);
-    *overflow |= m_new == std::numeric_limits<float>::infinity();
+    if (!(m_new < kInf)) {
+      *overflow = true;
+      return 1.0f;
+    }
     // In double, so the difference of the two references is exact: alpha is rounded once.
     const float alpha = static_cast<float>(std::exp2(static_cast<double>(m_old) - m_new));
+    bool complete;
     if (row16 == nullptr) {
       // The first `done` logits are already probabilities against m_old: rescale them.
       ScaleRow(row, done, alpha);
-      sum = sum * alpha + Exp2ShiftedSumAll(row + done, visible - done, m_new, nullptr);
+      sum *= alpha;
+      complete = Exp2ShiftedSumAll(row + done, visible - done, m_new, nullptr, &sum);
     } else {
-      sum = Exp2ShiftedSumAll(row, visible, m_new, row16);  // The logits are intact: start over.
+      sum = 0.0f;
+      complete = Exp2ShiftedSumAll(row, visible, m_new, row16, &sum);  // The logits are intact: start over.
     }
+    *overflow |= !complete;
     *l = *l * alpha + sum;
     *m = m_new;
     return alpha;
   }
   // The first visible keys of the row: the reference is their maximum (two passes).
   const float m_new = RowMax(row, visible);
-  *overflow |= m_new == std::numeric_limits<float>::infinity();
+  if (!(m_new < kInf) || (m_new == kNegInf && !AllAtMost(row, visible, kNegInf))) {
+    *overflow = true;  // +Inf, or a NaN the maximum passed over.
+    return 1.0f;
+  }
   if (m_new == kNegInf) return 1.0f;  // Every bias -Inf: still nothing visible.
-  *l = Exp2ShiftedSumAll(row, visible, m_new, row16);
+  float sum = 0.0f;
+  *overflow |= !Exp2ShiftedSumAll(row, visible, m_new, row16, &sum);
+  *l = sum;
   *m = m_new;
   return 0.0f;
 }
@@ -523,7 +548,11 @@ bool UpdateOnlineSoftmax(const OnlineSoftmaxTile& tile) {
   return !overflow;
 }
 
-void Exp2Shifted(float* x, int64_t n, float m) { Exp2ShiftedSumAll(x, n, m, nullptr); }
+void Exp2Shifted(float* x, int64_t n, float m) {
+  float sum = 0.0f;
+  // The logits passed UpdateOnlineSoftmax before (the same products): none is NaN.
+  static_cast<void>(Exp2ShiftedSumAll(x, n, m, nullptr, &sum));
+}
 
 PRIMSERVE_MULTIVERSION
 void ScaleRow(float* x, int64_t n, float a) {

@@ -45,9 +45,9 @@ struct OnlineSoftmaxTile {
 // the visible logits (also when m was -Inf); p = 2^(s - m_new) on visible columns and exactly 0
 // on the rest (up to `cols`), written to probs_bf16 if given, else in place; l = l * alpha +
 // sum(p) with alpha = 2^(m - m_new) (1 when m did not move, 0 when it was -Inf). A row with
-// nothing visible so far (m_new = -Inf) gets p = 0, alpha = 1 and keeps m, l. Precondition:
-// logits are not NaN. Returns false when a visible logit is +Inf (an overflowed product): the
-// tile's results are then meaningless.
+// nothing visible so far (m_new = -Inf) gets p = 0, alpha = 1 and keeps m, l. Returns false
+// when a visible logit is +Inf or NaN (an overflowed product, alone or meeting a -Inf bias):
+// the tile's results are then meaningless.
 [[nodiscard]] bool UpdateOnlineSoftmax(const OnlineSoftmaxTile& tile);
 
 // x[i] = 2^(x[i] - m) for i < n (the probabilities of a finished row, times l); x[i] - m must

@@ -37,16 +37,29 @@ constexpr int64_t kBlockK = 512;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr float kLog2e = 1.44269504088896341f;
 
-// x[i] += log2(e) bias[i * stride] (stride 1, or 0 for a broadcast column axis).
+// x[i] += log2(e) bias[i * stride] (stride 1, or 0 for a broadcast column axis). A finite bias
+// whose base-2 logit would pass float's range (below about -2.4e38, as torch.finfo(float32).min
+// masks are) stops at -FLT_MAX instead of becoming a -Inf mask: a row of such logits stays a
+// softmax over them (uniform, as in PyTorch), and next to ordinary logits they still get p = 0.
+// Only a -Inf bias masks.
 PRIMSERVE_MULTIVERSION
 void AddBias(float* x, const float* bias, int64_t stride, int64_t n) {
+  constexpr float kLowest = -std::numeric_limits<float>::max();
   if (stride == 0) {
     const float b = bias[0] * kLog2e;
+    const float floor = bias[0] == kNegInf ? kNegInf : kLowest;
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) x[i] += b;
+    for (int64_t i = 0; i < n; ++i) {
+      const float t = x[i] + b;
+      x[i] = t < floor ? floor : t;  // NaN (+Inf q.k against a -Inf bias) stays NaN: reported.
+    }
   } else {
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) x[i] = std::fma(bias[i], kLog2e, x[i]);
+    for (int64_t i = 0; i < n; ++i) {
+      const float t = std::fma(bias[i], kLog2e, x[i]);
+      const float floor = bias[i] == kNegInf ? kNegInf : kLowest;
+      x[i] = t < floor ? floor : t;
+    }
   }
 }
 

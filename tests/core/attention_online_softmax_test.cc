@@ -257,6 +257,72 @@ TEST_P(OnlineSoftmaxIsaTest, APlusInfLogitIsReported) {
   }
 }
 
+// A NaN logit (an overflowed q.k meeting a -Inf bias) is reported like +Inf, wherever it sits
+// and whatever surrounds it: finite logits, -Inf masks (the maximum is then -Inf), or +Inf.
+TEST_P(OnlineSoftmaxIsaTest, ANaNLogitIsReported) {
+  const float kNaN = std::numeric_limits<float>::quiet_NaN();
+  for (bool bf16 : {false, true}) {
+    for (int64_t n : {1, 16, 33, 70}) {
+      for (int64_t at : {int64_t{0}, n / 2, n - 1}) {
+        for (float others : {0.5f, -kInf, kInf}) {
+          SCOPED_TRACE(std::string(bf16 ? "bf16" : "f32") + " n " + std::to_string(n) + " at " + std::to_string(at) +
+                       " others " + std::to_string(others));
+          std::vector<uint16_t> p16(n);
+          uint16_t* out16 = bf16 ? p16.data() : nullptr;
+          const int64_t visible = n;
+          // The first tile of a fresh row.
+          std::vector<float> fresh(n, others);
+          fresh[at] = kNaN;
+          float m = -kInf, l = 0, a = 0;
+          OnlineSoftmaxTile tile1{fresh.data(), n, 1, n, &visible, &m, &l, &a, out16, n};
+          EXPECT_FALSE(UpdateOnlineSoftmax(tile1));
+          // A later tile, against a finite reference: inside the headroom or above it.
+          for (float later : {1.0f, 30.0f}) {
+            std::vector<float> first(n, 1.0f), second(n, others == 0.5f ? later : others);
+            float m2 = -kInf, l2 = 0, a2 = 0;
+            OnlineSoftmaxTile tile2{first.data(), n, 1, n, &visible, &m2, &l2, &a2, out16, n};
+            ASSERT_TRUE(UpdateOnlineSoftmax(tile2));
+            second[at] = kNaN;
+            OnlineSoftmaxTile tile3{second.data(), n, 1, n, &visible, &m2, &l2, &a2, out16, n};
+            EXPECT_FALSE(UpdateOnlineSoftmax(tile3));
+          }
+        }
+      }
+    }
+  }
+}
+
+// Where floats are 16 apart (|m| in [2^27, 2^28)), m + kHeadroom rounds to m or m + 16: a logit
+// at m + 16 must move the reference (p = 1), not pass as p = 2^16.
+TEST_P(OnlineSoftmaxIsaTest, HeadroomHoldsWhereFloatsAreSparse) {
+  const float m0 = 134217776.0f;  // 2^27 + 48: m0 + 8 is a tie that rounds up to m0 + 16.
+  ASSERT_EQ(m0 + kHeadroom, m0 + 16.0f);
+  for (bool bf16 : {false, true}) {
+    SCOPED_TRACE(bf16 ? "bf16" : "f32");
+    const int64_t n = 40, visible = n;
+    std::vector<uint16_t> p16(n);
+    uint16_t* out16 = bf16 ? p16.data() : nullptr;
+    std::vector<float> first(n, m0), second(n, m0);
+    second[35] = m0 + 16.0f;
+    float m = -kInf, l = 0, a = 0;
+    OnlineSoftmaxTile tile1{first.data(), n, 1, n, &visible, &m, &l, &a, out16, n};
+    ASSERT_TRUE(UpdateOnlineSoftmax(tile1));
+    EXPECT_EQ(m, m0);
+    EXPECT_EQ(l, static_cast<float>(n));
+    OnlineSoftmaxTile tile2{second.data(), n, 1, n, &visible, &m, &l, &a, out16, n};
+    ASSERT_TRUE(UpdateOnlineSoftmax(tile2));
+    EXPECT_EQ(m, m0 + 16.0f);
+    EXPECT_EQ(a, std::exp2(-16.0f));
+    // 2^-16 per key of the first tile, 39 x 2^-16 + 1 in the second.
+    EXPECT_FLOAT_EQ(l, (n + n - 1) * std::exp2(-16.0f) + 1.0f);
+    for (int64_t j = 0; j < n; ++j) {
+      const float p = bf16 ? FromBf16(p16[j]) : second[j];
+      EXPECT_LE(p, 1.0f) << j;
+      EXPECT_FLOAT_EQ(p, j == 35 ? 1.0f : std::exp2(-16.0f)) << j;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(EveryIsa, OnlineSoftmaxIsaTest,
                          testing::Values(SoftmaxIsa::kPortable, SoftmaxIsa::kAvx2, SoftmaxIsa::kAvx512),
                          [](const testing::TestParamInfo<SoftmaxIsa>& info) { return std::string(Name(info.param)); });

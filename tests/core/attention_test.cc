@@ -982,23 +982,36 @@ TEST(AttentionStabilityTest, HugeEqualNegativeLogitsAverage) {
 }
 
 TEST(AttentionStabilityTest, HugeFiniteBiasIsNotAMask) {
-  // A finite bias of -1e30 is a huge logit, not a mask: a row where every entry is -1e30
-  // absorbs q.k and is uniform; a row with some -1e30 and some 0 puts all weight on the zeros.
+  // A finite bias, however large, is a logit, not a mask: a row where every entry is the bias
+  // absorbs q.k and is uniform; a row with some of it and some 0 puts all weight on the zeros.
+  // torch.finfo(float32).min (-FLT_MAX) and -2.5e38 pass float's range once multiplied by
+  // log2(e) in the kernel's base-2 softmax, and must still not turn into -Inf masks.
   const int64_t lk = 5;
   const Tensor q = RandomTensor({1, 1, 2, 4}, 1);
   const Tensor k = RandomTensor({1, 1, lk, 4}, 2);
   const Tensor v = RandomTensor({1, 1, lk, 2}, 3);
-  const Tensor bias = MakeTensor({2, lk}, {-1e30f, -1e30f, -1e30f, -1e30f, -1e30f, -1e30f, 0, -1e30f, 0, -1e30f});
-  AttentionOptions options;
-  options.bias = &bias;
-  options.return_weights = true;
-  ASSERT_OK_AND_ASSIGN(AttentionResult r, Attend(q, k, v, options));
-  const Reference ref = ReferenceAttend(q, k, v, options, LogitRounding::kExactBias);
-  double err = 0, weight_err = 0;
-  EXPECT_TRUE(MatchesReference(r, ref, DimsOf(q, k, v), true, &err, &weight_err));
-  for (int64_t j = 0; j < lk; ++j) EXPECT_NEAR(r.weights->values[j], 0.2, ref.weight_tolerance) << j;
-  EXPECT_EQ(r.weights->values[lk + 0], 0.0f);
-  EXPECT_GT(r.weights->values[lk + 1], 0.0f);
+  for (float huge : {-1e30f, -2.5e38f, -std::numeric_limits<float>::max()}) {
+    SCOPED_TRACE(absl::StrCat("bias ", huge));
+    const float x = huge;
+    const Tensor bias = MakeTensor({2, lk}, {x, x, x, x, x, x, 0, x, 0, x});
+    AttentionOptions options;
+    options.bias = &bias;
+    options.return_weights = true;
+    ASSERT_OK_AND_ASSIGN(AttentionResult r, Attend(q, k, v, options));
+    const Reference ref = ReferenceAttend(q, k, v, options, LogitRounding::kExactBias);
+    double err = 0, weight_err = 0;
+    EXPECT_TRUE(MatchesReference(r, ref, DimsOf(q, k, v), true, &err, &weight_err));
+    for (int64_t j = 0; j < lk; ++j) EXPECT_NEAR(r.weights->values[j], 0.2, ref.weight_tolerance) << j;
+    EXPECT_EQ(r.weights->values[lk + 0], 0.0f);
+    EXPECT_GT(r.weights->values[lk + 1], 0.0f);
+    // The same per row, broadcast along the keys (bias [2, 1]): both rows uniform.
+    const Tensor row_bias = MakeTensor({2, 1}, {x, 0});
+    options.bias = &row_bias;
+    ASSERT_OK_AND_ASSIGN(AttentionResult rows, Attend(q, k, v, options));
+    const Reference row_ref = ReferenceAttend(q, k, v, options, LogitRounding::kExactBias);
+    EXPECT_TRUE(MatchesReference(rows, row_ref, DimsOf(q, k, v), true, &err, &weight_err));
+    for (int64_t j = 0; j < lk; ++j) EXPECT_NEAR(rows.weights->values[j], 0.2, row_ref.weight_tolerance) << j;
+  }
 }
 
 TEST(AttentionStabilityTest, FullyMaskedRowsAreExactZeros) {
@@ -1285,6 +1298,42 @@ TEST(AttentionBadInputTest, OverflowingLogitsAreRefused) {
       const absl::Status status = Attend(q, k, v, options).status();
       EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
       EXPECT_THAT(std::string(status.message()), HasSubstr("overflows float32"));
+    }
+  }
+}
+
+TEST(AttentionBadInputTest, AnOverflowedLogitMaskedByMinusInfinityIsRefused) {
+  // q.k = 1e40 overflows to +Inf; a -Inf bias on that key makes the logit NaN (PyTorch returns a
+  // NaN row). Wherever the key sits in its tile, and whatever its neighbours are (finite, masked,
+  // overflowed too), the call is refused rather than answered with zeros or NaN.
+  for (ComputePrecision precision : {ComputePrecision::kF32, ComputePrecision::kBF16}) {
+    if (precision == ComputePrecision::kBF16 && !HasNativeBf16()) continue;
+    for (int64_t at : {0, 16, 31, 512, 528, 543}) {
+      for (int neighbours = 0; neighbours < 3; ++neighbours) {
+        SCOPED_TRACE(absl::StrCat(precision == ComputePrecision::kBF16 ? "BF16" : "F32", " key ", at,
+                                  neighbours == 0 ? " finite" : neighbours == 1 ? " masked" : " overflowed"));
+        const int64_t lk = at < 512 ? 32 : 544;
+        const Tensor q = MakeTensor({1, 1, 1, 1}, {1e20f});
+        std::vector<float> keys(lk, 1.0f), bias_values(lk, 0.0f);
+        keys[at] = 1e20f;
+        bias_values[at] = -kInf;
+        for (int64_t j = lk - 32; j < lk; ++j) {
+          if (j == at) continue;
+          if (neighbours == 1) bias_values[j] = -kInf;
+          if (neighbours == 2) keys[j] = 1e20f;
+        }
+        const Tensor k = MakeTensor({1, 1, lk, 1}, keys);
+        const Tensor v = RandomTensor({1, 1, lk, 2}, 3);
+        const Tensor bias = MakeTensor({lk}, bias_values);
+        AttentionOptions options;
+        options.precision = precision;
+        options.scale = 1.0;
+        options.bias = &bias;
+        options.return_weights = true;
+        const absl::Status status = Attend(q, k, v, options).status();
+        EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+        EXPECT_THAT(std::string(status.message()), HasSubstr("overflows float32"));
+      }
     }
   }
 }
