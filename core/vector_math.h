@@ -9,7 +9,8 @@
 // Exp2Bounded: 2^t for t <= 64 (softmax in base 2: logits times log2 e, minus a reference), to
 // about 1 ulp: n = round(t), f = t - n in [-1/2, 1/2] (exact), 2^f by the degree-6 polynomial
 // kExp2C* fitted for relative error on [-1/2, 1/2] (1.6e-8 with its coefficients rounded to
-// float, below float's 6e-8 unit roundoff), 2^n into the exponent bits. Arguments below -126 (and -Inf, NaN) give exactly 0.
+// float, below float's 6e-8 unit roundoff), 2^n into the exponent bits. Arguments below -126
+// (and -Inf, NaN) give exactly 0.
 #ifndef PRIMSERVE_CORE_VECTOR_MATH_H_
 #define PRIMSERVE_CORE_VECTOR_MATH_H_
 
