@@ -9,7 +9,9 @@
 //   bias  (optional, SOFTMAX only) any shape broadcastable to [batch, num_heads, q_len, k_len]:
 //         rank <= 4, right-aligned, each axis 1 or the full extent (-Inf entries mask; finite
 //         ones, down to torch.finfo(float32).min, are logits, as in PyTorch: a row biased by
-//         finfo.min everywhere gets the uniform softmax).
+//         finfo.min everywhere gets the uniform softmax). Without a bias, a product scale q.k
+//         below about -2.4e38 (float's lowest over log2 e: the kernel's softmax is in base 2)
+//         counts as -Inf, i.e. masked.
 //   output  [batch, num_heads, q_len, value_dim]
 //   weights [batch, num_heads, q_len, k_len] (only when return_weights; SOFTMAX only)
 // num_heads % num_kv_heads == 0: query head h reads key/value head h / (num_heads / num_kv_heads)
