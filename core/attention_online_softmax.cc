@@ -167,8 +167,8 @@ PRIMSERVE_AVX512 float RowMaxAvx512(const float* x, int64_t n) {
 }
 
 // p = 2^(x - m) for i < n, written to x (out16 null) or to out16 as bfloat16, stopping before
-// the first 32 lanes that hold an x above `limit` or a NaN; adds the sum of p to *sum and returns how
-// many elements it did.
+// the first 32 lanes that hold an x above `limit` or a NaN; adds the sum of p to *sum and
+// returns how many elements it did.
 PRIMSERVE_AVX512 int64_t Exp2ShiftedSumAvx512(float* x, int64_t n, float m, float limit, uint16_t* out16, float* sum) {
   const __m512 vm = _mm512_set1_ps(m);
   const __m512 vlimit = _mm512_set1_ps(limit);
@@ -370,8 +370,8 @@ PRIMSERVE_AVX2 inline __m256i TailMask8(int64_t count) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<int64_t>(count, 8))), lane);
 }
 
-// p = 2^(x - m) for i < n, in place, stopping before the first 16 lanes that hold a NaN or an x above
-// `limit`; adds the sum of p to *sum and returns how many elements it did.
+// p = 2^(x - m) for i < n, in place, stopping before the first 16 lanes that hold a NaN or an
+// x above `limit`; adds the sum of p to *sum and returns how many elements it did.
 PRIMSERVE_AVX2 int64_t Exp2ShiftedSumAvx2(float* x, int64_t n, float m, float limit, float* sum) {
   const __m256 vm = _mm256_set1_ps(m);
   const __m256 vlimit = _mm256_set1_ps(limit);
@@ -431,9 +431,9 @@ float RowMax(const float* x, int64_t n) {
 }
 
 // p = 2^(x - m) for the leading elements of x[0, n), written to x (out16 null) or to out16 as
-// bfloat16, stopping early only if a NaN or an x above `limit` is met (the widest paths check 16-32 lanes
-// at a time, the portable one the whole row first); adds the sum of p to *sum and returns how
-// many elements it did (n, or fewer when it stopped).
+// bfloat16, stopping early only if a NaN or an x above `limit` is met (the widest paths check
+// 16-32 lanes at a time, the portable one the whole row first); adds the sum of p to *sum and
+// returns how many elements it did (n, or fewer when it stopped).
 int64_t Exp2ShiftedSum(float* x, int64_t n, float m, float limit, uint16_t* out16, float* sum) {
 #ifdef PRIMSERVE_HAVE_X86_PATHS
   if (out16 != nullptr && UseAvx512Bf16()) return Exp2ShiftedSumBf16Avx512(x, n, m, limit, out16, sum);
@@ -503,11 +503,15 @@ float UpdateRow(float* row, uint16_t* row16, int64_t visible, float* m, float* l
   }
   // The first visible keys of the row: the reference is their maximum (two passes).
   const float m_new = RowMax(row, visible);
-  if (!(m_new < kInf) || (m_new == kNegInf && !AllAtMost(row, visible, kNegInf))) {
-    *overflow = true;  // +Inf, or a NaN the maximum passed over.
+  if (m_new == kNegInf) {
+    // Every bias -Inf, still nothing visible, unless a NaN hid from the maximum.
+    *overflow |= !AllAtMost(row, visible, kNegInf);
     return 1.0f;
   }
-  if (m_new == kNegInf) return 1.0f;  // Every bias -Inf: still nothing visible.
+  if (!(m_new < kInf)) {
+    *overflow = true;
+    return 1.0f;
+  }
   float sum = 0.0f;
   *overflow |= !Exp2ShiftedSumAll(row, visible, m_new, row16, &sum);
   *l = sum;
