@@ -273,9 +273,9 @@ void BM_AttentionUnfused(benchmark::State& state) {
 
 // The ratio targets, measured in pairs: the fused kernel and its baseline run one call
 // after the other (in alternating order), and the figure is the median of the per-pair speed
-// ratios. These machines drift by 20% within minutes; a pair sees one machine state, so the
-// paired ratio holds where the ratio of two separately timed benchmarks swings. Args: {L,
-// causal, versus}.
+// ratios. These machines drift by 20% within minutes; a pair sees nearly one machine state, so
+// slow drift cancels (faster noise does not: three runs on one Zen 3 host still differed by up
+// to 0.1 in a ratio). Args: {L, causal, versus}.
 enum Versus : int64_t {
   kVsMatmul = 0,   // F32 fused against the 2048^3 f32 matmul (GFLOP/s over GFLOP/s).
   kVsUnfused = 1,  // F32 fused against the unfused path of the same shape.
