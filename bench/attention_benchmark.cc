@@ -271,11 +271,14 @@ void BM_AttentionUnfused(benchmark::State& state) {
   state.SetLabel("vs:matmul baseline:" + ShapeKey("unfused", len, causal) + " impl=" + w.impl);
 }
 
-// The ratio targets, measured in pairs: the fused kernel and its baseline run one call
-// after the other (in alternating order), and the figure is the median of the per-pair speed
-// ratios. These machines drift by 20% within minutes; a pair sees nearly one machine state, so
-// slow drift cancels (faster noise does not: three runs on one Zen 3 host still differed by up
-// to 0.1 in a ratio). Args: {L, causal, versus}.
+// The ratio targets, measured in pairs: the fused kernel and its baseline run one after
+// the other (in alternating order), and the figure is the median of the per-pair speed ratios.
+// These machines drift by 20% within minutes; a pair sees nearly one machine state, so slow
+// drift cancels (faster noise does not: three runs on one Zen 3 host still differed by up to 0.1
+// in a ratio). The two halves of a pair last about as long: the shorter computation repeats
+// (the count fixed from a timed warm-up). A 0.1 s matmul against a 5 s attention call would
+// time the machine's quiet moments against its average, favouring the short side. Args:
+// {L, causal, versus}.
 enum Versus : int64_t {
   kVsMatmul = 0,   // F32 fused against the 2048^3 f32 matmul (GFLOP/s over GFLOP/s).
   kVsUnfused = 1,  // F32 fused against the unfused path of the same shape.
@@ -285,9 +288,10 @@ enum Versus : int64_t {
 // Pairs per shape: a median of several at every length, about 10 s per shape at L = 8192.
 int64_t PairsFor(int64_t len) { return len <= 2048 ? 15 : len <= 4096 ? 9 : len <= 8192 ? 5 : 3; }
 
-double SecondsOf(const Workload& w, bool* ok) {
+// Seconds for `calls` back-to-back calls of `w`.
+double SecondsOf(const Workload& w, int64_t calls, bool* ok) {
   const auto start = std::chrono::steady_clock::now();
-  *ok = w.run() && *ok;
+  for (int64_t i = 0; *ok && i < calls; ++i) *ok = w.run();
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
@@ -306,19 +310,24 @@ void BM_AttentionPaired(benchmark::State& state) {
                             : versus == kVsUnfused ? UnfusedWorkload(len, causal)
                                                    : FusedWorkload(len, causal, ComputePrecision::kF32);
   bool ok = true;
-  SecondsOf(subject, &ok);  // Warm-up: primitives, buffers, first-touch page faults.
-  SecondsOf(baseline, &ok);
+  SecondsOf(subject, 1, &ok);  // Warm-up: primitives, buffers, first-touch page faults.
+  SecondsOf(baseline, 1, &ok);
+  // Calls per half, so that both halves of a pair last about as long.
+  const double subject_call = SecondsOf(subject, 1, &ok), baseline_call = SecondsOf(baseline, 1, &ok);
+  const int64_t subject_calls = std::max<int64_t>(1, std::llround(baseline_call / subject_call));
+  const int64_t baseline_calls = std::max<int64_t>(1, std::llround(subject_call / baseline_call));
   std::vector<double> ratios;
   double subject_seconds = 0, baseline_seconds = 0;
   for (auto _ : state) {  // One iteration (Iterations(1)) of PairsFor(len) pairs.
     for (int64_t pair = 0; ok && pair < PairsFor(len); ++pair) {
       const bool subject_first = pair % 2 == 0;
-      const double first = SecondsOf(subject_first ? subject : baseline, &ok);
-      const double second = SecondsOf(subject_first ? baseline : subject, &ok);
-      const double s = subject_first ? first : second, b = subject_first ? second : first;
+      double s = 0, b = 0;
+      if (subject_first) s = SecondsOf(subject, subject_calls, &ok);
+      b = SecondsOf(baseline, baseline_calls, &ok);
+      if (!subject_first) s = SecondsOf(subject, subject_calls, &ok);
       subject_seconds += s;
       baseline_seconds += b;
-      ratios.push_back((subject.flops / s) / (baseline.flops / b));
+      ratios.push_back((subject.flops * subject_calls / s) / (baseline.flops * baseline_calls / b));
     }
     state.SetIterationTime(subject_seconds);
   }
@@ -332,8 +341,10 @@ void BM_AttentionPaired(benchmark::State& state) {
   state.counters["ratio_min"] = ratios.front();
   state.counters["ratio_max"] = ratios.back();
   state.counters["pairs"] = static_cast<double>(n);
-  state.counters["rate"] = subject.flops * static_cast<double>(n) / subject_seconds;
-  state.counters["baseline_rate"] = baseline.flops * static_cast<double>(n) / baseline_seconds;
+  state.counters["rate"] = subject.flops * static_cast<double>(n * subject_calls) / subject_seconds;
+  state.counters["baseline_rate"] = baseline.flops * static_cast<double>(n * baseline_calls) / baseline_seconds;
+  state.counters["subject_calls"] = static_cast<double>(subject_calls);
+  state.counters["baseline_calls"] = static_cast<double>(baseline_calls);
   static const char* const kNames[] = {"fused_f32/matmul_f32", "fused_f32/unfused_f32", "fused_bf16/fused_f32"};
   state.SetLabel(std::string("paired:") + kNames[versus]);
 }

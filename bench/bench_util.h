@@ -10,8 +10,9 @@
 // and at the end of a suite, since a shared machine drifts) counts with its highest rate: the
 // machine's practical peak in this run, never a low reading that would flatter every ratio.
 //
-// Paired benchmarks (label "paired:<subject>/<baseline>") time the subject and its baseline call
-// by call and report the median of the per-pair ratios themselves (counter "paired_ratio", with
+// Paired benchmarks (label "paired:<subject>/<baseline>") time the subject and its baseline
+// back to back, each half of a pair lasting about as long ("subject_calls", "baseline_calls"),
+// and report the median of the per-pair ratios themselves (counter "paired_ratio", with
 // "ratio_min", "ratio_max" and "pairs"); they get a table of their own.
 #ifndef PRIMSERVE_BENCH_BENCH_UTIL_H_
 #define PRIMSERVE_BENCH_BENCH_UTIL_H_
@@ -73,8 +74,8 @@ class RatioReporter : public benchmark::ConsoleReporter {
                   rate / base->second, key.c_str());
     }
     if (!paired_.empty()) {
-      std::printf("\n%-72s %10s %10s %8s %15s  %s\n", "paired benchmark", "G/s", "base G/s", "ratio", "range (pairs)",
-                  "subject/baseline");
+      std::printf("\n%-72s %10s %10s %8s %15s %7s  %s\n", "paired benchmark", "G/s", "base G/s", "ratio", "range (pairs)",
+                  "calls", "subject/baseline");
     }
     for (const Run& run : paired_) {
       auto counter = [&](const char* name) {
@@ -83,9 +84,9 @@ class RatioReporter : public benchmark::ConsoleReporter {
       };
       const std::string& label = run.report_label;
       const std::string what = label.rfind("paired:", 0) == 0 ? label.substr(7) : label;
-      std::printf("%-72s %10.2f %10.2f %7.2fx %6.2f-%.2f (%.0f)  %s\n", run.run_name.str().c_str(), counter("rate") / 1e9,
-                  counter("baseline_rate") / 1e9, counter("paired_ratio"), counter("ratio_min"), counter("ratio_max"),
-                  counter("pairs"), what.c_str());
+      std::printf("%-72s %10.2f %10.2f %7.2fx %6.2f-%.2f (%.0f) %3.0f:%-3.0f  %s\n", run.run_name.str().c_str(),
+                  counter("rate") / 1e9, counter("baseline_rate") / 1e9, counter("paired_ratio"), counter("ratio_min"),
+                  counter("ratio_max"), counter("pairs"), counter("subject_calls"), counter("baseline_calls"), what.c_str());
     }
     std::fflush(stdout);
   }

@@ -88,7 +88,7 @@ PAIRED_TARGETS = {0: ("fused F32 / matmul F32", 0.85, 0.80), 1: ("fused F32 / un
 
 
 def attention_paired(path):
-    """BM_AttentionPaired rows (what, causal, L, target, median, min, max, pairs) and skipped (what, why)."""
+    """BM_AttentionPaired rows (what, causal, L, target, median, min, max, pairs, calls) and skipped (what, why)."""
     if not os.path.exists(path):
         return [], []
     with open(path) as f:
@@ -106,7 +106,8 @@ def attention_paired(path):
             continue
         rows.append(((int(args["versus"]), causal, int(args["L"])),
                      (what, causal, int(args["L"]), target_c if causal else target_nc, b["paired_ratio"],
-                      b["ratio_min"], b["ratio_max"], int(b["pairs"]))))
+                      b["ratio_min"], b["ratio_max"], int(b["pairs"]),
+                      "%d:%d" % (b.get("subject_calls", 1), b.get("baseline_calls", 1)))))
     return [row for _, row in sorted(rows)], skips
 
 
@@ -484,17 +485,19 @@ def main():
     if paired_rows or paired_skips:
         add("## Attention targets (issue 3), measured in pairs")
         add("")
-        add("`BM_AttentionPaired`: the fused kernel and its baseline run call after call, in alternating order,")
-        add("and each figure is the median of the per-pair speed ratios (GFLOP/s over GFLOP/s; causal counts")
-        add("half the FLOPs), with the lowest and highest pair beside it. A pair sees nearly one state of the")
-        add("shared machine, so slow drift cancels; faster noise does not, and the range shows how much of it")
-        add("this run met.")
+        add("`BM_AttentionPaired`: the fused kernel and its baseline run one after the other, in alternating")
+        add("order, and each figure is the median of the per-pair speed ratios (GFLOP/s over GFLOP/s; causal")
+        add("counts half the FLOPs), with the lowest and highest pair beside it. The shorter computation repeats")
+        add("so that both halves of a pair last about as long (calls: subject:baseline). A pair sees nearly one")
+        add("state of the shared machine, so slow drift cancels; faster noise does not, and the range shows how")
+        add("much of it this run met.")
         add("")
-        add("| ratio | causal | L | target | median of pairs | range | pairs | met |")
-        add("|---|---|---|---|---|---|---|---|")
-        for what, causal, length, target, ratio, low, high, pairs in paired_rows:
+        add("| ratio | causal | L | target | median of pairs | range | pairs | calls | met |")
+        add("|---|---|---|---|---|---|---|---|---|")
+        for what, causal, length, target, ratio, low, high, pairs, calls in paired_rows:
             met = "yes" if ratio >= target else "**no**"
-            add(f"| {what} | {causal} | {length} | >= {target:.2f} | {ratio:.2f}x | {low:.2f}-{high:.2f} | {pairs} | {met} |")
+            add(f"| {what} | {causal} | {length} | >= {target:.2f} | {ratio:.2f}x | {low:.2f}-{high:.2f} | {pairs} | {calls}"
+                f" | {met} |")
         add("")
         for what, message in sorted(set(paired_skips)):
             add(f"- {what}: not measured on this machine ({message}).")
