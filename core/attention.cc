@@ -86,6 +86,10 @@ struct RopeTables {
   std::shared_ptr<const RopeTable> q, k;
 };
 
+// Tables for the positions of an empty call (no batch or no heads, so no data to pay for them),
+// as in ApplyRope: a claimed [len, head_dim] table above this is refused before it is built.
+constexpr int64_t kMaxEmptyCallTable = int64_t{1} << 16;
+
 absl::StatusOr<RopeTables> BuildRopeTables(const AttentionRope& rope, int64_t q_len, int64_t k_len,
                                            int64_t head_dim) {
   const bool two_d = rope.kind == RopeKind::k2D;
@@ -147,9 +151,10 @@ absl::StatusOr<RopeTables> BuildRopeTables(const AttentionRope& rope, int64_t q_
   RopeTables tables;
   absl::StatusOr<std::shared_ptr<const RopeTable>> k_table = RopeTable::Shared(k_spec, k_len, head_dim);
   if (!k_table.ok()) return Prefix(k_table.status(), "rope (keys): ");
+  tables.k = *std::move(k_table);
+  if (q_len == 0) return tables;  // No query to rotate (a 2-D grid has no positions to give it).
   absl::StatusOr<std::shared_ptr<const RopeTable>> q_table = RopeTable::Shared(q_spec, q_len, head_dim);
   if (!q_table.ok()) return Prefix(q_table.status(), "rope (queries): ");
-  tables.k = *std::move(k_table);
   tables.q = *std::move(q_table);
   return tables;
 }
@@ -293,9 +298,10 @@ absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, c
   if (linear && options.return_weights) {
     return absl::InvalidArgumentError("return_weights: LINEAR attention has no probability matrix; use SOFTMAX");
   }
-  if (!std::isfinite(options.scale) || options.scale < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("scale: expected a finite number >= 0 (0 means 1/sqrt(head_dim)), got ", options.scale));
+  // The kernels compute in float32: a larger scale would become +Inf there.
+  if (!(options.scale >= 0 && options.scale <= std::numeric_limits<float>::max())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "scale: expected a number in [0, 3.4028235e38] (float32; 0 means 1/sqrt(head_dim)), got ", options.scale));
   }
   RETURN_IF_ERROR(CheckPrecision(options.precision, options.kind));
   if (!options.key_lengths.empty()) {
@@ -323,11 +329,24 @@ absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, c
   RETURN_IF_ERROR(CheckedElementCount(key.shape, "key", options.max_elements).status());
   RETURN_IF_ERROR(CheckedElementCount(value.shape, "value", options.max_elements).status());
   const Shape out_shape = {p.batch, p.heads, p.q_len, p.value_dim};
-  RETURN_IF_ERROR(CheckedElementCount(out_shape, "output", options.max_elements).status());
+  ASSIGN_OR_RETURN(const int64_t out_elements, CheckedElementCount(out_shape, "output", options.max_elements));
   if (options.return_weights) {
-    RETURN_IF_ERROR(CheckedElementCount({p.batch, p.heads, p.q_len, p.k_len}, "weights (return_weights)",
-                                        options.max_weight_elements)
-                        .status());
+    ASSIGN_OR_RETURN(const int64_t weight_elements,
+                     CheckedElementCount({p.batch, p.heads, p.q_len, p.k_len}, "weights (return_weights)",
+                                         options.max_weight_elements));
+    // Output and weights travel in one response: together they must fit where one tensor may.
+    if (weight_elements > options.max_elements - out_elements) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "return_weights: output ", ShapeToString(out_shape), " and weights [", p.batch, ", ", p.heads, ", ", p.q_len,
+          ", ", p.k_len, "] hold ", out_elements, " + ", weight_elements, " elements together; at most ",
+          options.max_elements, " fit in one response"));
+    }
+  }
+  if (linear) {
+    // Each compute thread keeps a [head_dim, value_dim] state, which the inputs do not bound.
+    RETURN_IF_ERROR(
+        CheckedElementCount({p.head_dim, p.value_dim}, "LINEAR state [head_dim, value_dim]", options.max_elements)
+            .status());
   }
   // BF16 without RoPE converts the inputs as they come and checks them in the same pass (one read
   // of q, k and v instead of two); every other call checks them here.
@@ -350,7 +369,26 @@ absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, c
   RopeTables tables;
   std::vector<float> q_rotated, k_rotated;
   if (options.rope.has_value()) {
+    if ((p.batch == 0 || p.heads == 0) && std::max(p.q_len, p.k_len) > kMaxEmptyCallTable / p.head_dim) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "rope: an empty call (query ", ShapeToString(query.shape), ", key ", ShapeToString(key.shape),
+          ") claims RoPE tables of ", std::max(p.q_len, p.k_len), " x ", p.head_dim, " entries; at most ",
+          kMaxEmptyCallTable, " when there is nothing to rotate"));
+    }
     ASSIGN_OR_RETURN(tables, BuildRopeTables(*options.rope, p.q_len, p.k_len, p.head_dim));
+  }
+
+  AttentionResult result;
+  result.output = Tensor::Zeros(out_shape);
+  p.out = result.output.values.data();
+  if (options.return_weights) {
+    result.weights = Tensor::Zeros({p.batch, p.heads, p.q_len, p.k_len});
+    p.weights = result.weights->values.data();
+  }
+  // No query row, or nothing to return: the zeros (or empty tensors) are the answer.
+  if (p.batch == 0 || p.heads == 0 || p.q_len == 0 || (p.value_dim == 0 && !options.return_weights)) return result;
+
+  if (options.rope.has_value()) {
     if (linear) {
       p.q_rope = tables.q.get();
       p.k_rope = tables.k.get();
@@ -372,14 +410,6 @@ absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, c
     if (!ConvertInputs(p, bf16_copies->data()) && check_while_converting) RETURN_IF_ERROR(check_finite());
   }
 
-  AttentionResult result;
-  result.output = Tensor::Zeros(out_shape);
-  p.out = result.output.values.data();
-  if (options.return_weights) {
-    result.weights = Tensor::Zeros({p.batch, p.heads, p.q_len, p.k_len});
-    p.weights = result.weights->values.data();
-  }
-  if (result.output.values.empty() && !options.return_weights) return result;
   RETURN_IF_ERROR(linear ? attention_internal::RunLinear(p) : attention_internal::RunSoftmax(p));
   return result;
 }

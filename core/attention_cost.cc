@@ -59,6 +59,18 @@ absl::StatusOr<AttentionCost> EstimateAttentionCost(const AttentionCostInput& in
   cost.quadratic_dominates_length = (2 + f) * hd;
   //   per head 2 n^2 d > 2 n m^2 d^2            <=>  n > m^2 d         (16 d for m = 4)
   cost.linear_attention_wins_length = m * m * d;
+  // Multipliers near double's maximum pass the checks above but overflow the counts.
+  const double counts[] = {cost.projections, cost.attention_quadratic, cost.self_attention, cost.ffn,
+                           cost.linear_attention, cost.attention_exceeds_ffn_length, cost.quadratic_dominates_length,
+                           cost.linear_attention_wins_length};
+  for (double count : counts) {
+    if (!std::isfinite(count)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "seq_len, head_size, num_heads, ffn_multiplier, linear_head_multiplier: the counts overflow double for (",
+          input.seq_len, ", ", input.head_size, ", ", input.num_heads, ", ", input.ffn_multiplier, ", ",
+          input.linear_head_multiplier, ")"));
+    }
+  }
   return cost;
 }
 

@@ -46,7 +46,8 @@ struct AttentionCost {
 
 // Every count and length for `input`; the crossover lengths do not depend on seq_len.
 // Errors: INVALID_ARGUMENT naming the field for sizes < 1 or multipliers that are not finite
-// and > 0.
+// and > 0, and naming every argument when a count would overflow double (multipliers near
+// 1e308): every count returned is finite.
 absl::StatusOr<AttentionCost> EstimateAttentionCost(const AttentionCostInput& input);
 
 }  // namespace primserve

@@ -12,6 +12,8 @@
 // With RoPE (Su, archive 8265) the numerator uses rotated phi(q), phi(k) and the denominator
 // the unrotated ones, so S is built from rotated phi(k) and z from unrotated phi(k).
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -27,10 +29,22 @@ namespace {
 
 constexpr int64_t kChunk = 64;
 
-// phi(x) = elu(x) + 1: x + 1 for x > 0, exp(x) otherwise (always > 0).
+// phi(x) = elu(x) + 1 of a block of n values, up to one positive factor: x + 1 for x > 0,
+// exp(x) otherwise (always > 0). out_i is unchanged when every phi(q_i) value of a row, or every
+// phi(k_j) value of a head, is multiplied by one c > 0 (numerator and denominator both scale by
+// c; a rotation is linear). So a block whose largest x is m <= 0 gets exp(x - m) = phi(x) / phi(m):
+// its largest value is 1, and a row or a head of logits far below zero (all under about -87,
+// where exp underflows float) keeps its weights instead of becoming 0 / 0.
 void Phi(const float* x, float* y, int64_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  if (m > 0.0f) {
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] + 1.0f : ExpNonPositive(x[i]);
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] + 1.0f : ExpNonPositive(x[i]);
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) y[i] = ExpNonPositive(x[i] - m);
+  }
 }
 
 struct Workspace {
@@ -80,8 +94,8 @@ class LinearKernel {
     const bool rope = p_.q_rope != nullptr;
     ws.phi_q.resize(static_cast<size_t>(lq * d));
     ws.phi_k.resize(static_cast<size_t>(lk * d));
-    Phi(p_.q_rows(b, h), ws.phi_q.data(), lq * d);
-    Phi(p_.k_rows(b, h), ws.phi_k.data(), lk * d);
+    for (int64_t i = 0; i < lq; ++i) Phi(p_.q_rows(b, h) + i * d, ws.phi_q.data() + i * d, d);  // c per row.
+    Phi(p_.k_rows(b, h), ws.phi_k.data(), lk * d);  // One c for every key of the head.
     const float* num_q = ws.phi_q.data();
     const float* num_k = ws.phi_k.data();
     if (rope) {
@@ -158,12 +172,24 @@ class LinearKernel {
                    /*accumulate=*/true);
         if (!s.ok()) return s;
       }
+      bool finite = true;
       for (int64_t r = 0; r < rows; ++r) {
         float* o = out_chunk + r * dv;
-        // phi > 0, so den = 0 exactly when the row sees no key: its output is zero.
+        // den = 0 when the row sees no key (its output is zero), and otherwise only when every
+        // phi(q_i).phi(k_j) underflows: the row's largest phi(q) value is at least 1, and so is
+        // the head's largest phi(k) value, but they may sit in different columns.
         const double dd = den[static_cast<size_t>(r)];
         const float inv = dd > 0.0 ? static_cast<float>(1.0 / dd) : 0.0f;
-        for (int64_t c = 0; c < dv; ++c) o[c] = dd > 0.0 ? o[c] * inv : 0.0f;
+        for (int64_t c = 0; c < dv; ++c) {
+          o[c] = dd > 0.0 ? o[c] * inv : 0.0f;
+          finite &= std::isfinite(o[c]);
+        }
+      }
+      // phi(x) = x + 1 grows with x: products of logits near 1e19, or sums of huge values, pass
+      // float's range in S = phi(K)^T V or phi(q) S.
+      if (!finite) {
+        return absl::InvalidArgumentError(
+            "attention (LINEAR): phi(q).phi(k) v overflows float32; scale the query, key or value down");
       }
     }
     return absl::OkStatus();

@@ -102,7 +102,7 @@ struct BoundSlots {
 struct Workspace {
   std::vector<float> scores;     // [kBlockQ, kBlockK]
   std::vector<uint16_t> probs;   // [kBlockQ, kBlockK] bfloat16 (BF16 only)
-  std::vector<float> acc;        // [kBlockQ, value_dim]
+  std::vector<float> acc;        // [min(kBlockQ, q_len), value_dim]
   std::vector<float> row_max, row_sum, alpha;
   std::vector<int64_t> visible;  // Per row of the tile: visible keys of the current key tile.
   std::vector<char> scratchpad;
@@ -125,7 +125,9 @@ class SoftmaxKernel {
       ws.stream = dnnl::stream(DnnlEngine());
       ws.scores.resize(static_cast<size_t>(kBlockQ * kBlockK));
       if (p_.bf16) ws.probs.resize(static_cast<size_t>(kBlockQ * kBlockK));
-      ws.acc.resize(static_cast<size_t>(kBlockQ * p_.value_dim));
+      // Sized by the rows a tile really has: with a few query rows and a wide value_dim, a full
+      // kBlockQ-row accumulator per thread could outgrow the whole output many times over.
+      ws.acc.resize(static_cast<size_t>(std::min(kBlockQ, p_.q_len) * p_.value_dim));
       ws.row_max.resize(kBlockQ);
       ws.row_sum.resize(kBlockQ);
       ws.alpha.resize(kBlockQ);

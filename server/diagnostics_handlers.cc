@@ -13,7 +13,7 @@ absl::Status HandleEcho(const Limits& limits, const v1::EchoRequest& request, v1
   const int64_t max_bytes = limits.max_elements * int64_t{4};
   if (payload_bytes > max_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat("input: expected at most ", max_bytes,
-                                                     " payload bytes (the message limit), got ", payload_bytes));
+                                                     " payload bytes (the message limit less the response envelope), got ", payload_bytes));
   }
   // One copy of the payload, as every call that returns a tensor makes at least one write of it.
   *response->mutable_output() = input;

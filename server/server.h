@@ -42,7 +42,7 @@ struct ServerOptions {
   absl::Duration max_connection_age = absl::Minutes(5);
   absl::Duration max_connection_age_grace = absl::Minutes(1);
   // Largest Attend `weights` tensor (elements) served with return_weights; also capped by
-  // max_message_bytes / 4. 0 refuses every non-empty weights request.
+  // (max_message_bytes - 1 KiB) / 4 with the output. 0 refuses every non-empty weights request.
   int64_t max_attention_weights = kDefaultMaxWeightElements;
   // TLS / mTLS on `address` and bearer tokens (server/auth.h); every file is read and checked
   // before anything listens. `admin_address` stays plaintext and token-free, and once TLS or

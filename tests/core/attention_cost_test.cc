@@ -131,6 +131,9 @@ TEST(EstimateAttentionCost, BadInputTable) {
       {"NaN ffn_multiplier", Input(512, 64, 12, nan), "ffn_multiplier"},
       {"Inf linear_head_multiplier", Input(512, 64, 12, 4, inf), "linear_head_multiplier"},
       {"zero linear_head_multiplier", Input(512, 64, 12, 4, 0), "linear_head_multiplier"},
+      // Finite multipliers whose counts pass double's maximum (found by probing the server).
+      {"overflowing multipliers", Input(512, 64, 12, 1e308, 1e308), "the counts overflow double for (512, 64, 12"},
+      {"overflowing linear count", Input(512, 64, 12, 4, 1e160), "linear_head_multiplier: the counts overflow"},
   };
   for (const Row& row : rows) {
     SCOPED_TRACE(row.name);

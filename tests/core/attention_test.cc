@@ -831,6 +831,35 @@ TEST(AttentionRopeTest, InsideEqualsApplyRopeFirst) {
   for (const AttentionCase& c : RopeCases(AttentionKind::kSoftmax)) CheckRopeEquivalence(c);
 }
 
+TEST(AttentionRopeTest, EmptyCallsCheckTheSpecWithoutLargeTables) {
+  for (AttentionKind kind : {AttentionKind::kSoftmax, AttentionKind::kLinear}) {
+    SCOPED_TRACE(kind == AttentionKind::kLinear ? "linear" : "softmax");
+    AttentionOptions options;
+    options.kind = kind;
+    options.rope = AttentionRope{};
+    // No batch: empty output, small claimed tables are fine; a bad spec is still refused.
+    ASSERT_OK_AND_ASSIGN(AttentionResult empty,
+                         Attend(Tensor::Zeros({0, 2, 5, 8}), Tensor::Zeros({0, 1, 7, 8}), Tensor::Zeros({0, 1, 7, 3}),
+                                options));
+    EXPECT_EQ(empty.output.shape, (Shape{0, 2, 5, 3}));
+    options.rope->rotary_dim = 3;
+    EXPECT_EQ(Attend(Tensor::Zeros({0, 2, 5, 8}), Tensor::Zeros({0, 1, 7, 8}), Tensor::Zeros({0, 1, 7, 3}), options)
+                  .status()
+                  .code(),
+              absl::StatusCode::kInvalidArgument);
+    // No query row, 2-D RoPE over a 2 x 2 grid of keys: queries have no grid positions to get
+    // (a probe got "rope (queries): ... got neither").
+    options.rope = AttentionRope{};
+    options.rope->kind = RopeKind::k2D;
+    options.rope->grid_height = 2;
+    options.rope->grid_width = 2;
+    ASSERT_OK_AND_ASSIGN(AttentionResult no_rows,
+                         Attend(Tensor::Zeros({1, 1, 0, 8}), RandomTensor({1, 1, 4, 8}, 1), RandomTensor({1, 1, 4, 3}, 2),
+                                options));
+    EXPECT_EQ(no_rows.output.shape, (Shape{1, 1, 0, 3}));
+  }
+}
+
 TEST(AttentionRopeTest, RelativePositionsOnly) {
   // Shifting every query and key position by the same offset leaves softmax attention unchanged
   // (MATH.md 2, relativity), up to the rounding of the rotations.
@@ -926,6 +955,70 @@ TEST(AttentionLinearTest, RopeDenominatorIsUnrotated) {
   }
   // Row 0 sees only key 0 at the same position (relative angle 0) and stays 1; later rows move.
   EXPECT_GT(max_dev, 1e-3);
+}
+
+TEST(AttentionLinearTest, LogitsFarBelowZeroKeepTheirWeights) {
+  // phi(x) = exp(x) underflows float below about -87, but out_i does not change when a query
+  // row's phi, or a head's phi(k), is multiplied by a common factor: such rows and heads must
+  // still average their values, not become 0 / 0 (a probe set a query row to -95 and got zeros).
+  // Every third query row near -95, or every key near -100, or both; causal or not; RoPE or not.
+  for (bool causal : {false, true}) {
+    for (bool rope : {false, true}) {
+      for (const char* shifted : {"queries", "keys", "both"}) {
+        SCOPED_TRACE(absl::StrCat(shifted, causal ? " causal" : "", rope ? " rope" : ""));
+        Tensor q = RandomTensor({1, 2, 13, 8}, 21);
+        Tensor k = RandomTensor({1, 1, 13, 8}, 22);
+        const Tensor v = RandomTensor({1, 1, 13, 3}, 23);
+        if (std::string(shifted) != "keys") {
+          for (int64_t row = 0; row < 2 * 13; row += 3) {
+            for (int64_t c = 0; c < 8; ++c) q.values[static_cast<size_t>(row * 8 + c)] -= 95.0f;
+          }
+        }
+        if (std::string(shifted) != "queries") {
+          for (float& x : k.values) x -= 100.0f;
+        }
+        AttentionOptions options;
+        options.kind = AttentionKind::kLinear;
+        options.causal = causal;
+        if (rope) options.rope = AttentionRope{};
+        ASSERT_OK_AND_ASSIGN(AttentionResult r, Attend(q, k, v, options));
+        const Reference ref = ReferenceAttend(q, k, v, options);
+        double err = 0, weight_err = 0;
+        EXPECT_TRUE(MatchesReference(r, ref, DimsOf(q, k, v), false, &err, &weight_err));
+        Report(absl::StrCat("linear, ", shifted, " far below zero", causal ? " causal" : "", rope ? " rope" : ""), err,
+               ref.tolerance, ref.max_abs_value);
+        // Row 0 sees key 0 at least: an average of values, not zeros.
+        EXPECT_GT(std::abs(r.output.values[0]) + std::abs(r.output.values[1]) + std::abs(r.output.values[2]), 1e-3);
+      }
+    }
+  }
+}
+
+TEST(AttentionLinearTest, OverflowIsRefusedNotReturned) {
+  // phi(x) = x + 1 for x > 0: logits near 2e19 give phi(q).phi(k) of about 1.6e39, past float's
+  // range. The probe got Inf and NaN with status OK; SOFTMAX refuses its overflow the same way.
+  const Tensor q = MakeTensor({1, 1, 2, 4}, std::vector<float>(8, 2e19f));
+  const Tensor k = MakeTensor({1, 1, 3, 4}, std::vector<float>(12, 2e19f));
+  const Tensor v = RandomTensor({1, 1, 3, 2}, 5);
+  for (bool causal : {false, true}) {
+    SCOPED_TRACE(causal ? "causal" : "non-causal");
+    AttentionOptions options;
+    options.kind = AttentionKind::kLinear;
+    options.causal = causal;
+    const absl::StatusOr<AttentionResult> r = Attend(q, k, v, options);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("overflows float32"));
+  }
+  // 1e9 is far from it: phi products near 1e18 are fine.
+  AttentionOptions options;
+  options.kind = AttentionKind::kLinear;
+  const Tensor q9 = MakeTensor({1, 1, 2, 4}, std::vector<float>(8, 1e9f));
+  const Tensor k9 = MakeTensor({1, 1, 3, 4}, std::vector<float>(12, 1e9f));
+  ASSERT_OK_AND_ASSIGN(AttentionResult ok, Attend(q9, k9, v, options));
+  for (int64_t c = 0; c < 2; ++c) {  // Equal keys: every row is the mean of v.
+    const double mean = (v.values[c] + v.values[2 + c] + v.values[4 + c]) / 3.0;
+    EXPECT_NEAR(ok.output.values[c], mean, 8 * kEps);
+  }
 }
 
 // =============================================================================================
@@ -1142,6 +1235,30 @@ TEST(AttentionBadInputTest, CodeAndArgumentName) {
        opts([](AttentionOptions& o) { o.max_elements = 31; }), {}, {"value"}, kRE},
       {"output over max_elements", {1, 1, 4, 1}, {1, 1, 1, 1}, {1, 1, 1, 8},
        opts([](AttentionOptions& o) { o.max_elements = 31; }), {}, {"output"}, kRE},
+      // Output [2, 4, 5, 3] = 120 and weights 240 share one response: 359 is one short.
+      {"output and weights together over max_elements", q, k, v,
+       opts([](AttentionOptions& o) {
+         o.return_weights = true;
+         o.max_elements = 359;
+       }),
+       {}, {"return_weights", "120 + 240 elements together; at most 359"}, kRE},
+      // LINEAR keeps a [head_dim, value_dim] state per thread: 8 x 6 = 48 here, above every tensor
+      // (the probe that found this sent [1, 1, 1, 8192] tensors: 256 MiB of state from 96 KiB).
+      {"LINEAR state over max_elements", {1, 1, 1, 8}, {1, 1, 1, 8}, {1, 1, 1, 6},
+       opts([](AttentionOptions& o) {
+         o.kind = AttentionKind::kLinear;
+         o.max_elements = 47;
+       }),
+       {}, {"LINEAR state [head_dim, value_dim]: shape [8, 6] has 48 elements, above the limit of 47"}, kRE},
+      {"scale above float's range", q, k, v, opts([](AttentionOptions& o) { o.scale = 1e39; }), {},
+       {"scale: expected a number in [0, 3.4028235e38]", "got 1e+39"}},
+      // An empty call pays for no table: a claimed 2^24 x 8 (or 2^61 x 8) table is refused first.
+      {"rope on an empty call with a huge q_len", {0, 1, int64_t{1} << 24, 8}, {0, 1, 0, 8}, {0, 1, 0, 8}, rope, {},
+       {"rope: an empty call", "16777216 x 8", "at most 65536"}, kRE},
+      {"rope on an empty call with q_len 2^61", {0, 1, int64_t{1} << 61, 8}, {0, 1, 0, 8}, {0, 1, 0, 8}, rope, {},
+       {"rope: an empty call"}, kRE},
+      {"rope on an empty call with a huge k_len", {1, 0, 1, 8}, {1, 0, int64_t{1} << 20, 8}, {1, 0, int64_t{1} << 20, 8},
+       rope, {}, {"rope: an empty call", "1048576 x 8"}, kRE},
       // RoPE (errors as RopeTable::Create).
       {"rope odd head_dim", {2, 4, 5, 7}, {2, 2, 6, 7}, v, rope, {}, {"dim"}},
       {"rope rotary_dim odd", q, k, v, opts([](AttentionOptions& o) {
@@ -1343,7 +1460,8 @@ TEST(AttentionLimitsTest, AtTheCapsIsAccepted) {
   AttentionOptions options;
   options.return_weights = true;
   options.max_weight_elements = 2 * 4 * 5 * 6;
-  options.max_elements = 2 * 4 * 5 * 8;  // The largest tensor is the query.
+  // Output and weights together (120 + 240) are above the largest tensor, the query (320).
+  options.max_elements = 2 * 4 * 5 * 3 + 2 * 4 * 5 * 6;
   ASSERT_OK_AND_ASSIGN(AttentionResult r, Attend(q, k, v, options));
   ASSERT_TRUE(r.weights.has_value());
   EXPECT_EQ(r.weights->shape, (Shape{2, 4, 5, 6}));
@@ -1360,6 +1478,48 @@ TEST(AttentionLimitsTest, WeightCapOnlyAppliesToReturnedWeights) {
   ASSERT_OK_AND_ASSIGN(AttentionResult r, Attend(q, k, v, options));
   EXPECT_EQ(r.output.shape, (Shape{1, 2, 300, 4}));
   EXPECT_FALSE(r.weights.has_value());
+}
+
+// Peak resident memory since the last ResetPeakRss(), in bytes; -1 where /proc does not tell.
+int64_t PeakRssBytes() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return -1;
+  char line[256];
+  int64_t kib = -1;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    if (std::sscanf(line, "VmHWM: %ld kB", &kib) == 1) break;
+  }
+  std::fclose(f);
+  return kib < 0 ? -1 : kib * 1024;
+}
+
+// Resets VmHWM to the current resident size (Linux: "5" into clear_refs); false if refused.
+bool ResetPeakRss() {
+  FILE* f = std::fopen("/proc/self/clear_refs", "w");
+  if (f == nullptr) return false;
+  const bool ok = std::fputs("5", f) >= 0;
+  return std::fclose(f) == 0 && ok;
+}
+
+TEST(AttentionLimitsTest, WorkspaceFollowsTheRowsNotTheTile) {
+  // One query row against a value_dim of 2^21: the output is 8 MiB. The accumulator of every
+  // thread was sized for a full 128-row tile, 1 GiB each (a probe raised the server's memory by
+  // 530 MB with a 4 MB request); it now holds the rows a tile has.
+  const int64_t value_dim = int64_t{1} << 21;
+  const Tensor q = RandomTensor({1, 1, 1, 4}, 1), k = RandomTensor({1, 1, 3, 4}, 2);
+  const Tensor v = RandomTensor({1, 1, 3, value_dim}, 3);
+  if (!ResetPeakRss()) GTEST_SKIP() << "/proc/self/clear_refs is not writable here";
+  const int64_t before = PeakRssBytes();
+  ASSERT_GT(before, 0);
+  ASSERT_OK_AND_ASSIGN(AttentionResult r, Attend(q, k, v, AttentionOptions{}));
+  const int64_t growth = PeakRssBytes() - before;
+  std::printf("value_dim 2^21: peak resident memory grew by %.1f MiB (output 8 MiB, %d threads)\n",
+              static_cast<double>(growth) / (1 << 20), ComputeThreads());
+  EXPECT_LT(growth, int64_t{400} << 20);  // Sanitizers double or triple the ~24 MiB; 1 GiB per thread before.
+  // The output is right too: softmax weights over 3 keys applied to v.
+  ASSERT_EQ(r.output.values.size(), static_cast<size_t>(value_dim));
+  const Reference ref = ReferenceAttend(q, k, v, AttentionOptions{});
+  for (int64_t c = 0; c < value_dim; c += 4099) EXPECT_NEAR(r.output.values[c], ref.output[c], ref.tolerance) << c;
 }
 
 // =============================================================================================

@@ -356,11 +356,33 @@ TEST(HandleAttend, ACancelledCallStops) {
   EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
 }
 
+TEST(HandleAttend, OutputAndWeightsMustFitOneResponse) {
+  // A probe asked for 4096 x 4096 weights with 4096 query rows: each tensor passed its own cap,
+  // the computation ran, and gRPC then refused to send 67125285 bytes over the 64 MiB limit.
+  // BaseRequest: output [2, 4, 3, 6] (144) and weights [2, 4, 3, 5] (120), 264 elements.
+  v1::AttendRequest request = BaseRequest();
+  request.set_return_weights(true);
+  v1::AttendResponse response;
+  const int64_t short_by_one = Limits::kResponseEnvelopeBytes + 4 * 263;
+  const absl::Status status = HandleAttend(Limits::ForMessageBytes(short_by_one), request, &response);
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("return_weights: output [2, 4, 3, 6] and weights [2, 4, 3, 5]"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("144 + 120 elements together; at most 263"));
+  // At the limit it runs, and the whole response fits the message size the limits came from.
+  const int64_t exact = Limits::kResponseEnvelopeBytes + 4 * 264;
+  ASSERT_TRUE(HandleAttend(Limits::ForMessageBytes(exact), request, &response).ok());
+  EXPECT_LE(static_cast<int64_t>(response.ByteSizeLong()), exact);
+}
+
 TEST(Limits, ForMessageBytesCapsTheWeightsToo) {
-  const Limits limits = Limits::ForMessageBytes(4096, int64_t{1} << 30);
+  const Limits limits = Limits::ForMessageBytes(Limits::kResponseEnvelopeBytes + 4096, int64_t{1} << 30);
   EXPECT_EQ(limits.max_elements, 1024);
   EXPECT_EQ(limits.max_weight_elements, 1024);
-  EXPECT_EQ(Limits::ForMessageBytes(int64_t{64} << 20).max_weight_elements, kDefaultMaxWeightElements);
+  EXPECT_EQ(Limits::ForMessageBytes(100).max_elements, 0);  // Below the envelope: no tensor fits.
+  // 64 MiB: the default weight cap (2^24) yields to the elements left after the envelope.
+  EXPECT_EQ(Limits::ForMessageBytes(int64_t{64} << 20).max_weight_elements,
+            ((int64_t{64} << 20) - Limits::kResponseEnvelopeBytes) / 4);
+  EXPECT_EQ(Limits::ForMessageBytes(int64_t{128} << 20).max_weight_elements, kDefaultMaxWeightElements);
   EXPECT_EQ(Limits::ForMessageBytes(int64_t{64} << 20, 100).max_weight_elements, 100);
 }
 

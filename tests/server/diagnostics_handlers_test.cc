@@ -38,7 +38,7 @@ TEST(HandleEcho, RefusesPayloadsOverTheMessageLimit) {
   v1::EchoRequest request;
   *request.mutable_input() = Make({5}, Bytes({1, 2, 3, 4, 5}));
   v1::EchoResponse response;
-  const absl::Status status = HandleEcho(Limits::ForMessageBytes(16), request, &response);
+  const absl::Status status = HandleEcho(Limits::ForMessageBytes(Limits::kResponseEnvelopeBytes + 16), request, &response);
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(status.message(), HasSubstr("at most 16 payload bytes"));
   EXPECT_THAT(status.message(), HasSubstr("got 20"));

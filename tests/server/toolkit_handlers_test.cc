@@ -179,12 +179,12 @@ TEST(HandleInitializeParameters, BadInputTable) {
       {"zero axis", [](auto* r) { r->set_shape(1, 0); }, Code::kInvalidArgument, "shape[1]: expected an extent >= 1, got 0"},
       {"negative axis", [](auto* r) { r->set_shape(0, -4); }, Code::kInvalidArgument,
        "shape[0]: expected an extent >= 1, got -4"},
-      {"over the element limit (Limits of a 4 KiB message: 1024 elements)",
+      {"over the element limit (Limits of a 4 KiB message: 768 elements after the 1 KiB envelope)",
        [](auto* r) {
          r->set_shape(0, 33);
          r->set_shape(1, 32);
        },
-       Code::kResourceExhausted, "shape: [33, 32] has 1056 elements, above the limit of 1024"},
+       Code::kResourceExhausted, "shape: [33, 32] has 1056 elements, above the limit of 768"},
       {"STDDEV without stddev", [](auto* r) { r->set_scheme(v1::INIT_SCHEME_STDDEV); }, Code::kInvalidArgument,
        "stddev: expected a finite number in (0, 2e+37] with scheme STDDEV, got 0"},
       {"STDDEV with stddev < 0",
