@@ -21,6 +21,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/ascii.h"
 #include "absl/time/time.h"
 #include "server/limits.h"
@@ -88,8 +90,13 @@ int main(int argc, char** argv) {
   // one global lock. Serving does not need it (tests and sanitizers find lock-order bugs), and on
   // 2 cores it made small-call throughput fall as concurrency rose.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  absl::SetProgramUsageMessage("primserve-server: numerical primitives over gRPC. Flags may also be set as "
+  absl::SetProgramUsageMessage("numerical primitives over gRPC. Flags may also be set as "
                                "PRIMSERVE_<FLAG> environment variables.");
+  // absl's --help lists flags of files named after the program; ours live in server/main.cc.
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) { return absl::EndsWith(file, "server/main.cc"); };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   if (!ApplyEnvironmentOverrides()) return 2;
   absl::ParseCommandLine(argc, argv);
 

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/dnnl_context.h"
 #include "core/parallel.h"
+#include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/resource_quota.h"
@@ -40,9 +41,10 @@ int MillisecondsArg(absl::Duration d) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOptions& options) {
-  if (options.max_message_bytes < 1024 || options.max_message_bytes > (int64_t{2} << 30) - 1) {
+  // At least 4 KiB: the first 1 KiB of a response is kept for its envelope (server/limits.h).
+  if (options.max_message_bytes < 4096 || options.max_message_bytes > (int64_t{2} << 30) - 1) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "max_message_bytes: expected a value in [1024, 2147483647] (gRPC's int limit), got ",
+        "max_message_bytes: expected a value in [4096, 2147483647] (gRPC's int limit), got ",
         options.max_message_bytes));
   }
   if (options.compute_threads < 0) {
@@ -101,6 +103,10 @@ absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOption
   server->service_names_.push_back(v1::Diagnostics::service_full_name());
 
   grpc::EnableDefaultHealthCheckService(true);
+  // Reflection describes what the generated descriptor pool holds; gRPC's health service does not
+  // use our health.pb.cc, which the linker then drops. Naming its descriptor keeps it, so grpcurl
+  // can describe and call grpc.health.v1.Health.
+  grpc::health::v1::HealthCheckRequest::descriptor();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   // TLS and tokens on the data port; the admin port stays plaintext for Kubernetes probes
@@ -135,6 +141,9 @@ absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOption
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10 * 1000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // gRPC sets SO_REUSEPORT by default: a second server on a taken port would start and share its
+  // connections with the first. Off, the bind fails and Start reports the address in use.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   for (auto& service : server->services_) builder.RegisterService(service.get());

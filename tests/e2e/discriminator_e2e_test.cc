@@ -137,6 +137,29 @@ TEST(DiscriminatorE2E, HealthAndReflectionNameTheService) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+TEST(DiscriminatorE2E, ReflectionDescribesHealthAndTheServices) {
+  // grpcurl and Postman resolve a method through FileContainingSymbol. The health service was
+  // listed but not described ("Symbol not found"): its generated descriptor was not linked in.
+  absl::StatusOr<ServerProcess> server = StartServer();
+  ASSERT_TRUE(server.ok()) << server.status();
+  auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(Channel(server->address()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto stream = stub->ServerReflectionInfo(&context);
+  for (const char* symbol : {"grpc.health.v1.Health", "primserve.v1.Attention", "primserve.v1.Discriminator"}) {
+    SCOPED_TRACE(symbol);
+    grpc::reflection::v1alpha::ServerReflectionRequest request;
+    request.set_file_containing_symbol(symbol);
+    ASSERT_TRUE(stream->Write(request));
+    grpc::reflection::v1alpha::ServerReflectionResponse response;
+    ASSERT_TRUE(stream->Read(&response));
+    EXPECT_FALSE(response.has_error_response()) << response.error_response().error_message();
+    EXPECT_GT(response.file_descriptor_response().file_descriptor_proto_size(), 0);
+  }
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
 TEST(DiscriminatorE2E, MathGoldensOverTheWire) {
   absl::StatusOr<ServerProcess> server = StartServer();
   ASSERT_TRUE(server.ok()) << server.status();

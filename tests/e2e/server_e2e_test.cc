@@ -287,6 +287,32 @@ TEST(ServerLifecycle, BadFlagsFailFast) {
   EXPECT_THAT(std::string(negative.status().message()), HasSubstr("max_attention_weights"));
 }
 
+TEST(ServerLifecycle, HelpListsTheFlags) {
+  // absl's --help matches flags to files named after the program: it printed "No flags matched".
+  FILE* pipe = popen((ServerBinary() + " --help 2>&1").c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string help;
+  char buffer[4096];
+  for (size_t n; (n = fread(buffer, 1, sizeof buffer, pipe)) > 0;) help.append(buffer, n);
+  pclose(pipe);
+  EXPECT_THAT(help, ::testing::Not(HasSubstr("No flags matched")));
+  for (const char* flag : {"--address", "--admin_address", "--model_dir", "--max_message_bytes", "--compute_threads",
+                           "--tls_cert", "--auth_token_file", "--log_level", "PRIMSERVE_"}) {
+    EXPECT_THAT(help, HasSubstr(flag));
+  }
+}
+
+TEST(ServerLifecycle, ASecondServerOnATakenPortFails) {
+  // gRPC's default SO_REUSEPORT let a second server bind the same port and take a share of its
+  // connections (a probe saw plaintext calls meant for a TLS server answered by another one).
+  absl::StatusOr<ServerProcess> first = ServerProcess::Start(ServerBinary(), {});
+  ASSERT_TRUE(first.ok()) << first.status();
+  absl::StatusOr<ServerProcess> second =
+      ServerProcess::Start(ServerBinary(), {"--address=" + first->address()}, absl::Seconds(10));
+  ASSERT_FALSE(second.ok()) << "a second server started on " << first->address();
+  EXPECT_THAT(std::string(second.status().message()), HasSubstr("in use"));
+}
+
 TEST(ServerLifecycle, SigtermDrainsInFlightCallsAndExitsZero) {
   // One compute thread makes the call long (a 1e6 x 16 table: 64 MB of sin/cos).
   absl::StatusOr<ServerProcess> server = ServerProcess::Start(ServerBinary(), {"--compute_threads=1"});
