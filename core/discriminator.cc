@@ -50,6 +50,15 @@ absl::StatusOr<std::shared_ptr<const CompiledNetwork>> CompiledNetwork::Create(N
   }
   const int64_t sets = compiled->piecewise_linear_ ? 2 : 4;
   compiled->workspace_bytes_per_sample_ = elements * sets * 2 * static_cast<int64_t>(sizeof(float));
+  // Chunks shrink to fit max_workspace_bytes, but not below one sample: a network whose single
+  // sample needs more is refused here (a probe's 104-byte request, a 1x1 input padded by 4000,
+  // made the server touch 2.6 GB, and its cached plan kept most of it).
+  if (compiled->workspace_bytes_per_sample_ > options.max_workspace_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "network: one sample needs about ", compiled->workspace_bytes_per_sample_, " bytes of activations and ",
+        "gradients (", elements, " activation elements over input_shape and the layers), above the limit of ",
+        options.max_workspace_bytes, " bytes per chunk"));
+  }
   return std::shared_ptr<const CompiledNetwork>(std::move(compiled));
 }
 
@@ -291,6 +300,25 @@ absl::StatusOr<ScoreResult> ScoreNamed(const CompiledNetwork& network, const Ten
     if (Cancelled(options)) return CancelledError();
     ASSIGN_OR_RETURN(std::shared_ptr<const Plan> plan, network.GetPlan(std::min(chunk, batch - start), options.precision));
     RETURN_IF_ERROR(ScoreChunk(network, *plan, inputs.values.data(), start, options, &result));
+  }
+  // Finite inputs through finite weights can still pass float32's range (weights near 1e30,
+  // deep stacks of large weights): refused, never returned as Inf or NaN with OK.
+  for (int64_t i = 0; i < batch; ++i) {
+    const float f = result.raw_scores.values[i], norm = result.gradient_norms.values[i];
+    if (!std::isfinite(f) || !std::isfinite(norm) || !std::isfinite(result.scores.values[i])) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ": sample ", i, " overflows float32 in the network (f = ",
+                                                     f, ", ||grad f|| = ", norm, "); scale the inputs or weights down"));
+    }
+  }
+  if (result.input_gradients.has_value()) {
+    const std::vector<float>& g = result.input_gradients->values;
+    for (size_t n = 0; n < g.size(); ++n) {
+      if (!std::isfinite(g[n])) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            field, ": sample ", static_cast<int64_t>(n) / network.input_size(),
+            " overflows float32 in the input gradient of f_hat; scale the inputs or weights down"));
+      }
+    }
   }
   return result;
 }

@@ -167,7 +167,8 @@ struct CompileOptions {
   // remainder chunk). Each distinct chunk size gets its own cached plan.
   int64_t max_chunk = 64;
   // Bound on the work buffers of one chunk (activations and their gradients, all passes);
-  // lowers the chunk size for large per-sample networks. At least one sample always runs.
+  // lowers the chunk size for large per-sample networks. Create refuses a network whose one
+  // sample needs more (RESOURCE_EXHAUSTED).
   int64_t max_workspace_bytes = int64_t{512} << 20;
   // Plans kept per network (distinct chunk sizes); the cache is cleared past it. Each cached
   // plan also keeps one idle workspace (its chunk's buffers, reused by the next call), so the
@@ -184,7 +185,8 @@ class CompiledNetwork {
  public:
   // Validates `network` (errors as ValidateNetwork) and keeps it. Primitives are built lazily,
   // per chunk size, by the first Score of that size. Errors: INVALID_ARGUMENT (as
-  // ValidateNetwork; options.max_chunk < 1), RESOURCE_EXHAUSTED (as ValidateNetwork).
+  // ValidateNetwork; options.max_chunk < 1), RESOURCE_EXHAUSTED (as ValidateNetwork; one sample's
+  // work buffers above options.max_workspace_bytes).
   static absl::StatusOr<std::shared_ptr<const CompiledNetwork>> Create(Network network,
                                                                        CompileOptions options = {});
   ~CompiledNetwork();
@@ -256,7 +258,8 @@ struct ScoreResult {
 
 // Scores `inputs` [batch, ...input_shape] (batch 0 gives empty results).
 // Errors: INVALID_ARGUMENT ("inputs.shape" not [batch, ...input_shape]; NaN/Inf in "inputs";
-// epsilon not finite or <= 0 for GRAN: "epsilon"); RESOURCE_EXHAUSTED (inputs or
+// epsilon not finite or <= 0 for GRAN: "epsilon"; a sample whose f, gradient or f_hat overflows
+// float32, naming "inputs" and the sample); RESOURCE_EXHAUSTED (inputs or
 // input_gradients above max_elements; oneDNN out of memory); UNIMPLEMENTED (precision kBF16
 // on a CPU without native bfloat16: "compute_precision"); CANCELLED; INTERNAL (oneDNN).
 absl::StatusOr<ScoreResult> Score(const CompiledNetwork& network, const Tensor& inputs,

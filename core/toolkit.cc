@@ -292,6 +292,16 @@ absl::StatusOr<ChildTuningResult> ChildTuningMask(Tensor gradient, const ChildTu
       kept.fetch_add(chunk_kept, std::memory_order_relaxed);
     });
   }
+  if (options.rescale) {
+    // g / p passes float's range for a tiny p or a huge g (1e30 / 1e-9): refused, not +-Inf.
+    for (int64_t i = 0; i < n; ++i) {
+      if (!std::isfinite(g[i])) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "keep_probability: rescale divides kept gradients by ", p, ", which takes gradient[", i,
+            "] past float32's range; use a larger keep_probability or rescale = false"));
+      }
+    }
+  }
   ChildTuningResult result;
   result.kept_fraction = static_cast<double>(kept.load()) / static_cast<double>(n);
   result.gradient = std::move(gradient);

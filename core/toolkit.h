@@ -135,7 +135,8 @@ struct ChildTuningResult {
 // with the largest Fisher values (ties at t are all kept).
 // Errors: INVALID_ARGUMENT naming the field (an empty or non-finite gradient, p outside (0, 1],
 // a missing / misshapen / non-finite / negative Fisher tensor for kTaskDriven, a Fisher tensor
-// for kTaskFree); CANCELLED when `cancelled` says so.
+// for kTaskFree, "keep_probability" when rescale takes a kept g / p past float32's range);
+// CANCELLED when `cancelled` says so.
 absl::StatusOr<ChildTuningResult> ChildTuningMask(Tensor gradient, const ChildTuningOptions& options);
 
 }  // namespace primserve

@@ -158,5 +158,46 @@ TEST(DiscriminatorValidation, BadScoreInputs) {
   EXPECT_THAT(std::string(losses.status().message()), HasSubstr("real_inputs: expected at least one sample"));
 }
 
+TEST(DiscriminatorValidation, OneSampleAboveTheWorkspaceBoundIsRefused) {
+  // A probe's 104-byte request: a 1x1 input, a 1x1 conv padded by 4000 (an 8001 x 8001 map),
+  // tanh, then a conv whose stride leaves one output. Chunks never go below one sample, so it
+  // ran (2.6 GB touched) and its cached plan kept most of it. Now Create refuses it.
+  Network net;
+  net.input_shape = {1, 1, 1};
+  Conv2dLayer wide{MakeTensor({1, 1, 1, 1}, {1.0f}), MakeTensor({1}, {0.0f}), 1, 4000};
+  Conv2dLayer pick{MakeTensor({1, 1, 1, 1}, {1.0f}), MakeTensor({1}, {0.0f}), 1 << 20, 0};
+  net.layers = {wide, Act(ActivationKind::kTanh), pick};
+  const absl::StatusOr<std::shared_ptr<const CompiledNetwork>> compiled = CompiledNetwork::Create(net);
+  EXPECT_EQ(compiled.status().code(), absl::StatusCode::kResourceExhausted) << compiled.status();
+  EXPECT_THAT(std::string(compiled.status().message()), HasSubstr("network: one sample needs about"));
+  EXPECT_THAT(std::string(compiled.status().message()), HasSubstr("above the limit of 536870912 bytes"));
+  // The same shape with a small padding is fine, and a smaller bound refuses it too.
+  net.layers[0] = Conv2dLayer{MakeTensor({1, 1, 1, 1}, {1.0f}), MakeTensor({1}, {0.0f}), 1, 10};
+  ASSERT_TRUE(CompiledNetwork::Create(net).ok());
+  CompileOptions tight;
+  tight.max_workspace_bytes = 1000;
+  EXPECT_EQ(CompiledNetwork::Create(net, tight).status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST(DiscriminatorValidation, OverflowInTheNetworkIsRefusedNotReturned) {
+  // Finite inputs and weights whose products pass float's range: f = 4e60 as a float is +Inf,
+  // and f_hat = f / (|grad f| + |f|) NaN. The probe got raw_scores [inf], scores [nan] with OK.
+  Network net;
+  net.input_shape = {4};
+  net.layers = {DenseLayer{MakeTensor({1, 4}, std::vector<float>(4, 1e30f)), MakeTensor({1}, {0.0f})}};
+  ASSERT_OK_AND_ASSIGN(auto compiled, CompiledNetwork::Create(net));
+  Tensor inputs = MakeTensor({2, 4}, {1, 1, 1, 1, 1e30f, 1e30f, 1e30f, 1e30f});
+  for (bool gradient : {false, true}) {
+    const absl::StatusOr<ScoreResult> r = Score(*compiled, inputs, Options(Normalization::kGradientNorm, gradient));
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("inputs: sample 1 overflows float32"));
+  }
+  const absl::StatusOr<GanLosses> losses = DiscriminatorLosses(*compiled, inputs, inputs, LossKind::kHinge, {});
+  EXPECT_THAT(std::string(losses.status().message()), HasSubstr("real_inputs: sample 1 overflows float32"));
+  // Sample 0 alone is fine: f = 4e30.
+  ASSERT_OK_AND_ASSIGN(ScoreResult ok, Score(*compiled, MakeTensor({1, 4}, {1, 1, 1, 1}), ScoreOptions{}));
+  EXPECT_FLOAT_EQ(ok.raw_scores.values[0], 4e30f);
+}
+
 }  // namespace
 }  // namespace primserve

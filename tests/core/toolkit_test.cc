@@ -662,6 +662,23 @@ TEST(ChildTuningMask, BadInputTable) {
   }
 }
 
+TEST(ChildTuningMask, RescaleThatOverflowsIsRefused) {
+  // g / p past float's range (a probe got [inf, 0] with OK): 1e30 kept with p = 1e-9, and 1.0
+  // with p = 1e-300 (TASK_FREE at that p keeps nothing, so TASK_DRIVEN shows it).
+  const Tensor fisher{{2}, {1, 0}};
+  for (float g0 : {1e30f, 1.0f}) {
+    const double p = g0 == 1.0f ? 1e-300 : 1e-9;
+    SCOPED_TRACE(p);
+    const absl::StatusOr<ChildTuningResult> r = ChildTuningMask(Tensor{{2}, {g0, 1}}, Driven(p, &fisher, true));
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << r.status();
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("takes gradient[0] past float32's range"));
+    // Without the rescale it is the plain mask.
+    const absl::StatusOr<ChildTuningResult> plain = ChildTuningMask(Tensor{{2}, {g0, 1}}, Driven(p, &fisher, false));
+    ASSERT_TRUE(plain.ok()) << plain.status();
+    EXPECT_EQ(plain->gradient.values, (std::vector<float>{g0, 0}));
+  }
+}
+
 TEST(ChildTuningMask, CancelledStops) {
   const Tensor g = Filled({1000}, [](int64_t) { return 1.0f; });
   ChildTuningOptions free = Free(0.5, 1);
