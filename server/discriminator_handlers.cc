@@ -119,6 +119,19 @@ absl::Status HandleScore(const Limits& limits, const ModelStore* store, Discrimi
                    ResolveNetwork(limits, store, cache, request.model_name(), request.has_network(),
                                   request.network()));
   ASSIGN_OR_RETURN(const Tensor inputs, TensorFromProto(request.inputs(), "inputs", limits.max_elements));
+  if (inputs.rank() >= 1) {
+    // Three float scores per sample, plus the input gradients when asked: one response.
+    const int64_t samples = inputs.dim(0);  // May be huge when another extent is 0: in double.
+    const double elements = 3.0 * static_cast<double>(samples) +
+                            (options.return_input_gradient ? static_cast<double>(inputs.values.size()) : 0.0);
+    if (elements > static_cast<double>(limits.max_elements)) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "inputs: ", samples, " samples give 3 x ", samples, " scores",
+          options.return_input_gradient ? absl::StrCat(" + ", inputs.values.size(), " input gradient") : "",
+          " elements = ", elements < 9e18 ? absl::StrCat(static_cast<int64_t>(elements)) : absl::StrCat(elements),
+          ", above the limit of ", limits.max_elements, " for one response"));
+    }
+  }
   ASSIGN_OR_RETURN(const ScoreResult result, Score(*network, inputs, options));
   TensorToProto(result.raw_scores, response->mutable_raw_scores());
   TensorToProto(result.gradient_norms, response->mutable_gradient_norms());

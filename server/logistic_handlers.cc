@@ -389,11 +389,21 @@ absl::Status HandlePredict(const Limits& limits, const ModelStore* store, const 
     ASSIGN_OR_RETURN(model, LogisticModelFromProto(request.model(), "model", limits));
   }
   ASSIGN_OR_RETURN(const Tensor features, TensorFromProto(request.features(), "features", limits.max_elements));
-  if (features.rank() == 2 &&
-      static_cast<double>(features.dim(0)) * static_cast<double>(model.num_classes) > limits.max_elements) {
-    return absl::ResourceExhaustedError(absl::StrCat("features.shape: ", features.dim(0), " rows x ", model.num_classes,
-                                                     " classes of probabilities exceed the ", limits.max_elements,
-                                                     "-element limit of one response"));
+  if (features.rank() == 2) {
+    // The response carries M x K float probabilities and M varint labels (1 byte each below 128
+    // classes, 2 below 16384, ...): both must fit the message, as float32 elements' bytes.
+    const double rows = static_cast<double>(features.dim(0));
+    int label_bytes = 1;
+    for (uint64_t top = static_cast<uint64_t>(std::max<int64_t>(model.num_classes - 1, 0)); top >= 128; top >>= 7) {
+      ++label_bytes;
+    }
+    const double bytes = 4.0 * rows * static_cast<double>(model.num_classes) + rows * label_bytes;
+    if (bytes > 4.0 * static_cast<double>(limits.max_elements)) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "features.shape: ", features.dim(0), " rows x ", model.num_classes, " classes of probabilities plus ",
+          features.dim(0), " labels take ", static_cast<int64_t>(bytes), " bytes, above the ",
+          4 * limits.max_elements, "-byte limit of one response"));
+    }
   }
   ASSIGN_OR_RETURN(const Prediction prediction, Predict(model, features));
   TensorToProto(prediction.probabilities, response->mutable_probabilities());

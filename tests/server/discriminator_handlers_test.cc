@@ -171,6 +171,24 @@ TEST_F(DiscriminatorHandlersTest, GradientNormGolden) {
   EXPECT_NEAR(gradient.values[1], 20.0 / 169.0, 1e-7);
 }
 
+TEST_F(DiscriminatorHandlersTest, TheWholeResponseMustFitOneMessage) {
+  // Each tensor passed its own cap, and gRPC refused the response after the computation (a probe
+  // sent inputs [4200000, 1] with return_input_gradient). 100 samples of 2: inputs 200 elements;
+  // the response 3 x 100 scores + 200 gradient elements = 500, over a 400-element limit.
+  limits_ = Limits::ForMessageBytes(Limits::kResponseEnvelopeBytes + 4 * 400);
+  v1::ScoreRequest request = GoldenScoreRequest();
+  *request.mutable_inputs() = Wire({100, 2}, std::vector<float>(200, 1.0f));
+  absl::StatusOr<v1::ScoreResponse> refused = Score(request);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr("inputs: 100 samples give 3 x 100 scores + 200 input gradient elements = 500, above the "
+                        "limit of 400"));
+  request.set_return_input_gradient(false);  // 300 elements: fits, and the bytes do too.
+  absl::StatusOr<v1::ScoreResponse> scored = Score(request);
+  ASSERT_TRUE(scored.ok()) << scored.status();
+  EXPECT_LE(static_cast<int64_t>(scored->ByteSizeLong()), Limits::kResponseEnvelopeBytes + 4 * 400);
+}
+
 TEST_F(DiscriminatorHandlersTest, GranAndNoneGoldens) {
   v1::ScoreRequest request = GoldenScoreRequest();
   request.set_normalization(v1::NORMALIZATION_GRAN);  // epsilon unset: 1e-8

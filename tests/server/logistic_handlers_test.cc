@@ -473,6 +473,27 @@ TEST_F(LogisticHandlersTest, FitFromThreeShardsEqualsFit) {
   EXPECT_TRUE(DirectoryEmpty());
 }
 
+TEST_F(LogisticHandlersTest, PredictResponseMustFitOneMessage) {
+  // Probabilities M x K plus M varint labels: each was capped alone, and gRPC then refused the
+  // response (a probe: K = 4, features [4000000, 1]). Here K = 2, M = 100: 800 + 100 bytes.
+  v1::FitResponse fit;
+  ASSERT_TRUE(HandleFit(limits_, store_.get(), GoldenRequest(), &fit).ok());
+  const int64_t dim = fit.model().weights().shape(1);
+  v1::PredictRequest request;
+  *request.mutable_model() = fit.model();
+  *request.mutable_features() =
+      Wire({100, dim}, std::vector<float>(static_cast<size_t>(100 * dim), 0.5f));
+  v1::PredictResponse response;
+  Limits small = Limits::ForMessageBytes(Limits::kResponseEnvelopeBytes + 899);
+  const absl::Status status = HandlePredict(small, nullptr, request, &response);
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("features.shape: 100 rows x 2 classes of probabilities plus 100 labels take 900 bytes"));
+  Limits enough = Limits::ForMessageBytes(Limits::kResponseEnvelopeBytes + 900);
+  ASSERT_TRUE(HandlePredict(enough, nullptr, request, &response).ok());
+  EXPECT_LE(static_cast<int64_t>(response.ByteSizeLong()), Limits::kResponseEnvelopeBytes + 900);
+}
+
 TEST_F(LogisticHandlersTest, PredictByNameInlineAndItsErrors) {
   v1::FitRequest request = GoldenRequest();
   request.set_model_name("golden");
