@@ -385,7 +385,11 @@ absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, c
     result.weights = Tensor::Zeros({p.batch, p.heads, p.q_len, p.k_len});
     p.weights = result.weights->values.data();
   }
-  // No query row, or nothing to return: the zeros (or empty tensors) are the answer.
+  // No query row, or nothing to return: the zeros (or empty tensors) are the answer, once the
+  // inputs are known finite (BF16 without RoPE would otherwise check them while converting).
+  if (check_while_converting && (p.batch == 0 || p.heads == 0 || p.q_len == 0 || p.value_dim == 0)) {
+    RETURN_IF_ERROR(check_finite());
+  }
   if (p.batch == 0 || p.heads == 0 || p.q_len == 0 || (p.value_dim == 0 && !options.return_weights)) return result;
 
   if (options.rope.has_value()) {

@@ -17,6 +17,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/attention_internal.h"
 #include "core/dnnl_context.h"
 #include "core/parallel.h"
@@ -28,16 +29,19 @@ namespace attention_internal {
 namespace {
 
 constexpr int64_t kChunk = 64;
+// Below this a row's denominator (and with it the float numerator) has lost float's precision.
+constexpr double kMinDenominator = 1e-30;
 
 // phi(x) = elu(x) + 1 of a block of n values, up to one positive factor: x + 1 for x > 0,
 // exp(x) otherwise (always > 0). out_i is unchanged when every phi(q_i) value of a row, or every
 // phi(k_j) value of a head, is multiplied by one c > 0 (numerator and denominator both scale by
 // c; a rotation is linear). So a block whose largest x is m <= 0 gets exp(x - m) = phi(x) / phi(m):
 // its largest value is 1, and a row or a head of logits far below zero (all under about -87,
-// where exp underflows float) keeps its weights instead of becoming 0 / 0.
-void Phi(const float* x, float* y, int64_t n) {
+// where exp underflows float) keeps its weights instead of becoming 0 / 0. m is taken over the
+// first n_max values (the keys some row sees: padding must not set the scale), n_max >= 1.
+void Phi(const float* x, float* y, int64_t n, int64_t n_max) {
   float m = -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  for (int64_t i = 0; i < n_max; ++i) m = std::max(m, x[i]);
   if (m > 0.0f) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] + 1.0f : ExpNonPositive(x[i]);
@@ -94,8 +98,10 @@ class LinearKernel {
     const bool rope = p_.q_rope != nullptr;
     ws.phi_q.resize(static_cast<size_t>(lq * d));
     ws.phi_k.resize(static_cast<size_t>(lk * d));
-    for (int64_t i = 0; i < lq; ++i) Phi(p_.q_rows(b, h) + i * d, ws.phi_q.data() + i * d, d);  // c per row.
-    Phi(p_.k_rows(b, h), ws.phi_k.data(), lk * d);  // One c for every key of the head.
+    for (int64_t i = 0; i < lq; ++i) Phi(p_.q_rows(b, h) + i * d, ws.phi_q.data() + i * d, d, d);  // c per row.
+    // One c for every key of the head, from the keys the last row sees (all that any row sees).
+    const int64_t seen = std::max<int64_t>(p_.VisibleEnd(b, lq - 1), 1);
+    Phi(p_.k_rows(b, h), ws.phi_k.data(), lk * d, std::min(seen, lk) * d);
     const float* num_q = ws.phi_q.data();
     const float* num_k = ws.phi_k.data();
     if (rope) {
@@ -175,13 +181,23 @@ class LinearKernel {
       bool finite = true;
       for (int64_t r = 0; r < rows; ++r) {
         float* o = out_chunk + r * dv;
-        // den = 0 when the row sees no key (its output is zero), and otherwise only when every
-        // phi(q_i).phi(k_j) underflows: the row's largest phi(q) value is at least 1, and so is
-        // the head's largest phi(k) value, but they may sit in different columns.
         const double dd = den[static_cast<size_t>(r)];
-        const float inv = dd > 0.0 ? static_cast<float>(1.0 / dd) : 0.0f;
+        if (p_.VisibleEnd(b, i0 + r) == 0) {  // The row sees no key: its output is zero.
+          std::fill(o, o + dv, 0.0f);
+          continue;
+        }
+        // The row's largest phi(q) value is at least 1, and so is the largest phi(k) of the keys
+        // the last row sees; still, a row may see only keys far below that one, or meet it in a
+        // column where its own phi(q) is tiny. Then the float products underflow (den near 0,
+        // the numerator in denormals or zero): refused, never returned as zeros.
+        if (!(dd >= kMinDenominator)) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "attention (LINEAR): phi(q).phi(k) underflows float32 for query row ", i0 + r, " of batch ", b,
+              ", head ", h, " (its visible logits sit far below the others'); shift the query or key logits up"));
+        }
+        const double inv = 1.0 / dd;  // In double: 1 / dd is a float denormal for dd above 1e38.
         for (int64_t c = 0; c < dv; ++c) {
-          o[c] = dd > 0.0 ? o[c] * inv : 0.0f;
+          o[c] = static_cast<float>(static_cast<double>(o[c]) * inv);
           finite &= std::isfinite(o[c]);
         }
       }

@@ -51,13 +51,13 @@ absl::StatusOr<std::shared_ptr<const CompiledNetwork>> CompiledNetwork::Create(N
   const int64_t sets = compiled->piecewise_linear_ ? 2 : 4;
   compiled->workspace_bytes_per_sample_ = elements * sets * 2 * static_cast<int64_t>(sizeof(float));
   // Chunks shrink to fit max_workspace_bytes, but not below one sample: a network whose single
-  // sample needs more is refused here (a probe's 104-byte request, a 1x1 input padded by 4000,
-  // made the server touch 2.6 GB, and its cached plan kept most of it).
-  if (compiled->workspace_bytes_per_sample_ > options.max_workspace_bytes) {
+  // sample needs more than max_sample_workspace_bytes is refused here (a probe's 104-byte
+  // request, a 1x1 input padded by 4000, made the server touch 2.6 GB, and its plan kept it).
+  if (compiled->workspace_bytes_per_sample_ > options.max_sample_workspace_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "network: one sample needs about ", compiled->workspace_bytes_per_sample_, " bytes of activations and ",
         "gradients (", elements, " activation elements over input_shape and the layers), above the limit of ",
-        options.max_workspace_bytes, " bytes per chunk"));
+        options.max_sample_workspace_bytes, " bytes for one sample"));
   }
   return std::shared_ptr<const CompiledNetwork>(std::move(compiled));
 }

@@ -167,9 +167,11 @@ struct CompileOptions {
   // remainder chunk). Each distinct chunk size gets its own cached plan.
   int64_t max_chunk = 64;
   // Bound on the work buffers of one chunk (activations and their gradients, all passes);
-  // lowers the chunk size for large per-sample networks. Create refuses a network whose one
-  // sample needs more (RESOURCE_EXHAUSTED).
+  // lowers the chunk size for large per-sample networks, down to one sample.
   int64_t max_workspace_bytes = int64_t{512} << 20;
+  // Bound on one sample's work buffers: Create refuses a network that needs more
+  // (RESOURCE_EXHAUSTED), rather than let a chunk of one sample allocate it.
+  int64_t max_sample_workspace_bytes = int64_t{2} << 30;
   // Plans kept per network (distinct chunk sizes); the cache is cleared past it. Each cached
   // plan also keeps one idle workspace (its chunk's buffers, reused by the next call), so the
   // memory held between calls is at most about max_cached_plans * max_workspace_bytes.
@@ -186,7 +188,7 @@ class CompiledNetwork {
   // Validates `network` (errors as ValidateNetwork) and keeps it. Primitives are built lazily,
   // per chunk size, by the first Score of that size. Errors: INVALID_ARGUMENT (as
   // ValidateNetwork; options.max_chunk < 1), RESOURCE_EXHAUSTED (as ValidateNetwork; one sample's
-  // work buffers above options.max_workspace_bytes).
+  // work buffers above options.max_sample_workspace_bytes).
   static absl::StatusOr<std::shared_ptr<const CompiledNetwork>> Create(Network network,
                                                                        CompileOptions options = {});
   ~CompiledNetwork();

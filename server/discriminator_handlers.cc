@@ -94,6 +94,8 @@ absl::Status HandleRegister(const Limits& limits, ModelStore* store, const v1::R
   RETURN_IF_ERROR(ModelStore::ValidateName(request.name(), "name"));
   if (!request.has_network()) return absl::InvalidArgumentError("network: required, got none");
   ASSIGN_OR_RETURN(const Network network, NetworkFromProto(request.network(), "network", limits));
+  // What Score would refuse (one sample's work buffers too large) is refused now, not on every call.
+  RETURN_IF_ERROR(CompiledNetwork::Create(network).status());
   v1::StoredModel model;
   model.set_kind(v1::MODEL_KIND_DISCRIMINATOR);
   // The canonical form: raw float32 data, defaults (stride, alpha) made explicit.

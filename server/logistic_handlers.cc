@@ -401,7 +401,8 @@ absl::Status HandlePredict(const Limits& limits, const ModelStore* store, const 
     if (bytes > 4.0 * static_cast<double>(limits.max_elements)) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "features.shape: ", features.dim(0), " rows x ", model.num_classes, " classes of probabilities plus ",
-          features.dim(0), " labels take ", static_cast<int64_t>(bytes), " bytes, above the ",
+          features.dim(0), " labels take ", bytes < 9e18 ? absl::StrCat(static_cast<int64_t>(bytes)) : absl::StrCat(bytes),
+          " bytes, above the ",
           4 * limits.max_elements, "-byte limit of one response"));
     }
   }

@@ -994,6 +994,28 @@ TEST(AttentionLinearTest, LogitsFarBelowZeroKeepTheirWeights) {
   }
 }
 
+TEST(AttentionLinearTest, PaddingDoesNotSetTheScaleAndUnderflowIsRefused) {
+  // The common factor of the keys comes from the keys some row sees: a padded key at 0 must not
+  // push a visible key at -200 to exp(-200) = 0 (the row would read 0 / 0).
+  const Tensor q = RandomTensor({1, 1, 2, 4}, 31);
+  Tensor k = MakeTensor({1, 1, 2, 4}, {-200, -200, -200, -200, 0, 0, 0, 0});
+  const Tensor v = RandomTensor({1, 1, 2, 3}, 32);
+  AttentionOptions options;
+  options.kind = AttentionKind::kLinear;
+  options.key_lengths = {1};
+  ASSERT_OK_AND_ASSIGN(AttentionResult padded, Attend(q, k, v, options));
+  for (int64_t i = 0; i < 2; ++i) {
+    for (int64_t c = 0; c < 3; ++c) EXPECT_NEAR(padded.output.values[i * 3 + c], v.values[c], 8 * kEps);  // v_0.
+  }
+  // Causal: row 0 sees only key 0, row 1 both, so one factor cannot serve both rows. Row 0's
+  // products underflow float: refused, never returned as zeros.
+  options.key_lengths.clear();
+  options.causal = true;
+  const absl::StatusOr<AttentionResult> causal = Attend(q, k, v, options);
+  EXPECT_EQ(causal.status().code(), absl::StatusCode::kInvalidArgument) << causal.status();
+  EXPECT_THAT(std::string(causal.status().message()), HasSubstr("underflows float32 for query row 0"));
+}
+
 TEST(AttentionLinearTest, OverflowIsRefusedNotReturned) {
   // phi(x) = x + 1 for x > 0: logits near 2e19 give phi(q).phi(k) of about 1.6e39, past float's
   // range. The probe got Inf and NaN with status OK; SOFTMAX refuses its overflow the same way.
@@ -1749,6 +1771,23 @@ TEST(AttentionPrecisionTest, Bf16HugeLogitsStayFiniteAndOneHot) {
              ref.tolerance, ref.max_abs_value);
     }
   }
+}
+
+TEST(AttentionPrecisionTest, Bf16EmptyCallsStillRefuseNonFiniteInputs) {
+  // BF16 without RoPE checks finiteness while converting; a call that returns before converting
+  // (no query row, or value_dim 0) must still refuse NaN as F32 does.
+  if (!Bf16Available()) GTEST_SKIP() << "no native bf16 on this CPU (" << DnnlIsaName() << ")";
+  AttentionOptions options;
+  options.precision = ComputePrecision::kBF16;
+  Tensor k = RandomTensor({1, 1, 3, 8}, 1);
+  k.values[5] = std::numeric_limits<float>::quiet_NaN();
+  const absl::StatusOr<AttentionResult> no_rows =
+      Attend(Tensor::Zeros({1, 1, 0, 8}), k, RandomTensor({1, 1, 3, 2}, 2), options);
+  EXPECT_EQ(no_rows.status().code(), absl::StatusCode::kInvalidArgument) << no_rows.status();
+  EXPECT_THAT(std::string(no_rows.status().message()), HasSubstr("key[5]"));
+  const absl::StatusOr<AttentionResult> no_values =
+      Attend(RandomTensor({1, 1, 2, 8}, 3), k, Tensor::Zeros({1, 1, 3, 0}), options);
+  EXPECT_EQ(no_values.status().code(), absl::StatusCode::kInvalidArgument) << no_values.status();
 }
 
 TEST(AttentionPrecisionTest, Bf16FullyMaskedRowsAreExactZeros) {

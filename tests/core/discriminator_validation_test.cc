@@ -170,12 +170,12 @@ TEST(DiscriminatorValidation, OneSampleAboveTheWorkspaceBoundIsRefused) {
   const absl::StatusOr<std::shared_ptr<const CompiledNetwork>> compiled = CompiledNetwork::Create(net);
   EXPECT_EQ(compiled.status().code(), absl::StatusCode::kResourceExhausted) << compiled.status();
   EXPECT_THAT(std::string(compiled.status().message()), HasSubstr("network: one sample needs about"));
-  EXPECT_THAT(std::string(compiled.status().message()), HasSubstr("above the limit of 536870912 bytes"));
+  EXPECT_THAT(std::string(compiled.status().message()), HasSubstr("above the limit of 2147483648 bytes for one sample"));
   // The same shape with a small padding is fine, and a smaller bound refuses it too.
   net.layers[0] = Conv2dLayer{MakeTensor({1, 1, 1, 1}, {1.0f}), MakeTensor({1}, {0.0f}), 1, 10};
   ASSERT_TRUE(CompiledNetwork::Create(net).ok());
   CompileOptions tight;
-  tight.max_workspace_bytes = 1000;
+  tight.max_sample_workspace_bytes = 1000;
   EXPECT_EQ(CompiledNetwork::Create(net, tight).status().code(), absl::StatusCode::kResourceExhausted);
 }
 

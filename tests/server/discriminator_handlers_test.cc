@@ -171,6 +171,28 @@ TEST_F(DiscriminatorHandlersTest, GradientNormGolden) {
   EXPECT_NEAR(gradient.values[1], 20.0 / 169.0, 1e-7);
 }
 
+TEST_F(DiscriminatorHandlersTest, RegisterRefusesWhatScoreWould) {
+  // A 1x1 input padded by 4000 (an 8001 x 8001 map), tanh, then a conv whose stride leaves one
+  // output: about 4 GB of work buffers per sample. Score refuses it; so does Register, rather
+  // than store a model every later call would fail on.
+  v1::Network network;
+  for (int64_t extent : {1, 1, 1}) network.add_input_shape(extent);
+  v1::Conv2d* wide = network.add_layers()->mutable_conv2d();
+  *wide->mutable_weight() = Wire({1, 1, 1, 1}, {1});
+  *wide->mutable_bias() = Wire({1}, {0});
+  wide->set_stride(1);
+  wide->set_padding(4000);
+  network.add_layers()->mutable_activation()->set_kind(v1::ACTIVATION_KIND_TANH);
+  v1::Conv2d* pick = network.add_layers()->mutable_conv2d();
+  *pick->mutable_weight() = Wire({1, 1, 1, 1}, {1});
+  *pick->mutable_bias() = Wire({1}, {0});
+  pick->set_stride(1 << 20);
+  const absl::Status status = Register("huge", network);
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("network: one sample needs about"));
+  EXPECT_TRUE(DirectoryEmpty());
+}
+
 TEST_F(DiscriminatorHandlersTest, TheWholeResponseMustFitOneMessage) {
   // Each tensor passed its own cap, and gRPC refused the response after the computation (a probe
   // sent inputs [4200000, 1] with return_input_gradient). 100 samples of 2: inputs 200 elements;
