@@ -46,8 +46,10 @@ void Phi(const float* x, float* y, int64_t n, int64_t n_max) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] + 1.0f : ExpNonPositive(x[i]);
   } else {
+    // Values past n_max (keys no row sees) may lie above m; their phi is never used, and the
+    // clamp keeps ExpNonPositive's argument <= 0 (fuzzer: a padded key of 1e33).
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) y[i] = ExpNonPositive(x[i] - m);
+    for (int64_t i = 0; i < n; ++i) y[i] = ExpNonPositive(std::min(x[i] - m, 0.0f));
   }
 }
 

@@ -995,10 +995,11 @@ TEST(AttentionLinearTest, LogitsFarBelowZeroKeepTheirWeights) {
 }
 
 TEST(AttentionLinearTest, PaddingDoesNotSetTheScaleAndUnderflowIsRefused) {
-  // The common factor of the keys comes from the keys some row sees: a padded key at 0 must not
-  // push a visible key at -200 to exp(-200) = 0 (the row would read 0 / 0).
+  // The common factor of the keys comes from the keys some row sees: a padded key far above
+  // must not push a visible key at -200 to exp(-200) = 0 (the row would read 0 / 0). (1e33:
+  // the fuzzer found the padded key's exp(x - m) argument overflowing int under UBSan.)
   const Tensor q = RandomTensor({1, 1, 2, 4}, 31);
-  Tensor k = MakeTensor({1, 1, 2, 4}, {-200, -200, -200, -200, 0, 0, 0, 0});
+  Tensor k = MakeTensor({1, 1, 2, 4}, {-200, -200, -200, -200, 1e33f, 1e33f, 1e33f, 1e33f});
   const Tensor v = RandomTensor({1, 1, 2, 3}, 32);
   AttentionOptions options;
   options.kind = AttentionKind::kLinear;
