@@ -164,7 +164,12 @@ TEST(ComputeStage, AFloodBeyondTheQueueIsRefusedAtOnceAndTheRestSucceeds) {
   const double heap = Sample(metrics, "primserve_heap_allocated_bytes");
   std::printf("live heap: %.1f MiB after the first flood, %.1f MiB after 3 more; resident memory: %.1f MiB, %.1f MiB\n",
               baseline_heap / 1048576, heap / 1048576, baseline_rss / 1048576, rss / 1048576);
-  EXPECT_LT(heap, baseline_heap * 1.10 + 8 * 1048576);
+  // The live heap moves by several MiB between floods without any trend (gRPC's pollers and
+  // per-thread caches): on one 2-core machine, runs read 7.8, 13.5, 14.3 and 18.1 MiB after three
+  // floods from an 8.6-10.0 MiB baseline, and 18.1 failed an 8 MiB slack. A leak of one request
+  // (3 x 128 KiB) per call adds 18 MiB over the 48 calls, above this bound; smaller leaks are the
+  // soak test's to find (Soak.ThirtyTwoClients..., 60k calls).
+  EXPECT_LT(heap, baseline_heap * 1.10 + 16 * 1048576);
   if (!testing::kAddressSanitizer) {  // ASan's quarantine and shadow memory swell the resident set.
     EXPECT_LT(rss, baseline_rss * 1.5);
   }
