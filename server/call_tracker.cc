@@ -24,12 +24,18 @@ int64_t CallTracker::Drain(absl::Time deadline) {
   draining_ = true;
   auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_flight_ == 0; };
   mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
+  grace_over_ = in_flight_ > 0;
   return in_flight_;
 }
 
 int64_t CallTracker::in_flight() const {
   absl::MutexLock lock(&mu_);
   return in_flight_;
+}
+
+bool CallTracker::grace_over() const {
+  absl::MutexLock lock(&mu_);
+  return grace_over_;
 }
 
 bool CallTracker::draining() const {

@@ -44,10 +44,14 @@ class CallTracker {
   // Refuses new calls from now on (Drain does too; this is for doing it before other steps).
   void StopAdmitting();
   // Refuses new calls from now on and waits until the admitted ones finish or `deadline`
-  // passes. Returns the number still running at return.
+  // passes. Returns the number still running at return; those are then cancelled by the
+  // server's shutdown, and grace_over() turns true.
   int64_t Drain(absl::Time deadline);
   int64_t in_flight() const;
   bool draining() const;
+  // A drain ran out of time with calls still running: a call cancelled from now on was cancelled
+  // by the shutdown, not (only) by its caller.
+  bool grace_over() const;
 
  private:
   void Release();
@@ -55,6 +59,7 @@ class CallTracker {
   mutable absl::Mutex mu_;
   int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  bool grace_over_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace primserve

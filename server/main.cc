@@ -3,10 +3,12 @@
 // Every flag can also come from the environment as PRIMSERVE_<FLAG NAME IN CAPITALS>
 // (e.g. PRIMSERVE_ADDRESS=0.0.0.0:6000); a flag on the command line wins over the environment.
 // SIGTERM / SIGINT: health turns NOT_SERVING, new calls are refused, in-flight calls get
-// --drain_seconds to finish, and the process exits 0.
+// --drain_seconds to finish, and the process exits 0. A second signal during the drain stops the
+// process at once (exit status 128 + the signal's number).
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -140,15 +142,33 @@ int main(int argc, char** argv) {
   }
 
   const absl::Duration grace = absl::Seconds(absl::GetFlag(FLAGS_drain_seconds));
+  auto name = [](int signal_number) { return signal_number == SIGTERM ? "SIGTERM" : "SIGINT"; };
+  std::atomic<bool> stopped{false};
+  std::thread drainer;
+  // The first signal starts the drain; a second one, during the drain, ends the process at once
+  // (an operator's second Ctrl-C), with the status of a process killed by that signal.
   std::thread waiter([&] {
     int signal_number = 0;
     sigwait(&signals, &signal_number);
-    primserve::Log(primserve::LogLevel::kInfo, "received ", signal_number == SIGTERM ? "SIGTERM" : "SIGINT",
-                   ": health NOT_SERVING, draining in-flight calls for up to ", absl::FormatDuration(grace));
-    (*server)->Shutdown(grace);
+    primserve::Log(primserve::LogLevel::kInfo, "received ", name(signal_number),
+                   ": health NOT_SERVING, draining in-flight calls for up to ", absl::FormatDuration(grace),
+                   " (a second signal stops at once)");
+    drainer = std::thread([&] { (*server)->Shutdown(grace); });
+    const timespec poll{0, 100 * 1000 * 1000};
+    while (!stopped.load()) {
+      signal_number = sigtimedwait(&signals, nullptr, &poll);
+      if (signal_number == SIGTERM || signal_number == SIGINT) {
+        primserve::Log(primserve::LogLevel::kWarning, "received a second signal (", name(signal_number),
+                       "): stopping now, without waiting for in-flight calls");
+        std::fflush(stderr);
+        std::_Exit(128 + signal_number);
+      }
+    }
   });
   (*server)->Wait();
+  stopped.store(true);
   waiter.join();
+  if (drainer.joinable()) drainer.join();
   primserve::Log(primserve::LogLevel::kInfo, "primserve stopped");
   std::fflush(stderr);
   // Every call has finished and nothing is left to write. Skip the destructors: after a shutdown

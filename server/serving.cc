@@ -96,9 +96,14 @@ grpc::Status CallScope::End(const absl::Status& handler_status, int64_t response
   // Kernels report "cancelled" when their cancellation poll fires; when that was the deadline,
   // say so (the client sees DEADLINE_EXCEEDED either way; logs and metrics should agree).
   absl::Status status = handler_status;
+  // Likewise when the shutdown's grace period (--drain_seconds) ran out.
   if (status.code() == absl::StatusCode::kCancelled && context_ != nullptr && end >= Deadline(context_)) {
     status = absl::DeadlineExceededError(absl::StrCat("the deadline passed ", absl::FormatDuration(end - start_),
                                                       " after the call arrived; its work was abandoned"));
+  } else if (status.code() == absl::StatusCode::kCancelled && serving_.tracker.grace_over()) {
+    status = absl::CancelledError(absl::StrCat("the server shut down: its drain period (--drain_seconds) ended ",
+                                               absl::FormatDuration(end - start_),
+                                               " after the call arrived; its work was abandoned"));
   }
   admission_ = CallTracker::Admission(nullptr);
   grpc::Status wire = ToGrpcStatus(status);

@@ -32,6 +32,7 @@ namespace primserve {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::FreePort;
 using testing::HttpGet;
 using testing::RequestsSeries;
@@ -313,6 +314,38 @@ TEST(Lifecycle, DrainSecondsBoundsHowLongInFlightCallsMayRun) {
   EXPECT_LT(exit_after, absl::Seconds(6));
   EXPECT_NE(code, absl::StatusCode::kOk);
   EXPECT_THAT(server->Log(), HasSubstr("grace period over: cancelling 1 unfinished call(s)"));
+  // The call's log line blames the drain, not the caller.
+  EXPECT_TRUE(std::regex_search(server->Log(),
+                                std::regex(R"(rpc primserve\.v1\.Attention/Attend CANCELLED .*: the server shut down: )"
+                                           R"(its drain period \(--drain_seconds\) ended)")))
+      << server->Log();
+  EXPECT_THAT(server->Log(), Not(HasSubstr("cancelled by the caller")));
+}
+
+// An operator's second Ctrl-C (or SIGTERM) during a long drain stops the process at once.
+TEST(Lifecycle, ASecondSignalDuringTheDrainStopsAtOnce) {
+  for (int second : {SIGTERM, SIGINT}) {
+    absl::StatusOr<ServerProcess> server =
+        ServerProcess::Start(ServerBinary(), {"--compute_threads=1", "--drain_seconds=60"});
+    ASSERT_TRUE(server.ok()) << server.status();
+    client::AttentionClient attention(Channel(*server));
+    absl::StatusCode code = absl::StatusCode::kOk;
+    std::thread in_flight([&] { TimeAttend(attention, 65536, absl::Seconds(60), &code); });
+    absl::SleepFor(absl::Milliseconds(300));
+    server->Signal(SIGTERM);
+    absl::SleepFor(absl::Milliseconds(500));
+    const absl::Time signalled = absl::Now();
+    server->Signal(second);
+    absl::StatusOr<int> exit_code = server->WaitForExit(absl::Seconds(20));
+    const absl::Duration exit_after = absl::Now() - signalled;
+    in_flight.join();
+    ASSERT_TRUE(exit_code.ok()) << exit_code.status() << server->Log();
+    std::printf("second signal %d: exit %d after %s\n", second, *exit_code, absl::FormatDuration(exit_after).c_str());
+    EXPECT_EQ(*exit_code, 128 + second) << server->Log();
+    EXPECT_LT(exit_after, absl::Seconds(5));  // Not the 60 s drain nor the ~10 s job.
+    EXPECT_NE(code, absl::StatusCode::kOk);
+    EXPECT_THAT(server->Log(), HasSubstr("received a second signal"));
+  }
 }
 
 client::Tensor Ramp(std::vector<int64_t> shape) {
