@@ -10,6 +10,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <string>
 
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
@@ -172,10 +173,32 @@ absl::StatusOr<LogisticModel> FitAnalytic(const SufficientStatistics& s, const A
   model.priors = moments.priors;
   model.weights.resize(static_cast<size_t>(k * d));
   model.bias.resize(static_cast<size_t>(k));
+  // The correlation form is well conditioned, but a feature whose variance (plus ridge) is tiny
+  // next to its class-mean differences still gets a weight past float32's range (e.g. a constant
+  // feature with ridge 1e-40): that is the data's condition, not a bad request field.
+  constexpr double kFloatMax = std::numeric_limits<float>::max();
+  auto too_large = [&](double value, const std::string& what, int64_t feature) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "covariance: the fitted %s is %.6g, beyond float32's range: the %s covariance%s has variance %.6g in "
+        "feature %d's direction, too small for its class means; set a larger ridge, rescale the feature or drop it",
+        what, value, covariance_name, options.ridge > 0 ? " + ridge * I" : "", sigma(feature, feature), feature));
+  };
+  for (int64_t c = 0; c < k; ++c) {
+    for (int64_t j = 0; j < d; ++j) {
+      if (!(std::abs(w(j, c)) <= kFloatMax)) {
+        return too_large(w(j, c), absl::StrFormat("weight of class %d, feature %d", c, j), j);
+      }
+    }
+  }
   for (int64_t c = 0; c < k; ++c) {
     // b_c = ln p_c - 1/2 (mu_c - mu) w_c^T - mu w_c^T.
     const double quadratic = centred.row(c).dot(w.col(c));
     const double bias = std::log(model.priors[static_cast<size_t>(c)]) - 0.5 * quadratic - mu.dot(w.col(c));
+    if (!(std::abs(bias) <= kFloatMax)) {
+      Eigen::Index largest = 0;
+      w.col(c).cwiseAbs().maxCoeff(&largest);
+      return too_large(bias, absl::StrFormat("bias of class %d", c), static_cast<int64_t>(largest));
+    }
     for (int64_t j = 0; j < d; ++j) model.weights[static_cast<size_t>(c * d + j)] = static_cast<float>(w(j, c));
     model.bias[static_cast<size_t>(c)] = static_cast<float>(bias);
   }

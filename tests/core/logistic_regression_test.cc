@@ -494,5 +494,31 @@ TEST(LogisticSingular, FailedPreconditionThenRidgeFixes) {
   }
 }
 
+// A feature constant within each class but not across them has zero pooled-within variance. A
+// ridge too small to matter (1e-40) makes the covariance invertible, and the weight then lies far
+// beyond float32 (about mean difference / 1e-40): the data's condition, FAILED_PRECONDITION naming
+// the feature, not an INVALID_ARGUMENT blaming the output (the probe's "model.weights[2] ... -Inf").
+TEST(LogisticSingular, AWeightBeyondFloatIsAFailedPreconditionNamingTheFeature) {
+  Data data = MakeGaussian(300, 3, 2, 44);
+  for (int64_t i = 0; i < data.n(); ++i) {
+    data.features.values[static_cast<size_t>(i * 3 + 2)] = data.labels[static_cast<size_t>(i)] == 0 ? 1.0f : 2.0f;
+  }
+  for (double ridge : {1e-40, 1e-300}) {
+    absl::StatusOr<LogisticModel> model = Fit(data, Covariance::kPooledWithin, ridge);
+    ASSERT_FALSE(model.ok()) << "ridge " << ridge;
+    EXPECT_EQ(model.status().code(), absl::StatusCode::kFailedPrecondition) << model.status();
+    EXPECT_THAT(std::string(model.status().message()),
+                AllOf(HasSubstr("feature 2"), HasSubstr("beyond float32"), HasSubstr("larger ridge")))
+        << model.status();
+  }
+  // A ridge that matters gives finite weights; and TOTAL covariance sees the feature vary.
+  absl::StatusOr<LogisticModel> ridged = Fit(data, Covariance::kPooledWithin, 1e-3);
+  ASSERT_TRUE(ridged.ok()) << ridged.status();
+  for (float w : ridged->weights) EXPECT_TRUE(std::isfinite(w));
+  absl::StatusOr<LogisticModel> total = Fit(data, Covariance::kTotal, 1e-40);
+  ASSERT_TRUE(total.ok()) << total.status();
+  for (float w : total->weights) EXPECT_TRUE(std::isfinite(w));
+}
+
 }  // namespace
 }  // namespace primserve
