@@ -28,6 +28,16 @@ if grep -A2 "mountPath: /etc/primserve/tls" <<<"$rendered" | grep -q "readOnly: 
   echo "check_deploy: ok: TLS Secret mounted read-only"; else echo "check_deploy: FAIL: TLS Secret not read-only"; fail=1; fi
 if grep -qE "PRIMSERVE_TLS_CERT: /etc/primserve/tls/" <<<"$secured"; then echo "check_deploy: ok: secured overlay sets TLS"; else
   echo "check_deploy: FAIL: deploy/k8s-secured does not set PRIMSERVE_TLS_CERT"; fail=1; fi
+# The flags' ConfigMap is generated with a content hash in its name, and the Deployment uses that
+# name: a change to a flag rolls the pods out.
+for manifests in "$rendered" "$secured"; do
+  generated=$(grep -oE "name: primserve-flags-[a-z0-9]{10}$" <<<"$manifests" | sort -u)
+  if [[ $(wc -l <<<"$generated") == 1 && -n "$generated" && $(grep -cF "$generated" <<<"$manifests") == 2 ]]; then
+    echo "check_deploy: ok: flags ConfigMap hash-named and referenced (${generated#name: })"
+  else
+    echo "check_deploy: FAIL: flags ConfigMap not hash-named or not referenced by the Deployment"; fail=1
+  fi
+done
 # requests = limits for the container.
 requests=$(grep -A2 "requests:" <<<"$rendered" | grep -E "cpu|memory" | sort | tr -d ' ' | head -2)
 limits=$(grep -A2 "limits:" <<<"$rendered" | grep -E "cpu|memory" | sort | tr -d ' ' | head -2)
