@@ -13,6 +13,7 @@
 #include "core/attention_internal.h"
 #include "core/attention_online_softmax.h"
 #include "core/dnnl_context.h"
+#include "core/number_format.h"
 #include "core/parallel.h"
 #include "core/status_macros.h"
 #include "core/tile_matmul.h"
@@ -301,7 +302,7 @@ absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, c
   // The kernels compute in float32: a larger scale would become +Inf there.
   if (!(options.scale >= 0 && options.scale <= std::numeric_limits<float>::max())) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "scale: expected a number in [0, 3.4028235e38] (float32; 0 means 1/sqrt(head_dim)), got ", options.scale));
+        "scale: expected a number in [0, 3.4028235e38] (float32; 0 means 1/sqrt(head_dim)), got ", NumberToString(options.scale)));
   }
   RETURN_IF_ERROR(CheckPrecision(options.precision, options.kind));
   if (!options.key_lengths.empty()) {

@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "core/number_format.h"
 
 namespace primserve {
 namespace {
@@ -18,7 +19,7 @@ absl::Status CheckSize(int64_t value, absl::string_view field) {
 absl::Status CheckMultiplier(double value, absl::string_view field) {
   // `!(value > 0)` also rejects NaN.
   if (std::isfinite(value) && value > 0) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(field, ": expected a finite number > 0, got ", value));
+  return absl::InvalidArgumentError(absl::StrCat(field, ": expected a finite number > 0, got ", NumberToString(value)));
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/discriminator_internal.h"
 #include "core/dnnl_context.h"
+#include "core/number_format.h"
 #include "core/parallel.h"
 #include "core/status_macros.h"
 #include "core/tile_matmul.h"
@@ -269,7 +270,7 @@ absl::StatusOr<ScoreResult> ScoreNamed(const CompiledNetwork& network, const Ten
                                        const ScoreOptions& options, absl::string_view field) {
   if (options.normalization == Normalization::kGran && !(std::isfinite(options.epsilon) && options.epsilon > 0)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("epsilon: expected a finite value > 0 for GRAN, got ", options.epsilon));
+        absl::StrCat("epsilon: expected a finite value > 0 for GRAN, got ", NumberToString(options.epsilon)));
   }
   const Shape& input_shape = network.input_shape();
   Shape expected{inputs.rank() >= 1 ? inputs.dim(0) : 0};

@@ -24,6 +24,7 @@
 #include "absl/strings/str_format.h"
 #include "core/logistic_internal.h"
 #include "core/logistic_regression.h"
+#include "core/number_format.h"
 #include "core/status_macros.h"
 
 namespace primserve {
@@ -245,7 +246,7 @@ absl::Status CheckOptions(const MaxLikelihoodOptions& options) {
   }
   if (!std::isfinite(options.gradient_tolerance) || options.gradient_tolerance < 0) {
     return absl::InvalidArgumentError(absl::StrCat("gradient_tolerance: expected a finite value >= 0 (0 = default ",
-                                                   kDefaultGradientTolerance, "), got ", options.gradient_tolerance));
+                                                   kDefaultGradientTolerance, "), got ", NumberToString(options.gradient_tolerance)));
   }
   return absl::OkStatus();
 }

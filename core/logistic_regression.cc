@@ -20,6 +20,7 @@
 #include "core/dnnl_context.h"
 #include "core/logistic_internal.h"
 #include "core/logistic_regression.h"
+#include "core/number_format.h"
 #include "core/status_macros.h"
 
 namespace primserve {
@@ -32,7 +33,7 @@ using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::R
 absl::Status CheckFitInputs(const SufficientStatistics& s, const AnalyticFitOptions& options) {
   RETURN_IF_ERROR(ValidateStatistics(s));
   if (!std::isfinite(options.ridge) || options.ridge < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("ridge: expected a finite value >= 0, got ", options.ridge));
+    return absl::InvalidArgumentError(absl::StrCat("ridge: expected a finite value >= 0, got ", NumberToString(options.ridge)));
   }
   if (s.dim < 1) {
     return absl::InvalidArgumentError(absl::StrCat("features.shape: expected dim >= 1 features, got dim = ", s.dim));

@@ -11,6 +11,7 @@
 #include "core/dnnl_context.h"
 #include "core/logistic_internal.h"
 #include "core/logistic_regression.h"
+#include "core/number_format.h"
 #include "core/parallel.h"
 #include "core/status_macros.h"
 
@@ -230,7 +231,7 @@ absl::Status ValidateStatistics(const SufficientStatistics& s) {
     const double v = s.scatter[static_cast<size_t>(j * s.dim + j)];
     if (v < 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("statistics.scatter[", j * s.dim + j, "]: expected a diagonal entry >= 0, got ", v));
+          absl::StrCat("statistics.scatter[", j * s.dim + j, "]: expected a diagonal entry >= 0, got ", NumberToString(v)));
     }
   }
   return absl::OkStatus();

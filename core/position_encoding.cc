@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "core/multiversion.h"
+#include "core/number_format.h"
 #include "core/parallel.h"
 #include "core/status_macros.h"
 
@@ -21,7 +22,7 @@ namespace {
 absl::Status CheckBase(double base) {
   if (!std::isfinite(base) || base <= 0.0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("base: expected a finite number > 0 (0 on the wire means 10000), got ", base));
+        absl::StrCat("base: expected a finite number > 0 (0 on the wire means 10000), got ", NumberToString(base)));
   }
   return absl::OkStatus();
 }

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "core/counter_random.h"
+#include "core/number_format.h"
 #include "core/parallel.h"
 #include "core/status_macros.h"
 
@@ -101,13 +102,13 @@ absl::StatusOr<std::pair<double, Fans>> SchemeStddev(const InitOptions& options)
     // !(x > 0) also rejects NaN.
     if (!(options.stddev > 0) || !(options.stddev <= kMaxInitStddev)) {
       return absl::InvalidArgumentError(absl::StrCat("stddev: expected a finite number in (0, ", kMaxInitStddev,
-                                                     "] with scheme STDDEV, got ", options.stddev));
+                                                     "] with scheme STDDEV, got ", NumberToString(options.stddev)));
     }
     return std::make_pair(options.stddev, Fans());
   }
   if (options.stddev != 0) {
     return absl::InvalidArgumentError(absl::StrCat("stddev: only read by scheme STDDEV (expected 0 with ", scheme,
-                                                   "), got ", options.stddev));
+                                                   "), got ", NumberToString(options.stddev)));
   }
   RETURN_IF_ERROR(CheckFan(options.fan_in, "fan_in"));
   RETURN_IF_ERROR(CheckFan(options.fan_out, "fan_out"));
@@ -249,7 +250,7 @@ absl::StatusOr<ChildTuningResult> ChildTuningMask(Tensor gradient, const ChildTu
   RETURN_IF_ERROR(CheckFinite(gradient.values, "gradient"));
   const double p = options.keep_probability;
   if (!(p > 0 && p <= 1)) {
-    return absl::InvalidArgumentError(absl::StrCat("keep_probability: expected a number in (0, 1], got ", p));
+    return absl::InvalidArgumentError(absl::StrCat("keep_probability: expected a number in (0, 1], got ", NumberToString(p)));
   }
   RETURN_IF_ERROR(CheckFisher(gradient, options));
   if (options.cancelled && options.cancelled()) return Cancelled();

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/discriminator.h"
+#include "core/number_format.h"
 #include "core/status_macros.h"
 #include "server/discriminator_conversion.h"
 #include "server/tensor_conversion.h"
@@ -75,7 +76,7 @@ absl::StatusOr<ScoreOptions> ScoreOptionsFromProto(v1::Normalization normalizati
     options.epsilon = epsilon.value_or(kDefaultGranEpsilon);
     if (!(std::isfinite(options.epsilon) && options.epsilon > 0)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("epsilon: expected a finite value > 0 with NORMALIZATION_GRAN, got ", options.epsilon));
+          absl::StrCat("epsilon: expected a finite value > 0 with NORMALIZATION_GRAN, got ", NumberToString(options.epsilon)));
     }
   } else if (epsilon.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat("epsilon: applies to NORMALIZATION_GRAN only, got ", *epsilon,
@@ -130,8 +131,7 @@ absl::Status HandleScore(const Limits& limits, const ModelStore* store, Discrimi
       return absl::ResourceExhaustedError(absl::StrCat(
           "inputs: ", samples, " samples give 3 x ", samples, " scores",
           options.return_input_gradient ? absl::StrCat(" + ", inputs.values.size(), " input gradient") : "",
-          " elements = ", elements < 9e18 ? absl::StrCat(static_cast<int64_t>(elements)) : absl::StrCat(elements),
-          ", above the limit of ", limits.max_elements, " for one response"));
+          " elements = ", NumberToString(elements), ", above the limit of ", limits.max_elements, " for one response"));
     }
   }
   ASSIGN_OR_RETURN(const ScoreResult result, Score(*network, inputs, options));

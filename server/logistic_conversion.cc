@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/number_format.h"
 #include "core/status_macros.h"
 #include "server/tensor_conversion.h"
 
@@ -76,11 +77,11 @@ absl::StatusOr<SufficientStatistics> StatisticsFromProto(const v1::Statistics& p
   // Sizes against the wire counts first (so dim * dim cannot overflow for any dim that could
   // have arrived in one message).
   auto size_error = [&](absl::string_view name, double expected, int64_t got) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ".", name, ": expected ", expected, " values (",
+    return absl::InvalidArgumentError(absl::StrCat(field, ".", name, ": expected ", NumberToString(expected), " values (",
                                                    num_classes, " classes, dim ", dim, "), got ", got));
   };
   if (dim < 0 || dim > (int64_t{1} << 31)) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ".dim: expected a value >= 0, got ", dim));
+    return absl::InvalidArgumentError(absl::StrCat(field, ".dim: expected a value in [0, 2^31], got ", dim));
   }
   const double per_class = static_cast<double>(num_classes) * static_cast<double>(dim);
   if (proto.class_shifts_size() != per_class) return size_error("class_shifts", per_class, proto.class_shifts_size());

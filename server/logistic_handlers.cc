@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "core/number_format.h"
 #include "core/status_macros.h"
 #include "server/log.h"
 #include "server/tensor_conversion.h"
@@ -80,7 +81,7 @@ absl::Status CheckSolverOptions(const v1::FitRequest& request, Solver solver) {
 // bad option does not cost a pass over the stream.
 absl::Status CheckRidge(double ridge) {
   if (std::isfinite(ridge) && ridge >= 0) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("ridge: expected a finite value >= 0, got ", ridge));
+  return absl::InvalidArgumentError(absl::StrCat("ridge: expected a finite value >= 0, got ", NumberToString(ridge)));
 }
 
 absl::Status CheckModelName(const std::string& name, const ModelStore* store) {
@@ -401,9 +402,8 @@ absl::Status HandlePredict(const Limits& limits, const ModelStore* store, const 
     if (bytes > 4.0 * static_cast<double>(limits.max_elements)) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "features.shape: ", features.dim(0), " rows x ", model.num_classes, " classes of probabilities plus ",
-          features.dim(0), " labels take ", bytes < 9e18 ? absl::StrCat(static_cast<int64_t>(bytes)) : absl::StrCat(bytes),
-          " bytes, above the ",
-          4 * limits.max_elements, "-byte limit of one response"));
+          features.dim(0), " labels take ", NumberToString(bytes), " bytes, above the ", 4 * limits.max_elements,
+          "-byte limit of one response"));
     }
   }
   ASSIGN_OR_RETURN(const Prediction prediction, Predict(model, features));

@@ -3,11 +3,13 @@
 #include "core/tensor.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdint>
 #include <limits>
 #include <string>
 #include <vector>
 
+#include "core/number_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -271,6 +273,22 @@ TEST(TensorTest, ZerosHasShapeAndZeroValues) {
 
   const Tensor empty = Tensor::Zeros({4, 0});
   EXPECT_TRUE(empty.values.empty());
+}
+
+// Error messages quote refused numbers exactly: the shortest text that reads back as the value.
+TEST(NumberToString, ShortestTextThatReadsBackExactly) {
+  EXPECT_EQ(NumberToString(1.0000001), "1.0000001");
+  EXPECT_EQ(NumberToString(0.1), "0.1");
+  EXPECT_EQ(NumberToString(-0.25), "-0.25");
+  EXPECT_EQ(NumberToString(0.0), "0");
+  EXPECT_EQ(NumberToString(4294967296.0), "4294967296");
+  EXPECT_EQ(NumberToString(1e39), "1e+39");
+  EXPECT_EQ(NumberToString(std::numeric_limits<double>::infinity()), "inf");
+  EXPECT_EQ(NumberToString(std::nan("")), "nan");
+  for (double x : {1.0 / 3.0, 3.4028234663852886e38, 5e-324, -2.2250738585072014e-308, 1.8446744073709552e19}) {
+    const std::string text = NumberToString(x);
+    EXPECT_EQ(std::strtod(text.c_str(), nullptr), x) << text;
+  }
 }
 
 }  // namespace

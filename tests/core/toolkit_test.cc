@@ -637,6 +637,8 @@ TEST(ChildTuningMask, BadInputTable) {
       {"p = 0", g, Free(0.0, 1), "keep_probability: expected a number in (0, 1], got 0"},
       {"p < 0", g, Free(-0.25, 1), "got -0.25"},
       {"p > 1", g, Free(1.5, 1), "got 1.5"},
+      // Every digit that makes it wrong (six significant digits read "got 1").
+      {"p just above 1", g, Free(1.0000001, 1), "got 1.0000001"},
       {"p NaN", g, Free(std::nan(""), 1), "keep_probability"},
       {"p = 0 (TASK_DRIVEN)", g, Driven(0.0, &fisher), "keep_probability"},
       {"no fisher", g, Driven(0.5, nullptr), "fisher: required with mode TASK_DRIVEN, got no tensor"},
