@@ -64,6 +64,7 @@ class CoreServerCredentials final : public grpc::ServerCredentials {
 struct AuthPolicy {
   bool exempt_only = false;         // Admin port of a secured server: only exempt methods.
   std::vector<std::string> tokens;  // Data port: empty means no token is required.
+  RefusalObserver on_refusal;       // May be empty.
 };
 
 absl::string_view SliceView(const grpc_slice& slice) {
@@ -88,7 +89,7 @@ void ProcessAuthMetadata(void* state, grpc_auth_context* /*context*/, const grpc
     }
   }
   auto reject = [&](grpc_status_code code, const std::string& message) {
-    Log(LogLevel::kDebug, "rejected ", path, ": ", message);
+    if (policy.on_refusal) policy.on_refusal(path, static_cast<grpc::StatusCode>(code), message);
     done(user_data, nullptr, 0, nullptr, 0, code, message.c_str());
   };
   if (IsExemptMethod(path)) {
@@ -272,7 +273,7 @@ bool IsExemptMethod(absl::string_view path) {
          absl::StartsWith(path, "/grpc.reflection.v1.ServerReflection/");
 }
 
-absl::StatusOr<PortCredentials> BuildPortCredentials(const SecurityOptions& options) {
+absl::StatusOr<PortCredentials> BuildPortCredentials(const SecurityOptions& options, RefusalObserver on_refusal) {
   // The core credentials below are created before any gRPC object holds the library open.
   struct GrpcInitScope {
     GrpcInitScope() { grpc_init(); }
@@ -288,6 +289,7 @@ absl::StatusOr<PortCredentials> BuildPortCredentials(const SecurityOptions& opti
         "--tls_client_ca given without --tls_cert / --tls_key: client certificates are checked only over TLS");
   }
   AuthPolicy data_policy;
+  data_policy.on_refusal = on_refusal;
   if (!options.auth_token_file.empty()) {
     ASSIGN_OR_RETURN(data_policy.tokens, LoadTokenFile(options.auth_token_file));
   }
@@ -309,6 +311,7 @@ absl::StatusOr<PortCredentials> BuildPortCredentials(const SecurityOptions& opti
   }
   AuthPolicy admin_policy;
   admin_policy.exempt_only = true;
+  admin_policy.on_refusal = std::move(on_refusal);
   ports.admin = WithPolicy(grpc_insecure_server_credentials_create(), std::move(admin_policy));
   return ports;
 }

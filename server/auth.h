@@ -13,6 +13,7 @@
 #ifndef PRIMSERVE_SERVER_AUTH_H_
 #define PRIMSERVE_SERVER_AUTH_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "grpcpp/security/server_credentials.h"
+#include "grpcpp/support/status.h"
 
 namespace primserve {
 
@@ -61,12 +63,19 @@ struct PortCredentials {
   std::shared_ptr<grpc::ServerCredentials> admin;
 };
 
+// Told of every call the token check refuses, before any handler: the HTTP/2 :path
+// ("/service/method", as the caller sent it), the status code and the message the caller gets.
+// Runs on a gRPC thread; must be thread-safe and quick.
+using RefusalObserver = std::function<void(absl::string_view path, grpc::StatusCode code, absl::string_view message)>;
+
 // Reads and checks every file before anything listens.
 // Errors: INVALID_ARGUMENT (a key or client CA without a certificate or the other way round; a
 // file that is not the PEM it should be; a key that does not match the certificate; a bad token
 // file), NOT_FOUND / PERMISSION_DENIED (a file missing or unreadable). Messages name the flag
 // and the path.
-absl::StatusOr<PortCredentials> BuildPortCredentials(const SecurityOptions& options);
+// `on_refusal`, when set, is told of each call the ports' token checks refuse.
+absl::StatusOr<PortCredentials> BuildPortCredentials(const SecurityOptions& options,
+                                                     RefusalObserver on_refusal = nullptr);
 
 }  // namespace primserve
 

@@ -145,15 +145,22 @@ Metrics::MethodSeries& Metrics::Series(absl::string_view method) {
   return it->second;
 }
 
+void Metrics::CountRequest(MethodSeries& series, absl::string_view method, grpc::StatusCode code) {
+  const int index = static_cast<int>(code);
+  prometheus::Counter*& requests = series.requests[index >= 0 && index < 17 ? index : 2];
+  if (requests == nullptr) requests = &requests_.Add({{"method", std::string(method)}, {"code", CodeName(code)}});
+  requests->Increment();
+}
+
+void Metrics::RecordRefused(absl::string_view method, grpc::StatusCode code) {
+  absl::MutexLock lock(&mu_);
+  CountRequest(Series(method), method, code);
+}
+
 void Metrics::Record(const Call& call) {
   absl::MutexLock lock(&mu_);
   MethodSeries& series = Series(call.method);
-  const int code = static_cast<int>(call.code);
-  prometheus::Counter*& requests = series.requests[code >= 0 && code < 17 ? code : 2];
-  if (requests == nullptr) {
-    requests = &requests_.Add({{"method", std::string(call.method)}, {"code", CodeName(call.code)}});
-  }
-  requests->Increment();
+  CountRequest(series, call.method, call.code);
   series.queue->Observe(call.queue_seconds);
   series.compute->Observe(call.compute_seconds);
   series.received->Increment(static_cast<double>(call.received_bytes));

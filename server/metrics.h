@@ -2,6 +2,7 @@
 // --metrics_address.
 //
 //   primserve_requests_total{method,code}            calls finished, by gRPC status code name
+//                                                    (calls refused by the token check included)
 //   primserve_request_queue_seconds{method}          time waiting for a compute worker
 //   primserve_request_compute_seconds{method}        time in the handler (kernels included)
 //   primserve_request_received_bytes_total{method}   request message bytes
@@ -59,6 +60,9 @@ class Metrics {
   Metrics& operator=(const Metrics&) = delete;
 
   void Record(const Call& call);
+  // A call refused before any handler ran (a missing or bad bearer token, a data method on the
+  // admin port): counted in primserve_requests_total only, with no latency or byte samples.
+  void RecordRefused(absl::string_view method, grpc::StatusCode code);
   prometheus::Gauge& in_flight() { return in_flight_; }
   void SetComputeStage(int64_t running, int64_t waiting);
 
@@ -77,6 +81,8 @@ class Metrics {
     prometheus::Counter* sent = nullptr;
   };
   MethodSeries& Series(absl::string_view method) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CountRequest(MethodSeries& series, absl::string_view method, grpc::StatusCode code)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& requests_;

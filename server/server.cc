@@ -5,9 +5,12 @@
 #include <limits>
 #include <system_error>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "core/dnnl_context.h"
 #include "core/parallel.h"
+#include "google/protobuf/descriptor.h"
 #include "grpc/health/v1/health.pb.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -67,8 +70,15 @@ absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOption
         "max_connection_age: expected > 0 with a grace >= 0, got ", absl::FormatDuration(options.max_connection_age),
         " and ", absl::FormatDuration(options.max_connection_age_grace)));
   }
-  // Bad TLS or token files stop the start before anything is created or listens.
-  absl::StatusOr<PortCredentials> credentials = BuildPortCredentials(options.security);
+  // Bad TLS or token files stop the start before anything is created or listens. Calls the
+  // token checks refuse never reach a handler: they are counted and logged here (serving_ is set
+  // before any port listens).
+  std::unique_ptr<PrimServer> server(new PrimServer());
+  absl::StatusOr<PortCredentials> credentials =
+      BuildPortCredentials(options.security, [raw = server.get()](absl::string_view path, grpc::StatusCode code,
+                                                                  absl::string_view message) {
+        raw->RecordRefusal(path, code, message);
+      });
   if (!credentials.ok()) return credentials.status();
   absl::StatusOr<std::unique_ptr<ModelStore>> model_store = ModelStore::Open(options.model_dir);
   if (!model_store.ok()) return model_store.status();
@@ -77,7 +87,6 @@ absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOption
   const int workers =
       options.compute_workers > 0 ? options.compute_workers : std::max(1, AvailableCores() / ComputeThreads());
 
-  std::unique_ptr<PrimServer> server(new PrimServer());
   server->model_store_ = *std::move(model_store);
   server->serving_ = std::make_unique<Serving>(workers, options.max_queue);
   Serving* serving = server->serving_.get();
@@ -197,6 +206,20 @@ void PrimServer::Shutdown(absl::Duration grace) {
   // Shutdown deadline before the process can exit (see call_tracker.h).
   constexpr absl::Duration kFlushWindow = absl::Seconds(2);
   server_->Shutdown(absl::ToChronoTime(std::min(deadline, absl::Now() + kFlushWindow)));
+}
+
+void PrimServer::RecordRefusal(absl::string_view path, grpc::StatusCode code, absl::string_view message) {
+  // The path is the caller's choice: only methods this server defines get their own label, so
+  // the metric's series stay bounded.
+  absl::string_view method = absl::StripPrefix(path, "/");
+  const size_t slash = method.rfind('/');
+  const bool known = slash != absl::string_view::npos &&
+                     google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(absl::StrCat(
+                         method.substr(0, slash), ".", method.substr(slash + 1))) != nullptr;
+  if (!known) method = "unknown";
+  serving_->metrics.RecordRefused(method, code);
+  Log(LogLevel::kInfo, "rpc ", method, " ", absl::StatusCodeToString(static_cast<absl::StatusCode>(code)),
+      " refused before any handler: ", message, known ? "" : absl::StrCat(" (path ", absl::CHexEscape(path), ")"));
 }
 
 void PrimServer::Wait() {

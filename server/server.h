@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "server/auth.h"
@@ -77,6 +78,8 @@ class PrimServer {
 
  private:
   PrimServer() = default;
+  // Counts and logs a call the token checks refused (server/auth.h); thread-safe.
+  void RecordRefusal(absl::string_view path, grpc::StatusCode code, absl::string_view message);
 
   std::unique_ptr<Serving> serving_;  // Outlives the services that use it.
   std::unique_ptr<ModelStore> model_store_;  // Outlives the services that use it.

@@ -15,17 +15,22 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "primserve/client/channel.h"
 #include "primserve/client/health.h"
 #include "primserve/client/position_encoding.h"
+#include "tests/e2e/metrics_scrape.h"
 #include "tests/e2e/server_process.h"
 
 namespace primserve {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::ServerBinary;
 using testing::ServerProcess;
 using HealthStatus = grpc::health::v1::HealthCheckResponse;
@@ -258,6 +263,65 @@ TEST_F(SecurityTest, TokensOnPlaintext) {
     ASSERT_TRUE(serving.ok()) << address << ": " << serving.status();
     EXPECT_EQ(*serving, HealthStatus::SERVING);
   }
+}
+
+// Calls the token checks refuse never reach a handler; operators still see them: a log line each
+// and primserve_requests_total by method and code. A path naming no method of ours is counted as
+// method "unknown" (the caller chooses the path; the label set must stay bounded).
+TEST_F(SecurityTest, RefusedCallsAreCountedAndLogged) {
+  const int metrics_port = testing::FreePort();
+  absl::StatusOr<ServerProcess> server = StartSecured(
+      {"--auth_token_file=" + Path("tokens"), absl::StrCat("--metrics_address=127.0.0.1:", metrics_port)});
+  ASSERT_TRUE(server.ok()) << server.status();
+  client::ChannelOptions options;
+  options.address = server->address();
+  EXPECT_EQ(CallData(options).code(), absl::StatusCode::kUnauthenticated);  // No token.
+  options.auth_token = "wrong";
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(CallData(options).code(), absl::StatusCode::kUnauthenticated);
+  options.auth_token = kToken;
+  EXPECT_TRUE(CallData(options).ok());
+  client::ChannelOptions admin;
+  admin.address = server->admin_address();
+  EXPECT_EQ(CallData(admin).code(), absl::StatusCode::kPermissionDenied);
+  for (const char* path : {"/no.such.Service/Method", "/primserve.v1.Attention/NoSuchMethod"}) {
+    grpc::GenericStub stub(client::CreateChannel(admin));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::CompletionQueue cq;
+    grpc::Slice slice(std::string{});
+    std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
+        stub.PrepareUnaryCall(&context, path, grpc::ByteBuffer(&slice, 1), &cq);
+    call->StartCall();
+    grpc::ByteBuffer response;
+    grpc::Status status;
+    call->Finish(&response, &status, reinterpret_cast<void*>(1));
+    void* tag = nullptr;
+    bool ok = false;
+    cq.Next(&tag, &ok);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << path;
+  }
+
+  const std::string metrics = testing::HttpGet(metrics_port, "/metrics");
+  EXPECT_EQ(testing::Sample(metrics, testing::RequestsSeries("PositionEncoding/Sinusoidal", "UNAUTHENTICATED")), 3)
+      << metrics;
+  EXPECT_EQ(testing::Sample(metrics, testing::RequestsSeries("PositionEncoding/Sinusoidal", "PERMISSION_DENIED")), 1);
+  EXPECT_EQ(testing::Sample(metrics, testing::RequestsSeries("PositionEncoding/Sinusoidal", "OK")), 1);
+  EXPECT_EQ(testing::Sample(metrics, "primserve_requests_total{code=\"PERMISSION_DENIED\",method=\"unknown\"}"), 2);
+  // Refused calls add no latency samples: only the one good call was timed.
+  EXPECT_EQ(testing::Sample(metrics,
+                            "primserve_request_compute_seconds_count{method=\"primserve.v1.PositionEncoding/Sinusoidal\"}"),
+            1);
+  absl::SleepFor(absl::Milliseconds(100));
+  const std::string log = server->Log();
+  EXPECT_THAT(log, HasSubstr("rpc primserve.v1.PositionEncoding/Sinusoidal UNAUTHENTICATED refused before any "
+                             "handler: missing bearer token"));
+  EXPECT_THAT(log, HasSubstr("rpc primserve.v1.PositionEncoding/Sinusoidal UNAUTHENTICATED refused before any "
+                             "handler: invalid bearer token"));
+  EXPECT_THAT(log, HasSubstr("rpc primserve.v1.PositionEncoding/Sinusoidal PERMISSION_DENIED refused before any "
+                             "handler: /primserve.v1.PositionEncoding/Sinusoidal is not served on the admin port"));
+  EXPECT_THAT(log, HasSubstr("rpc unknown PERMISSION_DENIED refused before any handler: "));
+  EXPECT_THAT(log, HasSubstr("(path /no.such.Service/Method)"));
+  EXPECT_THAT(log, Not(HasSubstr(kToken)));  // The token never reaches the log.
 }
 
 TEST_F(SecurityTest, TokensOverTls) {
