@@ -2,12 +2,14 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <system_error>
 #include <utility>
 
@@ -190,6 +192,15 @@ absl::StatusOr<v1::StoredModel> ModelStore::DecodeFile(absl::string_view bytes) 
   return model;
 }
 
+// 64 random bits: two replicas on one volume pick the same with odds of 2^-64.
+std::string RandomTempPrefix() {
+  std::random_device device;
+  const uint64_t bits = (static_cast<uint64_t>(device()) << 32) ^ device();
+  return absl::StrCat(absl::Hex(bits, absl::kZeroPad16));
+}
+
+ModelStore::ModelStore(std::string dir) : dir_(std::move(dir)), temp_prefix_(RandomTempPrefix()) {}
+
 absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& dir) {
   std::error_code error;
   std::filesystem::create_directories(dir, error);
@@ -209,11 +220,17 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& 
   for (const std::string& file : files) {
     if (absl::EndsWith(file, kTempSuffix) && absl::StrContains(file, absl::StrCat(kFileSuffix, "."))) {
       // A write that never reached its rename (the process died): the model it would have
-      // replaced, if any, is intact.
+      // replaced, if any, is intact. A write still in progress (another replica on the same
+      // volume) holds the file's flock, and is left alone.
       const std::string path = absl::StrCat(dir, "/", file);
-      if (::unlink(path.c_str()) == 0) {
+      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+      if (fd < 0) continue;  // Gone already: its writer renamed or removed it.
+      if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        Log(LogLevel::kInfo, "model store: leaving ", path, ": another process is writing it");
+      } else if (::unlink(path.c_str()) == 0) {
         Log(LogLevel::kWarning, "model store: removed stale temporary file ", path);
       }
+      ::close(fd);
       continue;
     }
     if (absl::EndsWith(file, kFileSuffix)) store->Load(file);
@@ -273,9 +290,13 @@ absl::Status ModelStore::Put(absl::string_view name, v1::StoredModel model, absl
     }
   }
   const std::string path = PathOf(name);
-  const std::string temp = absl::StrCat(path, ".", ::getpid(), "-", temp_counter_++, kTempSuffix);
+  const std::string temp = absl::StrCat(path, ".", temp_prefix_, "-", temp_counter_++, kTempSuffix);
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return WriteError(errno, "create", temp);
+  // Held until the close: a store opening meanwhile (another replica) sees a live write. Best
+  // effort: where a file system has no flock, a starting replica may remove a live write's file,
+  // and that write then fails at its rename; no model is ever damaged.
+  (void)::flock(fd, LOCK_EX | LOCK_NB);
   int error = WriteAll(fd, bytes);
   const char* what = "write";
   if (error == 0 && ::fsync(fd) != 0) {

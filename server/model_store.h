@@ -16,10 +16,12 @@
 //       32     -  payload
 //
 // Writes are atomic: the bytes go to a temporary file in the same directory
-// (`<name>.model.<pid>-<n>.tmp`), which is fsync'ed, renamed over `<name>.model`, and the
+// (`<name>.model.<random>-<n>.tmp`), which is fsync'ed, renamed over `<name>.model`, and the
 // directory is fsync'ed. A reader (or a restart) sees the old model or the new one, never a
-// mix; a failed write removes its temporary file. Stale temporary files (a crash mid-write) are
-// removed when the store opens.
+// mix; a failed write removes its temporary file. The random part is drawn per store: replicas
+// sharing a volume all run as pid 1, and must not collide on a temporary name. A writer holds
+// an flock on its temporary file; when the store opens, temporary files nobody holds (a crash
+// mid-write) are removed, and those another process is still writing are left alone.
 //
 // Open() loads every `*.model` file, so a restarted server serves every stored model. A file
 // that cannot be read, is truncated, fails its checksum or does not parse, or whose name is not a
@@ -121,7 +123,7 @@ class ModelStore {
   std::vector<Unreadable> unreadable() const;
 
  private:
-  explicit ModelStore(std::string dir) : dir_(std::move(dir)) {}
+  explicit ModelStore(std::string dir);
 
   std::string PathOf(absl::string_view name) const;
   void Load(const std::string& file_name);
@@ -133,6 +135,7 @@ class ModelStore {
   mutable absl::Mutex mu_;
   std::map<std::string, EntryPtr, std::less<>> entries_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::string, std::less<>> unreadable_ ABSL_GUARDED_BY(mu_);  // file -> reason
+  const std::string temp_prefix_;  // Random hex, unique to this store among the volume's writers.
   uint64_t temp_counter_ ABSL_GUARDED_BY(write_mu_) = 0;
 };
 

@@ -3,7 +3,9 @@
 // behind, and concurrent writers and readers.
 #include "server/model_store.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -380,6 +382,45 @@ TEST_F(ModelStoreTest, ConcurrentWritersAndReadersStayConsistent) {
     ASSERT_TRUE(on_disk.ok()) << entry->name;
     EXPECT_EQ((*on_disk)->model.SerializeAsString(), entry->model.SerializeAsString()) << entry->name;
   }
+}
+
+// Replicas on one volume: each store's temporary names are its own (every pod's server runs as
+// pid 1, so pid-based names collided and one of two same-name writes failed with EEXIST), and a
+// store that opens leaves a write another process still holds alone.
+TEST_F(ModelStoreTest, StoresSharingADirectoryDoNotCollideOrRemoveLiveWrites) {
+  std::unique_ptr<ModelStore> first = Open();
+  std::unique_ptr<ModelStore> second = Open();
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(second, nullptr);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> writers;
+  for (ModelStore* store : {first.get(), second.get()}) {
+    writers.emplace_back([&, store] {
+      for (int i = 0; i < 40; ++i) {
+        if (!store->Put("shared", Logistic(2, 3, static_cast<float>(i))).ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& t : writers) t.join();
+  EXPECT_EQ(failures.load(), 0);
+
+  const std::string bytes = ReadAll(dir_ / "shared.model");
+  const fs::path live = dir_ / "shared.model.0123456789abcdef-7.tmp";
+  const fs::path dead = dir_ / "shared.model.fedcba9876543210-3.tmp";
+  WriteAll(live, bytes.substr(0, 10));
+  WriteAll(dead, bytes.substr(0, 10));
+  const int held = ::open(live.c_str(), O_RDONLY | O_CLOEXEC);  // Another open file: another writer.
+  ASSERT_GE(held, 0);
+  ASSERT_EQ(::flock(held, LOCK_EX | LOCK_NB), 0);
+  ASSERT_NE(Open(), nullptr);
+  EXPECT_TRUE(fs::exists(live)) << "a write in progress was removed";
+  EXPECT_FALSE(fs::exists(dead)) << "a crashed write's file was kept";
+  ::close(held);  // The writer is gone without renaming: its file is stale now.
+  std::unique_ptr<ModelStore> reopened = Open();
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_FALSE(fs::exists(live));
+  EXPECT_THAT(reopened->unreadable(), IsEmpty());
+  EXPECT_TRUE(reopened->Get("shared").ok());
 }
 
 }  // namespace
