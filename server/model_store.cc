@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <set>
 #include <system_error>
 #include <utility>
 
@@ -118,6 +119,15 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   }
   ::close(fd);
   return bytes;
+}
+
+ModelStore::FileVersion VersionOf(const struct stat& info) {
+  ModelStore::FileVersion version;
+  version.device = static_cast<uint64_t>(info.st_dev);
+  version.inode = static_cast<uint64_t>(info.st_ino);
+  version.size = static_cast<int64_t>(info.st_size);
+  version.mtime_ns = static_cast<int64_t>(info.st_mtim.tv_sec) * 1000000000 + info.st_mtim.tv_nsec;
+  return version;
 }
 
 absl::Status NotFound(absl::string_view field, absl::string_view name) {
@@ -233,7 +243,10 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& 
       ::close(fd);
       continue;
     }
-    if (absl::EndsWith(file, kFileSuffix)) store->Load(file);
+    struct stat info;
+    if (absl::EndsWith(file, kFileSuffix) && ::stat(absl::StrCat(dir, "/", file).c_str(), &info) == 0) {
+      store->Load(file, info);
+    }
   }
   absl::MutexLock lock(&store->mu_);
   Log(LogLevel::kInfo, "model store \"", dir, "\": ", store->entries_.size(), " model(s) loaded",
@@ -241,16 +254,19 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& 
   return store;
 }
 
-void ModelStore::Load(const std::string& file_name) {
+void ModelStore::Load(const std::string& file_name, const struct stat& info) const {
   const std::string path = absl::StrCat(dir_, "/", file_name);
   const absl::string_view name = absl::string_view(file_name).substr(0, file_name.size() - kFileSuffix.size());
+  // The version is taken before the read: if the file is replaced in between, the map holds newer
+  // bytes under an older version, and the next Get reads the file once more.
+  const FileVersion version = VersionOf(info);
   auto skip = [&](absl::string_view reason) {
     Log(LogLevel::kWarning, "model store: skipping \"", path, "\": ", reason);
     absl::MutexLock lock(&mu_);
-    unreadable_[file_name] = std::string(reason);
+    entries_.erase(std::string(name));
+    unreadable_[file_name] = UnreadableFile{std::string(reason), version};
   };
-  struct stat info;
-  if (::stat(path.c_str(), &info) == 0 && !S_ISREG(info.st_mode)) return skip("not a regular file");
+  if (!S_ISREG(info.st_mode)) return skip("not a regular file");
   if (absl::Status valid = ValidateName(name, "file name"); !valid.ok()) return skip(valid.message());
   absl::StatusOr<std::string> bytes = ReadFile(path);
   if (!bytes.ok()) return skip(bytes.status().message());
@@ -260,8 +276,33 @@ void ModelStore::Load(const std::string& file_name) {
   entry->name = std::string(name);
   entry->model = *std::move(model);
   entry->file_bytes = static_cast<int64_t>(bytes->size());
+  entry->version = version;
   absl::MutexLock lock(&mu_);
+  unreadable_.erase(file_name);
   entries_[entry->name] = std::move(entry);
+}
+
+void ModelStore::Refresh(absl::string_view name) const {
+  const std::string file_name = absl::StrCat(name, kFileSuffix);
+  struct stat info;
+  if (::stat(PathOf(name).c_str(), &info) != 0) {
+    // Gone: deleted through another replica. (Another error, such as EIO, keeps what the map has.)
+    if (errno == ENOENT) {
+      absl::MutexLock lock(&mu_);
+      entries_.erase(std::string(name));
+      unreadable_.erase(file_name);
+    }
+    return;
+  }
+  const FileVersion version = VersionOf(info);
+  {
+    absl::MutexLock lock(&mu_);
+    auto found = entries_.find(name);
+    if (found != entries_.end() && found->second->version == version) return;
+    auto unreadable = unreadable_.find(file_name);
+    if (unreadable != unreadable_.end() && unreadable->second.version == version) return;
+  }
+  Load(file_name, info);  // New, or replaced through another replica.
 }
 
 std::string ModelStore::PathOf(absl::string_view name) const { return absl::StrCat(dir_, "/", name, kFileSuffix); }
@@ -278,6 +319,7 @@ absl::Status ModelStore::Put(absl::string_view name, v1::StoredModel model, absl
   entry->model = std::move(model);
   entry->file_bytes = static_cast<int64_t>(bytes.size());
 
+  Refresh(name);  // The kind check below must see a model stored through another replica.
   absl::MutexLock write_lock(&write_mu_);
   {
     absl::MutexLock lock(&mu_);
@@ -303,6 +345,13 @@ absl::Status ModelStore::Put(absl::string_view name, v1::StoredModel model, absl
     error = errno;
     what = "fsync";
   }
+  // The version this file will have in place (a rename keeps the inode and the mtime).
+  struct stat info;
+  if (error == 0 && ::fstat(fd, &info) != 0) {
+    error = errno;
+    what = "stat";
+  }
+  if (error == 0) entry->version = VersionOf(info);
   if (::close(fd) != 0 && error == 0) {
     error = errno;
     what = "close";
@@ -331,6 +380,7 @@ absl::Status ModelStore::Put(absl::string_view name, v1::StoredModel model, absl
 
 absl::StatusOr<ModelStore::EntryPtr> ModelStore::Get(absl::string_view name, absl::string_view field) const {
   if (absl::Status valid = ValidateName(name, field); !valid.ok()) return valid;
+  Refresh(name);
   absl::MutexLock lock(&mu_);
   auto found = entries_.find(name);
   if (found == entries_.end()) return NotFound(field, name);
@@ -340,6 +390,7 @@ absl::StatusOr<ModelStore::EntryPtr> ModelStore::Get(absl::string_view name, abs
 absl::Status ModelStore::Delete(absl::string_view name, absl::string_view field) {
   if (absl::Status valid = ValidateName(name, field); !valid.ok()) return valid;
   const std::string file = absl::StrCat(name, kFileSuffix);
+  Refresh(name);  // Stored through another replica, perhaps.
   absl::MutexLock write_lock(&write_mu_);
   {
     absl::MutexLock lock(&mu_);
@@ -360,6 +411,21 @@ absl::Status ModelStore::Delete(absl::string_view name, absl::string_view field)
 }
 
 std::vector<ModelStore::EntryPtr> ModelStore::List() const {
+  // Every model file in the directory now, and every model the map holds (some may be gone).
+  std::set<std::string, std::less<>> names;
+  if (DIR* listing = ::opendir(dir_.c_str())) {
+    while (const dirent* item = ::readdir(listing)) {
+      const absl::string_view file = item->d_name;
+      if (absl::EndsWith(file, kFileSuffix)) names.emplace(file.substr(0, file.size() - kFileSuffix.size()));
+    }
+    ::closedir(listing);
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [name, entry] : entries_) names.insert(name);
+  }
+  // A file whose name is not a model name is recorded as unreadable by Load, like at Open.
+  for (const std::string& name : names) Refresh(name);
   absl::MutexLock lock(&mu_);
   std::vector<EntryPtr> entries;
   entries.reserve(entries_.size());
@@ -370,7 +436,7 @@ std::vector<ModelStore::EntryPtr> ModelStore::List() const {
 std::vector<ModelStore::Unreadable> ModelStore::unreadable() const {
   absl::MutexLock lock(&mu_);
   std::vector<Unreadable> files;
-  for (const auto& [file, reason] : unreadable_) files.push_back({file, reason});
+  for (const auto& [file, unreadable] : unreadable_) files.push_back({file, unreadable.reason});
   return files;
 }
 

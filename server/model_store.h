@@ -33,8 +33,13 @@
 //   EROFS, EACCES, EPERM, ENOENT, ENOTDIR, ...  -> FAILED_PRECONDITION (the directory is not writable)
 //   anything else (EIO, ...)                    -> UNAVAILABLE (retry, possibly on another replica)
 //
-// Thread-safe. Readers take a short lock on the in-memory map and never wait for disk I/O;
-// writers (Put, Delete) are serialised with each other.
+// Replicas sharing the directory (a ReadWriteMany volume) see each other's writes: Get checks
+// the file's version (device, inode, size, mtime: every Put renames a new inode into place) with
+// one stat, and reads the file again when another process replaced it; a file that has gone
+// means another process deleted the model. List rescans the directory.
+//
+// Thread-safe. Readers stat the file and take a short lock on the in-memory map; they read a
+// file only when it changed. Writers (Put, Delete) are serialised with each other.
 //
 // Example:
 //   ASSIGN_OR_RETURN(std::unique_ptr<ModelStore> store, ModelStore::Open("models"));
@@ -45,6 +50,8 @@
 //   ASSIGN_OR_RETURN(ModelStore::EntryPtr entry, store->Get("iris", "model_name"));
 #ifndef PRIMSERVE_SERVER_MODEL_STORE_H_
 #define PRIMSERVE_SERVER_MODEL_STORE_H_
+
+#include <sys/stat.h>
 
 #include <cstdint>
 #include <map>
@@ -69,10 +76,20 @@ class ModelStore {
   // Larger files are not loaded (reported unreadable): no model the server can fit comes close.
   static constexpr int64_t kMaxFileBytes = int64_t{1} << 31;
 
+  // Which version of a file a model was read from (or written as).
+  struct FileVersion {
+    uint64_t device = 0, inode = 0;
+    int64_t size = -1, mtime_ns = 0;
+    bool operator==(const FileVersion& o) const {
+      return device == o.device && inode == o.inode && size == o.size && mtime_ns == o.mtime_ns;
+    }
+  };
+
   struct Entry {
     std::string name;
     v1::StoredModel model;
     int64_t file_bytes = 0;
+    FileVersion version;
   };
   using EntryPtr = std::shared_ptr<const Entry>;
 
@@ -110,13 +127,14 @@ class ModelStore {
 
   // The model stored under `name`: INVALID_ARGUMENT for a bad name, NOT_FOUND when there is
   // none (messages name `field`). The entry stays valid after a Delete or Put of that name.
+  // Reads the file again when another process has replaced it since.
   absl::StatusOr<EntryPtr> Get(absl::string_view name, absl::string_view field = "name") const;
 
   // Removes the model (or an unreadable file) stored under `name`. INVALID_ARGUMENT for a bad
   // name, NOT_FOUND when there is none, else the write statuses above (the model stays).
   absl::Status Delete(absl::string_view name, absl::string_view field = "name");
 
-  // Every loaded model, sorted by name.
+  // Every stored model, sorted by name (the directory is read again first).
   std::vector<EntryPtr> List() const;
   // Files found at Open() that could not be loaded (and were not replaced or deleted since),
   // sorted by file name.
@@ -126,15 +144,25 @@ class ModelStore {
   explicit ModelStore(std::string dir);
 
   std::string PathOf(absl::string_view name) const;
-  void Load(const std::string& file_name);
+  // Reads `file_name` (a *.model file whose stat is `info`) into the map, or records it as
+  // unreadable at that version.
+  void Load(const std::string& file_name, const struct stat& info) const;
+  // Brings the map in line with the file of `name` (stat'ed now): drops a model whose file is
+  // gone, reads a file whose version the map does not hold.
+  void Refresh(absl::string_view name) const;
 
   const std::string dir_;
   // Serialises writers (file operations plus the map update), so the map always matches the
   // last rename. Lock order: write_mu_, then mu_.
   absl::Mutex write_mu_;
   mutable absl::Mutex mu_;
-  std::map<std::string, EntryPtr, std::less<>> entries_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::string, std::less<>> unreadable_ ABSL_GUARDED_BY(mu_);  // file -> reason
+  // Mutable: readers update the map when another process changed the directory.
+  mutable std::map<std::string, EntryPtr, std::less<>> entries_ ABSL_GUARDED_BY(mu_);
+  struct UnreadableFile {
+    std::string reason;
+    FileVersion version;  // Not read again until the file changes.
+  };
+  mutable std::map<std::string, UnreadableFile, std::less<>> unreadable_ ABSL_GUARDED_BY(mu_);  // By file name.
   const std::string temp_prefix_;  // Random hex, unique to this store among the volume's writers.
   uint64_t temp_counter_ ABSL_GUARDED_BY(write_mu_) = 0;
 };

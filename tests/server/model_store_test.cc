@@ -423,5 +423,61 @@ TEST_F(ModelStoreTest, StoresSharingADirectoryDoNotCollideOrRemoveLiveWrites) {
   EXPECT_TRUE(reopened->Get("shared").ok());
 }
 
+// Two replicas on one volume: what one stores, replaces or deletes, the other serves at its next
+// Get or List, without a restart (each Get stats the file and reads it again when it changed).
+TEST_F(ModelStoreTest, AReplicaSeesAnotherReplicasWritesWithoutARestart) {
+  std::unique_ptr<ModelStore> a = Open();
+  std::unique_ptr<ModelStore> b = Open();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->Get("iris").status().code(), absl::StatusCode::kNotFound);
+
+  ASSERT_TRUE(a->Put("iris", Logistic(3, 4, 1.0f)).ok());
+  absl::StatusOr<ModelStore::EntryPtr> seen = b->Get("iris");
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  EXPECT_EQ((*seen)->model.logistic().weights().values(0), 1.0f);
+  EXPECT_THAT(Names(*b), ElementsAre("iris"));
+  absl::StatusOr<ModelStore::EntryPtr> again = b->Get("iris");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->get(), seen->get()) << "an unchanged file was read again";
+
+  ASSERT_TRUE(a->Put("iris", Logistic(3, 4, 7.0f)).ok());  // Replaced through the other replica.
+  absl::StatusOr<ModelStore::EntryPtr> replaced = b->Get("iris");
+  ASSERT_TRUE(replaced.ok()) << replaced.status();
+  EXPECT_EQ((*replaced)->model.logistic().weights().values(0), 7.0f);
+  EXPECT_EQ((*seen)->model.logistic().weights().values(0), 1.0f);  // Entries held stay valid.
+
+  // B's own write is seen by A, and B does not re-read the file it wrote.
+  ASSERT_TRUE(b->Put("digits", Logistic(10, 4, 2.0f)).ok());
+  absl::StatusOr<ModelStore::EntryPtr> own = b->Get("digits");
+  ASSERT_TRUE(own.ok());
+  ASSERT_TRUE(b->Get("digits").ok());
+  EXPECT_EQ(b->Get("digits")->get(), own->get());
+  EXPECT_THAT(Names(*a), ElementsAre("digits", "iris"));
+
+  ASSERT_TRUE(a->Delete("iris").ok());  // Deleted through the other replica.
+  EXPECT_EQ(b->Get("iris").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(Names(*b), ElementsAre("digits"));
+  ASSERT_TRUE(a->Delete("digits").ok());  // B may delete what A stored, and the other way round.
+  ASSERT_TRUE(b->Put("x", Logistic(2, 2, 0.0f)).ok());
+  ASSERT_TRUE(a->Delete("x").ok());
+  EXPECT_THAT(Names(*b), IsEmpty());
+
+  // A file damaged on the volume is reported once per version, and served again once rewritten.
+  ASSERT_TRUE(a->Put("fragile", Logistic(2, 2, 3.0f)).ok());
+  ASSERT_TRUE(b->Get("fragile").ok());
+  const std::string bytes = ReadAll(dir_ / "fragile.model");
+  WriteAll(dir_ / "fragile.model.partial", bytes.substr(0, bytes.size() / 2));
+  fs::rename(dir_ / "fragile.model.partial", dir_ / "fragile.model");
+  EXPECT_EQ(b->Get("fragile").status().code(), absl::StatusCode::kNotFound);
+  ASSERT_EQ(b->unreadable().size(), 1u);
+  EXPECT_EQ(b->unreadable()[0].file, "fragile.model");
+  ASSERT_TRUE(a->Put("fragile", Logistic(2, 2, 4.0f)).ok());
+  absl::StatusOr<ModelStore::EntryPtr> mended = b->Get("fragile");
+  ASSERT_TRUE(mended.ok()) << mended.status();
+  EXPECT_EQ((*mended)->model.logistic().weights().values(0), 4.0f);
+  EXPECT_THAT(b->unreadable(), IsEmpty());
+}
+
 }  // namespace
 }  // namespace primserve
