@@ -193,6 +193,41 @@ TEST(LogisticE2E, AStoredModelSurvivesARestartAndPredictsIdentically) {
   EXPECT_FALSE(fs::exists(fs::path(first->model_dir()) / "gauss-4.v1.model"));
 }
 
+// Two replicas on one model directory (the Kubernetes ReadWriteMany volume): a model fitted
+// through one is served by the other at once, a refit is seen, and a delete too.
+TEST(LogisticE2E, ReplicasSharingAModelDirectoryServeEachOthersModelsLive) {
+  const Data data = Gaussians(600, 9, 4, 1);
+  const client::Tensor probe{{5, 9}, std::vector<float>(data.features.values.begin(), data.features.values.begin() + 45)};
+  absl::StatusOr<ServerProcess> a = StartServer();
+  ASSERT_TRUE(a.ok()) << a.status();
+  absl::StatusOr<ServerProcess> b = StartServer({absl::StrCat("--model_dir=", a->model_dir())});
+  ASSERT_TRUE(b.ok()) << b.status();
+  client::LogisticRegressionClient on_a(Channel(a->address()));
+  client::LogisticRegressionClient on_b(Channel(b->address()));
+  v1::FitRequest options;
+  options.set_model_name("shared");
+  ASSERT_TRUE(on_a.Fit(data.features, data.labels, options).ok());
+  absl::StatusOr<client::PredictResult> from_a = on_a.Predict(probe, "shared");
+  absl::StatusOr<client::PredictResult> from_b = on_b.Predict(probe, "shared");
+  ASSERT_TRUE(from_a.ok()) << from_a.status();
+  ASSERT_TRUE(from_b.ok()) << from_b.status();
+  EXPECT_TRUE(BitEqual(from_b->probabilities, from_a->probabilities));
+
+  const Data other = Gaussians(600, 9, 4, 2);  // Refit through B: A serves the new model.
+  ASSERT_TRUE(on_b.Fit(other.features, other.labels, options).ok());
+  absl::StatusOr<client::PredictResult> refit_b = on_b.Predict(probe, "shared");
+  absl::StatusOr<client::PredictResult> refit_a = on_a.Predict(probe, "shared");
+  ASSERT_TRUE(refit_a.ok() && refit_b.ok());
+  EXPECT_TRUE(BitEqual(refit_a->probabilities, refit_b->probabilities));
+  EXPECT_FALSE(BitEqual(refit_a->probabilities, from_a->probabilities));
+
+  client::ModelsClient models_b(Channel(b->address()));
+  ASSERT_TRUE(models_b.Delete("shared").ok());
+  EXPECT_EQ(on_a.Predict(probe, "shared").status().code(), absl::StatusCode::kNotFound);
+  client::ModelsClient models_a(Channel(a->address()));
+  EXPECT_EQ(ModelNames(models_a), std::vector<std::string>{});
+}
+
 TEST(LogisticE2E, ATruncatedModelFileDoesNotStopTheServer) {
   const Data data = Gaussians(200, 3, 2, 2);
   absl::StatusOr<ServerProcess> first = StartServer();
