@@ -92,7 +92,11 @@ int SyncDirectory(const std::string& dir) {
 // The whole file at `path`, or a reason it cannot be read.
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return absl::UnavailableError(absl::StrCat("cannot open: ", std::strerror(errno)));
+  if (fd < 0) {
+    const int error = errno;  // NOT_FOUND: deleted (by another replica) after it was listed.
+    const std::string message = absl::StrCat("cannot open: ", std::strerror(error));
+    return error == ENOENT ? absl::NotFoundError(message) : absl::UnavailableError(message);
+  }
   struct stat info;
   if (::fstat(fd, &info) != 0) {
     const int error = errno;
@@ -233,20 +237,18 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& 
       // replaced, if any, is intact. A write still in progress (another replica on the same
       // volume) holds the file's flock, and is left alone.
       const std::string path = absl::StrCat(dir, "/", file);
-      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+      // Opened for writing: NFS emulates flock with POSIX locks, whose exclusive kind needs it.
+      const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
       if (fd < 0) continue;  // Gone already: its writer renamed or removed it.
-      if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      if (::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
         Log(LogLevel::kInfo, "model store: leaving ", path, ": another process is writing it");
-      } else if (::unlink(path.c_str()) == 0) {
+      } else if (::unlink(path.c_str()) == 0) {  // Unlocked, or no flock on this file system.
         Log(LogLevel::kWarning, "model store: removed stale temporary file ", path);
       }
       ::close(fd);
       continue;
     }
-    struct stat info;
-    if (absl::EndsWith(file, kFileSuffix) && ::stat(absl::StrCat(dir, "/", file).c_str(), &info) == 0) {
-      store->Load(file, info);
-    }
+    if (absl::EndsWith(file, kFileSuffix)) store->Refresh(file.substr(0, file.size() - kFileSuffix.size()));
   }
   absl::MutexLock lock(&store->mu_);
   Log(LogLevel::kInfo, "model store \"", dir, "\": ", store->entries_.size(), " model(s) loaded",
@@ -254,43 +256,74 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& 
   return store;
 }
 
-void ModelStore::Load(const std::string& file_name, const struct stat& info) const {
+uint64_t ModelStore::Generation(absl::string_view name) const {
+  auto found = generations_.find(name);
+  return found == generations_.end() ? 0 : found->second;
+}
+
+void ModelStore::Load(const std::string& file_name, const struct stat& info, uint64_t generation) const {
   const std::string path = absl::StrCat(dir_, "/", file_name);
   const absl::string_view name = absl::string_view(file_name).substr(0, file_name.size() - kFileSuffix.size());
   // The version is taken before the read: if the file is replaced in between, the map holds newer
   // bytes under an older version, and the next Get reads the file once more.
   const FileVersion version = VersionOf(info);
-  auto skip = [&](absl::string_view reason) {
+  // Nothing is recorded if this store wrote or deleted the name meanwhile: what it did is newer.
+  // A file whose bytes are wrong is recorded as unreadable at this version (not read again until
+  // it changes), and stops being served; a failure to read it (EIO, EMFILE) keeps what the map
+  // has and is tried again at the next lookup.
+  auto skip = [&](absl::string_view reason, bool lasting) {
     Log(LogLevel::kWarning, "model store: skipping \"", path, "\": ", reason);
     absl::MutexLock lock(&mu_);
-    entries_.erase(std::string(name));
-    unreadable_[file_name] = UnreadableFile{std::string(reason), version};
+    if (Generation(name) != generation) return;
+    if (lasting) {
+      entries_.erase(std::string(name));
+      unreadable_[file_name] = UnreadableFile{std::string(reason), version};
+    } else if (entries_.find(name) == entries_.end()) {
+      unreadable_[file_name] = UnreadableFile{std::string(reason), FileVersion{}};  // Matches no file.
+    }
   };
-  if (!S_ISREG(info.st_mode)) return skip("not a regular file");
-  if (absl::Status valid = ValidateName(name, "file name"); !valid.ok()) return skip(valid.message());
+  if (!S_ISREG(info.st_mode)) return skip("not a regular file", true);
+  if (absl::Status valid = ValidateName(name, "file name"); !valid.ok()) return skip(valid.message(), true);
   absl::StatusOr<std::string> bytes = ReadFile(path);
-  if (!bytes.ok()) return skip(bytes.status().message());
+  if (bytes.status().code() == absl::StatusCode::kNotFound) {  // Deleted since the stat.
+    absl::MutexLock lock(&mu_);
+    if (Generation(name) != generation) return;
+    entries_.erase(std::string(name));
+    unreadable_.erase(file_name);
+    return;
+  }
+  if (!bytes.ok()) return skip(bytes.status().message(), bytes.status().code() != absl::StatusCode::kUnavailable);
   absl::StatusOr<v1::StoredModel> model = DecodeFile(*bytes);
-  if (!model.ok()) return skip(model.status().message());
+  if (!model.ok()) return skip(model.status().message(), true);
   auto entry = std::make_shared<Entry>();
   entry->name = std::string(name);
   entry->model = *std::move(model);
   entry->file_bytes = static_cast<int64_t>(bytes->size());
   entry->version = version;
   absl::MutexLock lock(&mu_);
+  if (Generation(name) != generation) return;
   unreadable_.erase(file_name);
   entries_[entry->name] = std::move(entry);
 }
 
 void ModelStore::Refresh(absl::string_view name) const {
   const std::string file_name = absl::StrCat(name, kFileSuffix);
+  const std::string path = PathOf(name);
+  uint64_t generation = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    generation = Generation(name);
+  }
   struct stat info;
-  if (::stat(PathOf(name).c_str(), &info) != 0) {
-    // Gone: deleted through another replica. (Another error, such as EIO, keeps what the map has.)
-    if (errno == ENOENT) {
-      absl::MutexLock lock(&mu_);
+  if (::stat(path.c_str(), &info) != 0) {
+    const int error = errno;
+    absl::MutexLock lock(&mu_);
+    if (Generation(name) != generation) return;
+    if (error == ENOENT) {  // Gone: deleted through another replica.
       entries_.erase(std::string(name));
       unreadable_.erase(file_name);
+    } else if (entries_.find(name) == entries_.end()) {  // EACCES, EIO, ...: tried again next time.
+      unreadable_[file_name] = UnreadableFile{absl::StrCat("cannot stat: ", std::strerror(error)), FileVersion{}};
     }
     return;
   }
@@ -302,7 +335,7 @@ void ModelStore::Refresh(absl::string_view name) const {
     auto unreadable = unreadable_.find(file_name);
     if (unreadable != unreadable_.end() && unreadable->second.version == version) return;
   }
-  Load(file_name, info);  // New, or replaced through another replica.
+  Load(file_name, info, generation);  // New, or replaced through another replica.
 }
 
 std::string ModelStore::PathOf(absl::string_view name) const { return absl::StrCat(dir_, "/", name, kFileSuffix); }
@@ -335,9 +368,10 @@ absl::Status ModelStore::Put(absl::string_view name, v1::StoredModel model, absl
   const std::string temp = absl::StrCat(path, ".", temp_prefix_, "-", temp_counter_++, kTempSuffix);
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return WriteError(errno, "create", temp);
-  // Held until the close: a store opening meanwhile (another replica) sees a live write. Best
-  // effort: where a file system has no flock, a starting replica may remove a live write's file,
-  // and that write then fails at its rename; no model is ever damaged.
+  // Held until the file is in place (the close, after the rename): a store opening meanwhile
+  // (another replica) sees a live write. Best effort: where a file system has no flock, a
+  // starting replica may remove a live write's file, and that write then fails at its rename
+  // (UNAVAILABLE: retry); no model is ever damaged.
   (void)::flock(fd, LOCK_EX | LOCK_NB);
   int error = WriteAll(fd, bytes);
   const char* what = "write";
@@ -352,18 +386,22 @@ absl::Status ModelStore::Put(absl::string_view name, v1::StoredModel model, absl
     what = "stat";
   }
   if (error == 0) entry->version = VersionOf(info);
-  if (::close(fd) != 0 && error == 0) {
-    error = errno;
-    what = "close";
-  }
   const std::string* where = &temp;
   if (error == 0 && ::rename(temp.c_str(), path.c_str()) != 0) {
     error = errno;
     what = "rename into place";
     where = &path;
   }
+  if (::close(fd) != 0 && error == 0) {
+    error = errno;
+    what = "close";
+  }
   if (error != 0) {
     ::unlink(temp.c_str());  // Nothing half-written stays behind; the old model is untouched.
+    if (error == ENOENT && where == &path) {
+      return absl::UnavailableError(absl::StrCat("model store: cannot rename \"", temp,
+                                                 "\" into place: another process removed it; retry"));
+    }
     return WriteError(error, what, *where);
   }
   // The new file is complete and in place; only its durability across a power loss depends on
@@ -373,6 +411,7 @@ absl::Status ModelStore::Put(absl::string_view name, v1::StoredModel model, absl
         "\": ", std::strerror(sync_error));
   }
   absl::MutexLock lock(&mu_);
+  ++generations_[entry->name];
   unreadable_.erase(absl::StrCat(name, kFileSuffix));
   entries_[entry->name] = std::move(entry);
   return absl::OkStatus();
@@ -405,6 +444,7 @@ absl::Status ModelStore::Delete(absl::string_view name, absl::string_view field)
         "\": ", std::strerror(sync_error));
   }
   absl::MutexLock lock(&mu_);
+  ++generations_[std::string(name)];
   entries_.erase(std::string(name));
   unreadable_.erase(file);
   return absl::OkStatus();
@@ -423,6 +463,7 @@ std::vector<ModelStore::EntryPtr> ModelStore::List() const {
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [name, entry] : entries_) names.insert(name);
+    for (const auto& [file, unreadable] : unreadable_) names.insert(file.substr(0, file.size() - kFileSuffix.size()));
   }
   // A file whose name is not a model name is recorded as unreadable by Load, like at Open.
   for (const std::string& name : names) Refresh(name);

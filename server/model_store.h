@@ -136,8 +136,8 @@ class ModelStore {
 
   // Every stored model, sorted by name (the directory is read again first).
   std::vector<EntryPtr> List() const;
-  // Files found at Open() that could not be loaded (and were not replaced or deleted since),
-  // sorted by file name.
+  // Model files that could not be loaded when last looked at (by Open, Get or List) and were
+  // not replaced or deleted since, sorted by file name.
   std::vector<Unreadable> unreadable() const;
 
  private:
@@ -145,8 +145,11 @@ class ModelStore {
 
   std::string PathOf(absl::string_view name) const;
   // Reads `file_name` (a *.model file whose stat is `info`) into the map, or records it as
-  // unreadable at that version.
-  void Load(const std::string& file_name, const struct stat& info) const;
+  // unreadable at that version; unless this store wrote or deleted the name since its
+  // generation was `generation`.
+  void Load(const std::string& file_name, const struct stat& info, uint64_t generation) const;
+  // Puts and Deletes of `name` by this store so far.
+  uint64_t Generation(absl::string_view name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Brings the map in line with the file of `name` (stat'ed now): drops a model whose file is
   // gone, reads a file whose version the map does not hold.
   void Refresh(absl::string_view name) const;
@@ -163,6 +166,9 @@ class ModelStore {
     FileVersion version;  // Not read again until the file changes.
   };
   mutable std::map<std::string, UnreadableFile, std::less<>> unreadable_ ABSL_GUARDED_BY(mu_);  // By file name.
+  // Bumped by every Put and Delete of a name: a Load that read the file before must not install
+  // what it read over this store's own, newer write (or bring a deleted model back).
+  std::map<std::string, uint64_t, std::less<>> generations_ ABSL_GUARDED_BY(mu_);
   const std::string temp_prefix_;  // Random hex, unique to this store among the volume's writers.
   uint64_t temp_counter_ ABSL_GUARDED_BY(write_mu_) = 0;
 };

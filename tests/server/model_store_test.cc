@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -447,11 +448,16 @@ TEST_F(ModelStoreTest, AReplicaSeesAnotherReplicasWritesWithoutARestart) {
   EXPECT_EQ((*replaced)->model.logistic().weights().values(0), 7.0f);
   EXPECT_EQ((*seen)->model.logistic().weights().values(0), 1.0f);  // Entries held stay valid.
 
-  // B's own write is seen by A, and B does not re-read the file it wrote.
+  // B's own write is seen by A, and B does not re-read the file it wrote: Put recorded the
+  // version the file has in place.
   ASSERT_TRUE(b->Put("digits", Logistic(10, 4, 2.0f)).ok());
   absl::StatusOr<ModelStore::EntryPtr> own = b->Get("digits");
   ASSERT_TRUE(own.ok());
-  ASSERT_TRUE(b->Get("digits").ok());
+  struct stat info;
+  ASSERT_EQ(::stat((dir_ / "digits.model").c_str(), &info), 0);
+  EXPECT_EQ((*own)->version.inode, static_cast<uint64_t>(info.st_ino));
+  EXPECT_EQ((*own)->version.size, static_cast<int64_t>(info.st_size));
+  EXPECT_EQ((*own)->version.mtime_ns, static_cast<int64_t>(info.st_mtim.tv_sec) * 1000000000 + info.st_mtim.tv_nsec);
   EXPECT_EQ(b->Get("digits")->get(), own->get());
   EXPECT_THAT(Names(*a), ElementsAre("digits", "iris"));
 
@@ -477,6 +483,42 @@ TEST_F(ModelStoreTest, AReplicaSeesAnotherReplicasWritesWithoutARestart) {
   ASSERT_TRUE(mended.ok()) << mended.status();
   EXPECT_EQ((*mended)->model.logistic().weights().values(0), 4.0f);
   EXPECT_THAT(b->unreadable(), IsEmpty());
+
+  // A damaged file both replicas report, deleted through one: the other stops reporting it.
+  WriteAll(dir_ / "broken.model", "not a model");
+  EXPECT_THAT(Names(*a), ElementsAre("fragile"));
+  EXPECT_THAT(Names(*b), ElementsAre("fragile"));
+  ASSERT_EQ(b->unreadable().size(), 1u);
+  ASSERT_TRUE(a->Delete("broken").ok());
+  EXPECT_THAT(Names(*b), ElementsAre("fragile"));
+  EXPECT_THAT(b->unreadable(), IsEmpty());
+}
+
+// A replaced file that cannot be read right now (here: out of file descriptors, EMFILE) must not
+// cost the model it replaces: the old one is served until the new one can be read.
+TEST_F(ModelStoreTest, AFailedReadOfAReplacedFileKeepsServingTheOldModel) {
+  std::unique_ptr<ModelStore> a = Open();
+  std::unique_ptr<ModelStore> b = Open();
+  ASSERT_TRUE(a->Put("iris", Logistic(3, 4, 1.0f)).ok());
+  ASSERT_TRUE(b->Get("iris").ok());
+  ASSERT_TRUE(a->Put("iris", Logistic(3, 4, 2.0f)).ok());
+  rlimit saved;
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  const int lowest_free = ::dup(0);  // A new descriptor gets the lowest free number.
+  ASSERT_GE(lowest_free, 0);
+  ::close(lowest_free);
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(lowest_free);  // Every open() now fails with EMFILE.
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  absl::StatusOr<ModelStore::EntryPtr> during = b->Get("iris");
+  std::vector<ModelStore::Unreadable> unreadable_during = b->unreadable();
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_TRUE(during.ok()) << during.status();
+  EXPECT_EQ((*during)->model.logistic().weights().values(0), 1.0f);
+  EXPECT_THAT(unreadable_during, IsEmpty());
+  absl::StatusOr<ModelStore::EntryPtr> after = b->Get("iris");
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ((*after)->model.logistic().weights().values(0), 2.0f);
 }
 
 }  // namespace
