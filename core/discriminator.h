@@ -173,10 +173,21 @@ struct CompileOptions {
   // (RESOURCE_EXHAUSTED), rather than let a chunk of one sample allocate it.
   int64_t max_sample_workspace_bytes = int64_t{2} << 30;
   // Plans kept per network (distinct chunk sizes); the cache is cleared past it. Each cached
-  // plan also keeps one idle workspace (its chunk's buffers, reused by the next call), so the
-  // memory held between calls is at most about max_cached_plans * max_workspace_bytes.
+  // plan also keeps one idle workspace (its chunk's buffers, reused by the next call), within
+  // the process-wide budget below.
   int max_cached_plans = 8;
 };
+
+// Idle workspaces (work buffers kept between calls for reuse) of every plan of every
+// CompiledNetwork in the process are bounded together. To keep a released workspace within the
+// budget, the idle workspaces released longest ago are freed (the coldest networks'; their next
+// call allocates afresh, with the same results); one larger than the whole budget is freed
+// itself. Without it, a server holding many networks could keep max_cached_plans x 512 MiB per
+// network idle. Thread-safe; the default (1 GiB) holds one chunk at max_workspace_bytes with room.
+inline constexpr int64_t kDefaultIdleWorkspaceBudget = int64_t{1} << 30;
+void SetIdleWorkspaceBudget(int64_t bytes);
+// Bytes of idle workspaces held now, process-wide.
+int64_t IdleWorkspaceBytes();
 
 namespace discriminator_internal {
 struct Plan;

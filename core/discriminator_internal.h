@@ -19,6 +19,7 @@
 #define PRIMSERVE_CORE_DISCRIMINATOR_INTERNAL_H_
 
 #include <cstdint>
+#include <list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -89,14 +90,25 @@ struct Plan {
   int64_t scratchpad_bytes = 0;            // The largest of any primitive (user scratchpad mode).
   std::vector<std::string> implementations;  // pd.impl_info_str() of every primitive created.
 
+  Plan() = default;
+  Plan(const Plan&) = delete;
+  Plan& operator=(const Plan&) = delete;
+  ~Plan();
+
   // A workspace for one call: the idle one if any, else a new zero-filled one. Release keeps
-  // at most one idle workspace (a concurrent caller allocates its own).
+  // at most one idle workspace (a concurrent caller allocates its own), within the process's
+  // idle budget (SetIdleWorkspaceBudget): to fit it, the idle workspaces other plans released
+  // longest ago are freed; one larger than the whole budget is freed itself.
   std::unique_ptr<Workspace> AcquireWorkspace() const;
   void ReleaseWorkspace(std::unique_ptr<Workspace> workspace) const;
+  // Moves the idle workspace (if any) out of the process's pool; the caller holds its lock.
+  std::unique_ptr<Workspace> TakeIdle() const;
 
  private:
-  mutable absl::Mutex mu_;
-  mutable std::unique_ptr<Workspace> idle_ ABSL_GUARDED_BY(mu_);
+  // Guarded by the process-wide idle pool's mutex (discriminator_plan.cc).
+  mutable std::unique_ptr<Workspace> idle_;
+  mutable int64_t idle_bytes_ = 0;
+  mutable std::list<const Plan*>::iterator lru_position_;  // Valid while idle_ is set.
 };
 
 // Reordered weight copies of one network, one per (layer, memory format), shared by its plans.

@@ -3,6 +3,7 @@
 // between them, and the forward, backward, tangent and second-order backward passes.
 #include <algorithm>
 #include <cstring>
+#include <list>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -476,10 +477,56 @@ void Backward(const Plan& plan, dnnl::stream& stream, void* scratchpad, const Bu
 
 }  // namespace
 
+namespace {
+
+// The idle workspaces of every plan in the process: their bytes, the budget, and the plans that
+// hold one, least recently released first (evicted first when a release passes the budget).
+struct IdlePool {
+  absl::Mutex mu;
+  int64_t bytes ABSL_GUARDED_BY(mu) = 0;
+  int64_t budget ABSL_GUARDED_BY(mu) = kDefaultIdleWorkspaceBudget;
+  std::list<const Plan*> lru ABSL_GUARDED_BY(mu);
+};
+
+IdlePool& Pool() {
+  static IdlePool* pool = new IdlePool();  // Never destroyed: plans may outlive static teardown.
+  return *pool;
+}
+
+int64_t BuffersBytes(const Buffers& buffers) {
+  int64_t bytes = 0;
+  for (const std::vector<float>& owned : buffers.owned) bytes += static_cast<int64_t>(owned.capacity() * sizeof(float));
+  return bytes;
+}
+
+int64_t WorkspaceBytes(const Workspace& ws) {
+  return BuffersBytes(ws.fwd) + BuffersBytes(ws.bwd) + BuffersBytes(ws.tan) + BuffersBytes(ws.rbwd) +
+         static_cast<int64_t>(ws.v.capacity() * sizeof(float) + ws.scratchpad.capacity());
+}
+
+}  // namespace
+
+// Takes this plan's idle workspace out of the pool (the caller holds the pool's lock).
+std::unique_ptr<Workspace> Plan::TakeIdle() const {
+  if (idle_ == nullptr) return nullptr;
+  Pool().bytes -= idle_bytes_;
+  Pool().lru.erase(lru_position_);
+  idle_bytes_ = 0;
+  return std::move(idle_);
+}
+
+Plan::~Plan() {
+  std::unique_ptr<Workspace> idle;
+  {
+    absl::MutexLock lock(&Pool().mu);
+    idle = TakeIdle();
+  }
+}
+
 std::unique_ptr<Workspace> Plan::AcquireWorkspace() const {
   {
-    absl::MutexLock lock(&mu_);
-    if (idle_ != nullptr) return std::move(idle_);
+    absl::MutexLock lock(&Pool().mu);
+    if (std::unique_ptr<Workspace> idle = TakeIdle()) return idle;
   }
   auto workspace = std::make_unique<Workspace>();
   workspace->fwd = AllocateForward(*this, nullptr);
@@ -489,8 +536,18 @@ std::unique_ptr<Workspace> Plan::AcquireWorkspace() const {
 }
 
 void Plan::ReleaseWorkspace(std::unique_ptr<Workspace> workspace) const {
-  absl::MutexLock lock(&mu_);
-  if (idle_ == nullptr) idle_ = std::move(workspace);
+  if (workspace == nullptr) return;
+  const int64_t bytes = WorkspaceBytes(*workspace);
+  std::vector<std::unique_ptr<Workspace>> evicted;  // Freed after the lock is released.
+  IdlePool& pool = Pool();
+  absl::MutexLock lock(&pool.mu);
+  if (idle_ != nullptr || bytes > pool.budget) return;  // This plan keeps one; or it can never fit.
+  // Make room by freeing the workspaces released longest ago (other plans', which are colder).
+  while (pool.bytes + bytes > pool.budget && !pool.lru.empty()) evicted.push_back(pool.lru.front()->TakeIdle());
+  idle_ = std::move(workspace);
+  idle_bytes_ = bytes;
+  pool.bytes += bytes;
+  lru_position_ = pool.lru.insert(pool.lru.end(), this);
 }
 
 std::shared_ptr<const std::vector<float>> WeightStore::Get(int layer, const float* values, const md_t& from,
@@ -654,4 +711,19 @@ void RunSecondOrderBackward(const Plan& plan, dnnl::stream& stream, void* scratc
 }
 
 }  // namespace discriminator_internal
+
+void SetIdleWorkspaceBudget(int64_t bytes) {
+  std::vector<std::unique_ptr<discriminator_internal::Workspace>> evicted;  // Freed after the lock.
+  discriminator_internal::IdlePool& pool = discriminator_internal::Pool();
+  absl::MutexLock lock(&pool.mu);
+  pool.budget = std::max<int64_t>(bytes, 0);
+  while (pool.bytes > pool.budget) evicted.push_back(pool.lru.front()->TakeIdle());
+}
+
+int64_t IdleWorkspaceBytes() {
+  discriminator_internal::IdlePool& pool = discriminator_internal::Pool();
+  absl::MutexLock lock(&pool.mu);
+  return pool.bytes;
+}
+
 }  // namespace primserve

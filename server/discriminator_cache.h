@@ -11,7 +11,8 @@
 //           for byte (no hash collisions can serve another network). At most `max_inline`
 //           networks, each at most `max_inline_bytes` serialized (larger ones compile per call).
 // Memory held: the networks' weights (in core and oneDNN formats) plus each CompiledNetwork's
-// plan cache (CompileOptions::max_cached_plans plans and their idle workspaces).
+// plan cache (CompileOptions::max_cached_plans plans; their idle workspaces are bounded process-
+// wide by --max_idle_workspace_bytes, see SetIdleWorkspaceBudget).
 //
 // Thread-safe. Compilation runs outside the lock; two concurrent first calls may both compile
 // (the later insert wins, both results are correct).

@@ -47,6 +47,9 @@ ABSL_FLAG(double, max_connection_age_seconds, 300,
 ABSL_FLAG(double, max_connection_age_grace_seconds, 60, "time calls in flight get after that GOAWAY");
 ABSL_FLAG(int64_t, max_attention_weights, primserve::kDefaultMaxWeightElements,
           "largest Attend weights tensor (elements) returned with return_weights; RESOURCE_EXHAUSTED above");
+ABSL_FLAG(int64_t, max_idle_workspace_bytes, primserve::kDefaultIdleWorkspaceBudget,
+          "discriminator work buffers kept between calls for reuse, over all networks; the coldest are freed "
+          "past it");
 ABSL_FLAG(double, drain_seconds, 10.0, "after SIGTERM, how long in-flight calls may run before they are cancelled");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
 ABSL_FLAG(std::string, tls_cert, "",
@@ -64,7 +67,7 @@ constexpr const char* kEnvFlags[] = {"address",           "admin_address",      
                                      "max_message_bytes", "max_attention_weights", "compute_threads",
                                      "compute_workers",   "max_queue",             "metrics_address",
                                      "max_connection_age_seconds", "max_connection_age_grace_seconds",
-                                     "drain_seconds",     "log_level",
+                                     "max_idle_workspace_bytes", "drain_seconds", "log_level",
                                      "tls_cert",          "tls_key",               "tls_client_ca",
                                      "auth_token_file"};
 
@@ -131,6 +134,7 @@ int main(int argc, char** argv) {
   options.max_connection_age = absl::Seconds(absl::GetFlag(FLAGS_max_connection_age_seconds));
   options.max_connection_age_grace = absl::Seconds(absl::GetFlag(FLAGS_max_connection_age_grace_seconds));
   options.max_attention_weights = absl::GetFlag(FLAGS_max_attention_weights);
+  options.max_idle_workspace_bytes = absl::GetFlag(FLAGS_max_idle_workspace_bytes);
   options.security.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.security.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   options.security.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);

@@ -58,6 +58,10 @@ absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOption
     return absl::InvalidArgumentError(absl::StrCat(
         "max_attention_weights: expected >= 0 (elements of Attend's weights), got ", options.max_attention_weights));
   }
+  if (options.max_idle_workspace_bytes < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("max_idle_workspace_bytes: expected >= 0, got ",
+                                                   options.max_idle_workspace_bytes));
+  }
   if (options.compute_workers < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "compute_workers: expected >= 0 (0 = cores / compute_threads), got ", options.compute_workers));
@@ -83,6 +87,7 @@ absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOption
   absl::StatusOr<std::unique_ptr<ModelStore>> model_store = ModelStore::Open(options.model_dir);
   if (!model_store.ok()) return model_store.status();
   SetComputeThreads(options.compute_threads);
+  SetIdleWorkspaceBudget(options.max_idle_workspace_bytes);
   DnnlEngine();  // Create the engine now, not on the first request.
   const int workers =
       options.compute_workers > 0 ? options.compute_workers : std::max(1, AvailableCores() / ComputeThreads());

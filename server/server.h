@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "core/discriminator.h"
 #include "grpcpp/server.h"
 #include "server/auth.h"
 #include "server/limits.h"
@@ -45,6 +46,9 @@ struct ServerOptions {
   // Largest Attend `weights` tensor (elements) served with return_weights; also capped by
   // (max_message_bytes - 1 KiB) / 4 with the output. 0 refuses every non-empty weights request.
   int64_t max_attention_weights = kDefaultMaxWeightElements;
+  // Discriminator work buffers kept idle between calls, over every network of the process
+  // (SetIdleWorkspaceBudget in core/discriminator.h); 0 keeps none.
+  int64_t max_idle_workspace_bytes = kDefaultIdleWorkspaceBudget;
   // TLS / mTLS on `address` and bearer tokens (server/auth.h); every file is read and checked
   // before anything listens. `admin_address` stays plaintext and token-free, and once TLS or
   // tokens are on it answers only health and reflection.

@@ -412,6 +412,58 @@ TEST(DiscriminatorCompile, CachesOnePlanPerChunkSize) {
   EXPECT_EQ(plan_a.get(), plan_b.get());
 }
 
+// Idle workspaces of every network are bounded together: to keep a released workspace within
+// the budget, the ones released longest ago (the coldest networks') are freed, and those networks'
+// next calls allocate afresh with bit-identical results.
+TEST(DiscriminatorCompile, IdleWorkspacesStayWithinTheProcessBudgetColdestFreedFirst) {
+  struct RestoreBudget {
+    ~RestoreBudget() { SetIdleWorkspaceBudget(kDefaultIdleWorkspaceBudget); }
+  } restore;
+  SetIdleWorkspaceBudget(0);  // Frees what earlier tests left idle.
+  ASSERT_EQ(IdleWorkspaceBytes(), 0);
+  SetIdleWorkspaceBudget(kDefaultIdleWorkspaceBudget);
+  std::mt19937 rng(5);
+  const Tensor x = NormalTensor({16, 3, 9, 9}, rng, 1.0);
+  const ScoreOptions options = Options(Normalization::kGradientNorm, true);
+  ASSERT_OK_AND_ASSIGN(auto probe, CompiledNetwork::Create(RandomCnn(Act(ActivationKind::kRelu), rng, 1.5)));
+  ASSERT_OK_AND_ASSIGN(ScoreResult probe_first, Score(*probe, x, options));
+  const int64_t one = IdleWorkspaceBytes();  // Every network below has the same shapes.
+  ASSERT_GT(one, 0);
+  const int64_t budget = 3 * one + one / 2;
+  SetIdleWorkspaceBudget(budget);
+  std::vector<std::shared_ptr<const CompiledNetwork>> networks;
+  std::vector<ScoreResult> first;
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_OK_AND_ASSIGN(auto net, CompiledNetwork::Create(RandomCnn(Act(ActivationKind::kRelu), rng, 1.5)));
+    ASSERT_OK_AND_ASSIGN(ScoreResult r, Score(*net, x, options));
+    networks.push_back(net);
+    first.push_back(std::move(r));
+    EXPECT_EQ(IdleWorkspaceBytes(), std::min<int64_t>(i + 2, 3) * one) << "network " << i;
+  }
+  // The probe's and the first networks' workspaces were freed (coldest first); every network
+  // still scores exactly as before, with a kept workspace or a fresh one.
+  for (size_t i = 0; i < networks.size(); ++i) {
+    ASSERT_OK_AND_ASSIGN(ScoreResult again, Score(*networks[i], x, options));
+    EXPECT_EQ(again.scores.values, first[i].scores.values) << "network " << i;
+    EXPECT_EQ(again.input_gradients->values, first[i].input_gradients->values) << "network " << i;
+    EXPECT_LE(IdleWorkspaceBytes(), budget);
+  }
+  ASSERT_OK_AND_ASSIGN(ScoreResult probe_again, Score(*probe, x, options));
+  EXPECT_EQ(probe_again.scores.values, probe_first.scores.values);
+  EXPECT_EQ(IdleWorkspaceBytes(), 3 * one);  // The probe and networks 4, 5.
+  networks.clear();  // A plan's idle workspace leaves the total with the plan.
+  EXPECT_EQ(IdleWorkspaceBytes(), one);
+  SetIdleWorkspaceBudget(one - 1);  // Lowering the budget frees what no longer fits.
+  EXPECT_EQ(IdleWorkspaceBytes(), 0);
+  ASSERT_TRUE(Score(*probe, x, options).ok());  // A workspace larger than the budget is not kept.
+  EXPECT_EQ(IdleWorkspaceBytes(), 0);
+  SetIdleWorkspaceBudget(budget);
+  ASSERT_TRUE(Score(*probe, x, options).ok());
+  EXPECT_EQ(IdleWorkspaceBytes(), one);
+  probe.reset();
+  EXPECT_EQ(IdleWorkspaceBytes(), 0);
+}
+
 TEST(DiscriminatorCompile, NoReferenceImplementations) {
   // A DCGAN-like net with a 3-channel first layer (whose backward-data oneDNN 2.6 implements
   // well only with format_tag::any) and every activation, including SIGMOID on 4 padded

@@ -285,6 +285,10 @@ TEST(ServerLifecycle, BadFlagsFailFast) {
       ServerProcess::Start(ServerBinary(), {"--max_attention_weights=-1"}, absl::Seconds(5));
   ASSERT_FALSE(negative.ok());
   EXPECT_THAT(std::string(negative.status().message()), HasSubstr("max_attention_weights"));
+  absl::StatusOr<ServerProcess> idle =
+      ServerProcess::Start(ServerBinary(), {"--max_idle_workspace_bytes=-1"}, absl::Seconds(5));
+  ASSERT_FALSE(idle.ok());
+  EXPECT_THAT(std::string(idle.status().message()), HasSubstr("max_idle_workspace_bytes: expected >= 0"));
 }
 
 TEST(ServerLifecycle, HelpListsTheFlags) {
