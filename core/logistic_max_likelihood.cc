@@ -237,7 +237,7 @@ class Objective {
 
 absl::Status CheckOptions(const MaxLikelihoodOptions& options) {
   if (!std::isfinite(options.l2) || options.l2 < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("l2: expected a finite value >= 0, got ", options.l2));
+    return absl::InvalidArgumentError(absl::StrCat("l2: expected a finite value >= 0, got ", NumberToString(options.l2)));
   }
   if (options.max_iterations < 0) {
     return absl::InvalidArgumentError(

@@ -159,7 +159,7 @@ absl::StatusOr<LogisticModel> FitAnalytic(const SufficientStatistics& s, const A
         "covariance: the %s covariance%s is %s (reciprocal condition estimate %.3g of its unit-diagonal "
         "form, need >= %g): features are collinear, or dim = %d exceeds what N = %d samples determine; "
         "set ridge > 0 (adds ridge * I) or drop redundant features",
-        covariance_name, options.ridge > 0 ? absl::StrCat(" + ridge * I (ridge = ", options.ridge, ")") : "",
+        covariance_name, options.ridge > 0 ? absl::StrCat(" + ridge * I (ridge = ", NumberToString(options.ridge), ")") : "",
         llt.info() != Eigen::Success ? "not positive definite" : "numerically singular", rcond,
         kMinCovarianceRcond, d, static_cast<int64_t>(n)));
   }

@@ -166,7 +166,7 @@ absl::Status CheckFisher(const Tensor& gradient, const ChildTuningOptions& optio
   for (size_t i = 0; i < fisher.values.size(); ++i) {
     if (fisher.values[i] < 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "fisher[", i, "]: expected a value >= 0 (a mean of squared gradients), got ", fisher.values[i]));
+          "fisher[", i, "]: expected a value >= 0 (a mean of squared gradients), got ", NumberToString(fisher.values[i])));
     }
   }
   return absl::OkStatus();

@@ -79,7 +79,7 @@ absl::StatusOr<ScoreOptions> ScoreOptionsFromProto(v1::Normalization normalizati
           absl::StrCat("epsilon: expected a finite value > 0 with NORMALIZATION_GRAN, got ", NumberToString(options.epsilon)));
     }
   } else if (epsilon.has_value()) {
-    return absl::InvalidArgumentError(absl::StrCat("epsilon: applies to NORMALIZATION_GRAN only, got ", *epsilon,
+    return absl::InvalidArgumentError(absl::StrCat("epsilon: applies to NORMALIZATION_GRAN only, got ", NumberToString(*epsilon),
                                                    " with ", v1::Normalization_Name(normalization)));
   }
   options.max_elements = limits.max_elements;

@@ -47,7 +47,7 @@ absl::StatusOr<Solver> SolverFromProto(v1::Solver solver, absl::string_view fiel
 }
 
 absl::Status OnlyFor(absl::string_view field, absl::string_view solver, double value) {
-  return absl::InvalidArgumentError(absl::StrCat(field, ": applies to ", solver, " only, got ", value, " with the other solver"));
+  return absl::InvalidArgumentError(absl::StrCat(field, ": applies to ", solver, " only, got ", NumberToString(value), " with the other solver"));
 }
 
 // Options that belong to one solver must be left at 0 with the other, rather than silently ignored.

@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
   std::atomic<bool> stopped{false};
   std::thread drainer;
   // The first signal starts the drain; a second one, during the drain, ends the process at once
-  // (an operator's second Ctrl-C), with the status of a process killed by that signal.
+  // (an operator's second Ctrl-C), exiting with 128 + the signal's number (as shells report it).
   std::thread waiter([&] {
     int signal_number = 0;
     sigwait(&signals, &signal_number);

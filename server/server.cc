@@ -214,17 +214,40 @@ void PrimServer::Shutdown(absl::Duration grace) {
 }
 
 void PrimServer::RecordRefusal(absl::string_view path, grpc::StatusCode code, absl::string_view message) {
-  // The path is the caller's choice: only methods this server defines get their own label, so
-  // the metric's series stay bounded.
-  absl::string_view method = absl::StripPrefix(path, "/");
-  const size_t slash = method.rfind('/');
-  const bool known = slash != absl::string_view::npos &&
-                     google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(absl::StrCat(
-                         method.substr(0, slash), ".", method.substr(slash + 1))) != nullptr;
-  if (!known) method = "unknown";
+  // The path is the caller's choice: only methods this server defines get their own label, in
+  // their canonical "package.Service/Method" spelling, so the metric's series stay bounded.
+  const absl::string_view requested = absl::StripPrefix(path, "/");
+  const size_t slash = requested.rfind('/');
+  const google::protobuf::MethodDescriptor* known =
+      slash == absl::string_view::npos
+          ? nullptr
+          : google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(
+                absl::StrCat(requested.substr(0, slash), ".", requested.substr(slash + 1)));
+  const std::string method = known != nullptr ? absl::StrCat(known->service()->full_name(), "/", known->name())
+                                              : std::string("unknown");
   serving_->metrics.RecordRefused(method, code);
+  // Unauthenticated callers choose how many of these lines there are: at most kRefusalLines a
+  // second are written, and the next written line says how many were left out.
+  constexpr int kRefusalLines = 20;
+  int64_t left_out = 0;
+  {
+    absl::MutexLock lock(&refusal_log_mu_);
+    const absl::Time now = absl::Now();
+    if (now - refusal_window_start_ >= absl::Seconds(1)) {
+      refusal_window_start_ = now;
+      refusal_lines_ = 0;
+    }
+    if (++refusal_lines_ > kRefusalLines) {
+      ++refusals_left_out_;
+      return;
+    }
+    std::swap(left_out, refusals_left_out_);
+  }
+  // The message quotes the path (the caller's bytes): escaped, as is the path of an unknown method.
   Log(LogLevel::kInfo, "rpc ", method, " ", absl::StatusCodeToString(static_cast<absl::StatusCode>(code)),
-      " refused before any handler: ", message, known ? "" : absl::StrCat(" (path ", absl::CHexEscape(path), ")"));
+      " refused before any handler: ", absl::CHexEscape(message),
+      known != nullptr ? "" : absl::StrCat(" (path ", absl::CHexEscape(path), ")"),
+      left_out > 0 ? absl::StrCat(" (", left_out, " more refused calls not logged)") : "");
 }
 
 void PrimServer::Wait() {

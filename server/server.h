@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "core/discriminator.h"
 #include "grpcpp/server.h"
@@ -93,6 +94,11 @@ class PrimServer {
   int port_ = 0;
   int metrics_port_ = 0;
   std::atomic<bool> shut_down_{false};
+  // RecordRefusal's log rate limit.
+  absl::Mutex refusal_log_mu_;
+  absl::Time refusal_window_start_ ABSL_GUARDED_BY(refusal_log_mu_) = absl::InfinitePast();
+  int refusal_lines_ ABSL_GUARDED_BY(refusal_log_mu_) = 0;
+  int64_t refusals_left_out_ ABSL_GUARDED_BY(refusal_log_mu_) = 0;
 };
 
 }  // namespace primserve

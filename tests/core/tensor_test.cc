@@ -283,6 +283,9 @@ TEST(NumberToString, ShortestTextThatReadsBackExactly) {
   EXPECT_EQ(NumberToString(0.0), "0");
   EXPECT_EQ(NumberToString(4294967296.0), "4294967296");
   EXPECT_EQ(NumberToString(1e39), "1e+39");
+  EXPECT_EQ(NumberToString(2e7), "20000000");  // Whole numbers below 2^53 in full.
+  EXPECT_EQ(NumberToString(-9007199254740991.0), "-9007199254740991");
+  EXPECT_EQ(NumberToString(9007199254740992.0), "9007199254740992");  // 2^53: shortest form.
   EXPECT_EQ(NumberToString(std::numeric_limits<double>::infinity()), "inf");
   EXPECT_EQ(NumberToString(std::nan("")), "nan");
   for (double x : {1.0 / 3.0, 3.4028234663852886e38, 5e-324, -2.2250738585072014e-308, 1.8446744073709552e19}) {

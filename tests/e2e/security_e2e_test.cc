@@ -283,8 +283,8 @@ TEST_F(SecurityTest, RefusedCallsAreCountedAndLogged) {
   client::ChannelOptions admin;
   admin.address = server->admin_address();
   EXPECT_EQ(CallData(admin).code(), absl::StatusCode::kPermissionDenied);
-  for (const char* path : {"/no.such.Service/Method", "/primserve.v1.Attention/NoSuchMethod"}) {
-    grpc::GenericStub stub(client::CreateChannel(admin));
+  grpc::GenericStub stub(client::CreateChannel(admin));
+  auto call_path = [&](const std::string& path) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     grpc::CompletionQueue cq;
@@ -298,13 +298,18 @@ TEST_F(SecurityTest, RefusedCallsAreCountedAndLogged) {
     void* tag = nullptr;
     bool ok = false;
     cq.Next(&tag, &ok);
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << path;
+    return status.error_code();
+  };
+  for (const char* path : {"/no.such.Service/Method", "/primserve.v1.Attention/NoSuchMethod"}) {
+    EXPECT_EQ(call_path(path), grpc::StatusCode::PERMISSION_DENIED) << path;
   }
+  // Another spelling of a method of ours counts under its canonical name.
+  EXPECT_EQ(call_path("/primserve.v1/PositionEncoding.Sinusoidal"), grpc::StatusCode::PERMISSION_DENIED);
 
   const std::string metrics = testing::HttpGet(metrics_port, "/metrics");
   EXPECT_EQ(testing::Sample(metrics, testing::RequestsSeries("PositionEncoding/Sinusoidal", "UNAUTHENTICATED")), 3)
       << metrics;
-  EXPECT_EQ(testing::Sample(metrics, testing::RequestsSeries("PositionEncoding/Sinusoidal", "PERMISSION_DENIED")), 1);
+  EXPECT_EQ(testing::Sample(metrics, testing::RequestsSeries("PositionEncoding/Sinusoidal", "PERMISSION_DENIED")), 2);
   EXPECT_EQ(testing::Sample(metrics, testing::RequestsSeries("PositionEncoding/Sinusoidal", "OK")), 1);
   EXPECT_EQ(testing::Sample(metrics, "primserve_requests_total{code=\"PERMISSION_DENIED\",method=\"unknown\"}"), 2);
   // Refused calls add no latency samples: only the one good call was timed.
@@ -322,6 +327,23 @@ TEST_F(SecurityTest, RefusedCallsAreCountedAndLogged) {
   EXPECT_THAT(log, HasSubstr("rpc unknown PERMISSION_DENIED refused before any handler: "));
   EXPECT_THAT(log, HasSubstr("(path /no.such.Service/Method)"));
   EXPECT_THAT(log, Not(HasSubstr(kToken)));  // The token never reaches the log.
+
+  // A flood of refused calls is counted in full but logged at most 20 lines a second; the next
+  // line written says how many were left out.
+  absl::SleepFor(absl::Seconds(1.1));
+  for (int i = 0; i < 40; ++i) ASSERT_EQ(call_path("/no.such.Service/Flood"), grpc::StatusCode::PERMISSION_DENIED);
+  absl::SleepFor(absl::Seconds(1.1));
+  ASSERT_EQ(call_path("/no.such.Service/After"), grpc::StatusCode::PERMISSION_DENIED);
+  absl::SleepFor(absl::Milliseconds(100));
+  const std::string flood_log = server->Log();
+  size_t flood_lines = 0;
+  for (size_t at = 0; (at = flood_log.find("(path /no.such.Service/Flood)", at)) != std::string::npos; ++at) ++flood_lines;
+  EXPECT_GE(flood_lines, 1u);
+  EXPECT_LE(flood_lines, 20u);
+  EXPECT_THAT(flood_log, ::testing::ContainsRegex("path /no.such.Service/After\\) \\([0-9]+ more refused calls not logged\\)"));
+  EXPECT_EQ(testing::Sample(testing::HttpGet(metrics_port, "/metrics"),
+                            "primserve_requests_total{code=\"PERMISSION_DENIED\",method=\"unknown\"}"),
+            43);
 }
 
 TEST_F(SecurityTest, TokensOverTls) {
