@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "core/status_macros.h"
 #include "server/crc32c.h"
 #include "server/log.h"
 
@@ -89,39 +91,52 @@ int SyncDirectory(const std::string& dir) {
   return rc;
 }
 
-// The whole file at `path`, or a reason it cannot be read.
+// Reads up to `size` bytes at the descriptor's position into `out`; an errno, or 0.
+int ReadInto(int fd, char* out, size_t size, size_t* got) {
+  *got = 0;
+  while (*got < size) {
+    const ssize_t n = ::read(fd, out + *got, size - *got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) break;
+    *got += static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+// The whole file at `path`, or a reason it cannot be read. Its header is read and checked
+// before the rest is allocated, so a large file that is not a model costs 32 bytes; a FIFO or a
+// device put in the model's place (O_NONBLOCK: opening one does not wait) is refused.
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     const int error = errno;  // NOT_FOUND: deleted (by another replica) after it was listed.
     const std::string message = absl::StrCat("cannot open: ", std::strerror(error));
     return error == ENOENT ? absl::NotFoundError(message) : absl::UnavailableError(message);
   }
+  struct FdCloser {
+    int fd;
+    ~FdCloser() { ::close(fd); }
+  } closer{fd};
   struct stat info;
-  if (::fstat(fd, &info) != 0) {
-    const int error = errno;
-    ::close(fd);
-    return absl::UnavailableError(absl::StrCat("cannot stat: ", std::strerror(error)));
-  }
+  if (::fstat(fd, &info) != 0) return absl::UnavailableError(absl::StrCat("cannot stat: ", std::strerror(errno)));
+  if (!S_ISREG(info.st_mode)) return absl::DataLossError("not a regular file");
   if (info.st_size > ModelStore::kMaxFileBytes) {
-    ::close(fd);
     return absl::ResourceExhaustedError(
         absl::StrCat("file has ", info.st_size, " bytes, more than the ", ModelStore::kMaxFileBytes, " allowed"));
   }
-  std::string bytes(static_cast<size_t>(info.st_size), '\0');
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const int error = n < 0 ? errno : 0;
-      ::close(fd);
-      return absl::UnavailableError(error != 0 ? absl::StrCat("cannot read: ", std::strerror(error))
-                                               : std::string("file shrank while being read"));
-    }
-    done += static_cast<size_t>(n);
+  std::string bytes(std::min<size_t>(static_cast<size_t>(info.st_size), ModelStore::kHeaderBytes), '\0');
+  size_t got = 0;
+  int error = ReadInto(fd, bytes.data(), bytes.size(), &got);
+  if (error == 0 && got == bytes.size()) {
+    RETURN_IF_ERROR(ModelStore::CheckHeader(bytes, static_cast<uint64_t>(info.st_size)));
+    bytes.resize(static_cast<size_t>(info.st_size));
+    size_t rest = 0;
+    error = ReadInto(fd, bytes.data() + got, bytes.size() - got, &rest);
+    got += rest;
   }
-  ::close(fd);
+  if (error != 0) return absl::UnavailableError(absl::StrCat("cannot read: ", std::strerror(error)));
+  if (got != bytes.size()) return absl::UnavailableError("file shrank while being read");
   return bytes;
 }
 
@@ -167,26 +182,31 @@ std::string ModelStore::EncodeFile(const v1::StoredModel& model) {
   return file;
 }
 
-absl::StatusOr<v1::StoredModel> ModelStore::DecodeFile(absl::string_view bytes) {
-  if (bytes.size() < kHeaderBytes) {
+absl::Status ModelStore::CheckHeader(absl::string_view header, uint64_t file_bytes) {
+  if (file_bytes < kHeaderBytes || header.size() < kHeaderBytes) {
     return absl::DataLossError(
-        absl::StrCat("truncated: ", bytes.size(), " bytes, shorter than the ", kHeaderBytes, "-byte header"));
+        absl::StrCat("truncated: ", file_bytes, " bytes, shorter than the ", kHeaderBytes, "-byte header"));
   }
-  if (std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
+  if (std::memcmp(header.data(), kMagic, sizeof kMagic) != 0) {
     return absl::DataLossError("bad magic: not a primserve model file (expected \"PSMODEL\\n\")");
   }
-  const uint32_t version = GetLittleEndian<uint32_t>(bytes.data() + 8);
+  const uint32_t version = GetLittleEndian<uint32_t>(header.data() + 8);
   if (version != kFormatVersion) {
     return absl::FailedPreconditionError(absl::StrCat("format version ", version, " is not supported (expected ",
                                                       kFormatVersion, "; written by another primserve version?)"));
   }
-  const uint32_t kind = GetLittleEndian<uint32_t>(bytes.data() + 12);
-  const uint64_t payload_bytes = GetLittleEndian<uint64_t>(bytes.data() + 16);
-  if (payload_bytes != bytes.size() - kHeaderBytes) {
-    return absl::DataLossError(absl::StrCat(payload_bytes > bytes.size() - kHeaderBytes ? "truncated" : "trailing bytes",
+  const uint64_t payload_bytes = GetLittleEndian<uint64_t>(header.data() + 16);
+  if (payload_bytes != file_bytes - kHeaderBytes) {
+    return absl::DataLossError(absl::StrCat(payload_bytes > file_bytes - kHeaderBytes ? "truncated" : "trailing bytes",
                                             ": the header announces ", payload_bytes, " payload bytes, the file has ",
-                                            bytes.size() - kHeaderBytes));
+                                            file_bytes - kHeaderBytes));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::StoredModel> ModelStore::DecodeFile(absl::string_view bytes) {
+  RETURN_IF_ERROR(CheckHeader(bytes, bytes.size()));
+  const uint32_t kind = GetLittleEndian<uint32_t>(bytes.data() + 12);
   const absl::string_view payload = bytes.substr(kHeaderBytes);
   const uint32_t expected_crc = GetLittleEndian<uint32_t>(bytes.data() + 24);
   const uint32_t crc = Crc32cExtend(Crc32c(bytes.substr(0, 24)), payload);
@@ -365,14 +385,23 @@ absl::Status ModelStore::Put(absl::string_view name, v1::StoredModel model, absl
     }
   }
   const std::string path = PathOf(name);
-  const std::string temp = absl::StrCat(path, ".", temp_prefix_, "-", temp_counter_++, kTempSuffix);
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return WriteError(errno, "create", temp);
-  // Held until the file is in place (the close, after the rename): a store opening meanwhile
-  // (another replica) sees a live write. Best effort: where a file system has no flock, a
-  // starting replica may remove a live write's file, and that write then fails at its rename
+  // The flock is held until the file is in place (the close, after the rename): a store opening
+  // meanwhile (another replica) sees a live write. A starting store may still take the lock
+  // between our create and our flock and remove the file: then it has no link, and we start
+  // again with a new name. Where a file system has no flock, a removed file fails the rename
   // (UNAVAILABLE: retry); no model is ever damaged.
-  (void)::flock(fd, LOCK_EX | LOCK_NB);
+  std::string temp;
+  int fd = -1;
+  for (int attempt = 0; fd < 0; ++attempt) {
+    temp = absl::StrCat(path, ".", temp_prefix_, "-", temp_counter_++, kTempSuffix);
+    fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return WriteError(errno, "create", temp);
+    struct stat created;
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0 && ::fstat(fd, &created) == 0 && created.st_nlink == 0 && attempt < 3) {
+      ::close(fd);
+      fd = -1;
+    }
+  }
   int error = WriteAll(fd, bytes);
   const char* what = "write";
   if (error == 0 && ::fsync(fd) != 0) {

@@ -112,6 +112,9 @@ class ModelStore {
   // for a newer format version.
   static std::string EncodeFile(const v1::StoredModel& model);
   static absl::StatusOr<v1::StoredModel> DecodeFile(absl::string_view bytes);
+  // DecodeFile's checks of the header alone (its first kHeaderBytes bytes) against the file's
+  // size: a file that is no model is refused before the rest of it is read.
+  static absl::Status CheckHeader(absl::string_view header, uint64_t file_bytes);
 
   ModelStore(const ModelStore&) = delete;
   ModelStore& operator=(const ModelStore&) = delete;
