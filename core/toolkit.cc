@@ -78,7 +78,7 @@ absl::StatusOr<int64_t> CheckInitShape(const Shape& shape, int64_t max_elements)
     }
   }
   if (over) {
-    return absl::ResourceExhaustedError(absl::StrCat("shape: ", ShapeToString(shape), " has ", magnitude,
+    return absl::ResourceExhaustedError(absl::StrCat("shape: ", ShapeToString(shape), " has ", NumberToString(magnitude),
                                                      " elements, above the limit of ", max_elements));
   }
   return count;

@@ -9,6 +9,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -27,6 +28,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/ascii.h"
 #include "absl/time/time.h"
+#include "core/number_format.h"
 #include "server/limits.h"
 #include "server/log.h"
 #include "server/server.h"
@@ -145,7 +147,13 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  const absl::Duration grace = absl::Seconds(absl::GetFlag(FLAGS_drain_seconds));
+  const double drain_seconds = absl::GetFlag(FLAGS_drain_seconds);
+  if (!(std::isfinite(drain_seconds) && drain_seconds >= 0)) {
+    primserve::Log(primserve::LogLevel::kError, "cannot start: drain_seconds: expected a finite number >= 0, got ",
+                   primserve::NumberToString(drain_seconds));
+    return 2;
+  }
+  const absl::Duration grace = absl::Seconds(drain_seconds);
   auto name = [](int signal_number) { return signal_number == SIGTERM ? "SIGTERM" : "SIGINT"; };
   std::atomic<bool> stopped{false};
   std::thread drainer;

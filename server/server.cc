@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "core/dnnl_context.h"
@@ -216,13 +217,17 @@ void PrimServer::Shutdown(absl::Duration grace) {
 void PrimServer::RecordRefusal(absl::string_view path, grpc::StatusCode code, absl::string_view message) {
   // The path is the caller's choice: only methods this server defines get their own label, in
   // their canonical "package.Service/Method" spelling, so the metric's series stay bounded.
-  const absl::string_view requested = absl::StripPrefix(path, "/");
-  const size_t slash = requested.rfind('/');
-  const google::protobuf::MethodDescriptor* known =
-      slash == absl::string_view::npos
-          ? nullptr
-          : google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(
-                absl::StrCat(requested.substr(0, slash), ".", requested.substr(slash + 1)));
+  // Exactly "/<service>/<method>", as gRPC routes it; any other spelling is "unknown".
+  const google::protobuf::MethodDescriptor* known = nullptr;
+  if (absl::StartsWith(path, "/")) {
+    const absl::string_view requested = path.substr(1);
+    const size_t slash = requested.find('/');
+    if (slash != absl::string_view::npos && requested.find('/', slash + 1) == absl::string_view::npos) {
+      const google::protobuf::ServiceDescriptor* service =
+          google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(std::string(requested.substr(0, slash)));
+      if (service != nullptr) known = service->FindMethodByName(std::string(requested.substr(slash + 1)));
+    }
+  }
   const std::string method = known != nullptr ? absl::StrCat(known->service()->full_name(), "/", known->name())
                                               : std::string("unknown");
   serving_->metrics.RecordRefused(method, code);
@@ -243,10 +248,16 @@ void PrimServer::RecordRefusal(absl::string_view path, grpc::StatusCode code, ab
     }
     std::swap(left_out, refusals_left_out_);
   }
-  // The message quotes the path (the caller's bytes): escaped, as is the path of an unknown method.
+  // The message may quote the path (the caller's bytes, up to gRPC's 8 KiB of metadata): escaped,
+  // as is the path of an unknown method, and cut to a few hundred bytes.
+  auto quoted = [](absl::string_view text) {
+    constexpr size_t kMaxQuoted = 256;
+    return text.size() <= kMaxQuoted ? absl::CHexEscape(text)
+                                     : absl::StrCat(absl::CHexEscape(text.substr(0, kMaxQuoted)), "... (",
+                                                    text.size(), " bytes)");
+  };
   Log(LogLevel::kInfo, "rpc ", method, " ", absl::StatusCodeToString(static_cast<absl::StatusCode>(code)),
-      " refused before any handler: ", absl::CHexEscape(message),
-      known != nullptr ? "" : absl::StrCat(" (path ", absl::CHexEscape(path), ")"),
+      " refused before any handler: ", quoted(message), known != nullptr ? "" : absl::StrCat(" (path ", quoted(path), ")"),
       left_out > 0 ? absl::StrCat(" (", left_out, " more refused calls not logged)") : "");
 }
 

@@ -364,6 +364,8 @@ TEST(InitializeParameters, BadInputTable) {
        "shape[0]: expected an extent >= 1, got -3"},
       {"over the element limit", [](InitOptions* o) { o->max_elements = 99; }, Code::kResourceExhausted,
        "shape: [10, 10] has 100 elements, above the limit of 99"},
+      {"just over, counted exactly", [](InitOptions* o) { o->shape = {16385, 16385}; }, Code::kResourceExhausted,
+       "shape: [16385, 16385] has 268468225 elements, above the limit of 268435456"},
       {"far over (would overflow int64)",
        [](InitOptions* o) { o->shape = {int64_t{1} << 40, int64_t{1} << 40}; }, Code::kResourceExhausted,
        "above the limit of 268435456"},

@@ -303,15 +303,19 @@ TEST_F(SecurityTest, RefusedCallsAreCountedAndLogged) {
   for (const char* path : {"/no.such.Service/Method", "/primserve.v1.Attention/NoSuchMethod"}) {
     EXPECT_EQ(call_path(path), grpc::StatusCode::PERMISSION_DENIED) << path;
   }
-  // Another spelling of a method of ours counts under its canonical name.
-  EXPECT_EQ(call_path("/primserve.v1/PositionEncoding.Sinusoidal"), grpc::StatusCode::PERMISSION_DENIED);
+  // Other spellings of a method of ours (gRPC would not route them) count as "unknown".
+  for (const char* path : {"/primserve.v1/PositionEncoding.Sinusoidal", "/primserve.v1.PositionEncoding/Sinusoidal/x"}) {
+    EXPECT_EQ(call_path(path), grpc::StatusCode::PERMISSION_DENIED) << path;
+  }
+  // A long path is quoted in part.
+  EXPECT_EQ(call_path("/no.such.Service/" + std::string(3000, 'z')), grpc::StatusCode::PERMISSION_DENIED);
 
   const std::string metrics = testing::HttpGet(metrics_port, "/metrics");
   EXPECT_EQ(testing::Sample(metrics, testing::RequestsSeries("PositionEncoding/Sinusoidal", "UNAUTHENTICATED")), 3)
       << metrics;
-  EXPECT_EQ(testing::Sample(metrics, testing::RequestsSeries("PositionEncoding/Sinusoidal", "PERMISSION_DENIED")), 2);
+  EXPECT_EQ(testing::Sample(metrics, testing::RequestsSeries("PositionEncoding/Sinusoidal", "PERMISSION_DENIED")), 1);
   EXPECT_EQ(testing::Sample(metrics, testing::RequestsSeries("PositionEncoding/Sinusoidal", "OK")), 1);
-  EXPECT_EQ(testing::Sample(metrics, "primserve_requests_total{code=\"PERMISSION_DENIED\",method=\"unknown\"}"), 2);
+  EXPECT_EQ(testing::Sample(metrics, "primserve_requests_total{code=\"PERMISSION_DENIED\",method=\"unknown\"}"), 5);
   // Refused calls add no latency samples: only the one good call was timed.
   EXPECT_EQ(testing::Sample(metrics,
                             "primserve_request_compute_seconds_count{method=\"primserve.v1.PositionEncoding/Sinusoidal\"}"),
@@ -326,6 +330,10 @@ TEST_F(SecurityTest, RefusedCallsAreCountedAndLogged) {
                              "handler: /primserve.v1.PositionEncoding/Sinusoidal is not served on the admin port"));
   EXPECT_THAT(log, HasSubstr("rpc unknown PERMISSION_DENIED refused before any handler: "));
   EXPECT_THAT(log, HasSubstr("(path /no.such.Service/Method)"));
+  EXPECT_THAT(log, HasSubstr("zzz... (3017 bytes)"));
+  for (size_t start = 0, end; (end = log.find('\n', start)) != std::string::npos; start = end + 1) {
+    EXPECT_LT(end - start, 2000u) << "a log line of " << end - start << " bytes";
+  }
   EXPECT_THAT(log, Not(HasSubstr(kToken)));  // The token never reaches the log.
 
   // A flood of refused calls is counted in full but logged at most 20 lines a second; the next
@@ -343,7 +351,7 @@ TEST_F(SecurityTest, RefusedCallsAreCountedAndLogged) {
   EXPECT_THAT(flood_log, ::testing::ContainsRegex("path /no.such.Service/After\\) \\([0-9]+ more refused calls not logged\\)"));
   EXPECT_EQ(testing::Sample(testing::HttpGet(metrics_port, "/metrics"),
                             "primserve_requests_total{code=\"PERMISSION_DENIED\",method=\"unknown\"}"),
-            43);
+            46);
 }
 
 TEST_F(SecurityTest, TokensOverTls) {

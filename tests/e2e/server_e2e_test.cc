@@ -289,6 +289,11 @@ TEST(ServerLifecycle, BadFlagsFailFast) {
       ServerProcess::Start(ServerBinary(), {"--max_idle_workspace_bytes=-1"}, absl::Seconds(5));
   ASSERT_FALSE(idle.ok());
   EXPECT_THAT(std::string(idle.status().message()), HasSubstr("max_idle_workspace_bytes: expected >= 0"));
+  for (const char* drain : {"--drain_seconds=nan", "--drain_seconds=-5", "--drain_seconds=inf"}) {
+    absl::StatusOr<ServerProcess> refused = ServerProcess::Start(ServerBinary(), {drain}, absl::Seconds(5));
+    ASSERT_FALSE(refused.ok()) << drain;
+    EXPECT_THAT(std::string(refused.status().message()), HasSubstr("drain_seconds: expected a finite number >= 0"));
+  }
 }
 
 TEST(ServerLifecycle, HelpListsTheFlags) {
