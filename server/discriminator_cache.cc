@@ -42,16 +42,26 @@ absl::StatusOr<std::shared_ptr<const CompiledNetwork>> DiscriminatorCache::ForSt
   }
   ASSIGN_OR_RETURN(std::shared_ptr<const CompiledNetwork> compiled,
                    Compile(entry->model.discriminator(), field, limits));
+  DropGone();
   absl::MutexLock lock(&mu_);
-  // Entries of deleted or replaced models are gone from the store: drop them first.
-  for (auto it = stored_.begin(); it != stored_.end();) {
-    it = it->second.entry.expired() ? stored_.erase(it) : std::next(it);
-  }
   stored_.erase(entry->name);
   if (max_stored_ == 0) return compiled;
   MakeRoom(stored_, max_stored_);
   stored_[entry->name] = StoredItem{entry, compiled, ++clock_};
   return compiled;
+}
+
+void DiscriminatorCache::DropGone() {
+  std::vector<std::shared_ptr<const CompiledNetwork>> gone;  // Destroyed after the lock is released.
+  absl::MutexLock lock(&mu_);
+  for (auto it = stored_.begin(); it != stored_.end();) {
+    if (it->second.entry.expired()) {
+      gone.push_back(std::move(it->second.compiled));
+      it = stored_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 absl::StatusOr<std::shared_ptr<const CompiledNetwork>> DiscriminatorCache::ForInline(const v1::Network& network,

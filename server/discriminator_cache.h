@@ -58,6 +58,9 @@ class DiscriminatorCache {
 
   // Networks currently cached (for tests).
   size_t stored_size() const;
+  // Drops the networks of stored models the store no longer holds (replaced or deleted, and no
+  // call still using them).
+  void DropGone();
   size_t inline_size() const;
 
  private:

@@ -38,7 +38,12 @@ absl::StatusOr<std::shared_ptr<const CompiledNetwork>> ResolveNetwork(const Limi
     return CompiledNetwork::Create(std::move(core_network));
   }
   if (store == nullptr) return absl::FailedPreconditionError("model_name: this server has no model store");
-  ASSIGN_OR_RETURN(const ModelStore::EntryPtr entry, store->Get(model_name, "model_name"));
+  absl::StatusOr<ModelStore::EntryPtr> found = store->Get(model_name, "model_name");
+  if (!found.ok()) {
+    if (cache != nullptr) cache->DropGone();  // Deleted meanwhile (perhaps through another replica).
+    return found.status();
+  }
+  const ModelStore::EntryPtr entry = *std::move(found);
   if (entry->model.kind() != v1::MODEL_KIND_DISCRIMINATOR) {
     return absl::FailedPreconditionError(absl::StrCat("model_name: \"", model_name, "\" is a ",
                                                       v1::ModelKind_Name(entry->model.kind()),

@@ -17,8 +17,13 @@ namespace primserve {
 
 class DiscriminatorService final : public v1::Discriminator::Service {
  public:
+  // Compiled networks of models the store no longer holds (deleted or replaced, here or through
+  // another replica) are dropped as soon as the store lets them go.
   DiscriminatorService(Limits limits, ModelStore* store, Serving* serving)
-      : limits_(limits), store_(*store), serving_(*serving) {}
+      : limits_(limits), store_(*store), serving_(*serving) {
+    store_.SetChangeListener([this] { cache_.DropGone(); });
+  }
+  ~DiscriminatorService() override { store_.SetChangeListener(nullptr); }
 
   grpc::Status Register(grpc::ServerContext* context, const v1::RegisterRequest* request,
                         v1::RegisterResponse* response) override {

@@ -276,6 +276,22 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& 
   return store;
 }
 
+ModelStore::EntryPtr ModelStore::TakeEntry(absl::string_view name) const {
+  auto found = entries_.find(name);
+  if (found == entries_.end()) return nullptr;
+  EntryPtr entry = std::move(found->second);
+  entries_.erase(found);
+  return entry;
+}
+
+ModelStore::ChangeNotice::~ChangeNotice() {
+  const bool changed = old_ != nullptr;
+  old_.reset();  // Before the listener: what only the map held is gone by then.
+  if (changed && store_.on_change_) store_.on_change_();
+}
+
+void ModelStore::SetChangeListener(std::function<void()> listener) { on_change_ = std::move(listener); }
+
 uint64_t ModelStore::Generation(absl::string_view name) const {
   auto found = generations_.find(name);
   return found == generations_.end() ? 0 : found->second;
@@ -293,10 +309,11 @@ void ModelStore::Load(const std::string& file_name, const struct stat& info, uin
   // has and is tried again at the next lookup.
   auto skip = [&](absl::string_view reason, bool lasting) {
     Log(LogLevel::kWarning, "model store: skipping \"", path, "\": ", reason);
+    ChangeNotice notice(*this);
     absl::MutexLock lock(&mu_);
     if (Generation(name) != generation) return;
     if (lasting) {
-      entries_.erase(std::string(name));
+      notice.Add(TakeEntry(name));
       unreadable_[file_name] = UnreadableFile{std::string(reason), version};
     } else if (entries_.find(name) == entries_.end()) {
       unreadable_[file_name] = UnreadableFile{std::string(reason), FileVersion{}};  // Matches no file.
@@ -306,9 +323,10 @@ void ModelStore::Load(const std::string& file_name, const struct stat& info, uin
   if (absl::Status valid = ValidateName(name, "file name"); !valid.ok()) return skip(valid.message(), true);
   absl::StatusOr<std::string> bytes = ReadFile(path);
   if (bytes.status().code() == absl::StatusCode::kNotFound) {  // Deleted since the stat.
+    ChangeNotice notice(*this);
     absl::MutexLock lock(&mu_);
     if (Generation(name) != generation) return;
-    entries_.erase(std::string(name));
+    notice.Add(TakeEntry(name));
     unreadable_.erase(file_name);
     return;
   }
@@ -320,10 +338,11 @@ void ModelStore::Load(const std::string& file_name, const struct stat& info, uin
   entry->model = *std::move(model);
   entry->file_bytes = static_cast<int64_t>(bytes->size());
   entry->version = version;
+  ChangeNotice notice(*this);
   absl::MutexLock lock(&mu_);
   if (Generation(name) != generation) return;
   unreadable_.erase(file_name);
-  entries_[entry->name] = std::move(entry);
+  notice.Add(std::exchange(entries_[entry->name], std::move(entry)));
 }
 
 void ModelStore::Refresh(absl::string_view name) const {
@@ -337,10 +356,11 @@ void ModelStore::Refresh(absl::string_view name) const {
   struct stat info;
   if (::stat(path.c_str(), &info) != 0) {
     const int error = errno;
+    ChangeNotice notice(*this);
     absl::MutexLock lock(&mu_);
     if (Generation(name) != generation) return;
     if (error == ENOENT) {  // Gone: deleted through another replica.
-      entries_.erase(std::string(name));
+      notice.Add(TakeEntry(name));
       unreadable_.erase(file_name);
     } else if (entries_.find(name) == entries_.end()) {  // EACCES, EIO, ...: tried again next time.
       unreadable_[file_name] = UnreadableFile{absl::StrCat("cannot stat: ", std::strerror(error)), FileVersion{}};
@@ -439,10 +459,11 @@ absl::Status ModelStore::Put(absl::string_view name, v1::StoredModel model, absl
     Log(LogLevel::kWarning, "model store: fsync of \"", dir_, "\" failed after storing \"", name,
         "\": ", std::strerror(sync_error));
   }
+  ChangeNotice notice(*this);
   absl::MutexLock lock(&mu_);
   ++generations_[entry->name];
   unreadable_.erase(absl::StrCat(name, kFileSuffix));
-  entries_[entry->name] = std::move(entry);
+  notice.Add(std::exchange(entries_[entry->name], std::move(entry)));
   return absl::OkStatus();
 }
 
@@ -472,9 +493,10 @@ absl::Status ModelStore::Delete(absl::string_view name, absl::string_view field)
     Log(LogLevel::kWarning, "model store: fsync of \"", dir_, "\" failed after deleting \"", name,
         "\": ", std::strerror(sync_error));
   }
+  ChangeNotice notice(*this);
   absl::MutexLock lock(&mu_);
   ++generations_[std::string(name)];
-  entries_.erase(std::string(name));
+  notice.Add(TakeEntry(name));
   unreadable_.erase(file);
   return absl::OkStatus();
 }

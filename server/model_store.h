@@ -54,6 +54,7 @@
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -139,6 +140,10 @@ class ModelStore {
 
   // Every stored model, sorted by name (the directory is read again first).
   std::vector<EntryPtr> List() const;
+  // Called (with no lock held) after the store dropped or replaced a model, by this process or
+  // as seen on disk; empty clears it. Set while no call runs.
+  void SetChangeListener(std::function<void()> listener);
+
   // Model files that could not be loaded when last looked at (by Open, Get or List) and were
   // not replaced or deleted since, sorted by file name.
   std::vector<Unreadable> unreadable() const;
@@ -172,6 +177,21 @@ class ModelStore {
   // Bumped by every Put and Delete of a name: a Load that read the file before must not install
   // what it read over this store's own, newer write (or bring a deleted model back).
   std::map<std::string, uint64_t, std::less<>> generations_ ABSL_GUARDED_BY(mu_);
+  // Removes `name`'s entry from the map and returns it (null if none).
+  EntryPtr TakeEntry(absl::string_view name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Declared before a MutexLock on mu_: once the lock is released, drops the replaced or removed
+  // entry given to Add and tells the listener.
+  class ChangeNotice {
+   public:
+    explicit ChangeNotice(const ModelStore& store) : store_(store) {}
+    ~ChangeNotice();
+    void Add(EntryPtr old) { old_ = std::move(old); }
+
+   private:
+    const ModelStore& store_;
+    EntryPtr old_;
+  };
+  std::function<void()> on_change_;  // Set before calls run: read without a lock.
   const std::string temp_prefix_;  // Random hex, unique to this store among the volume's writers.
   uint64_t temp_counter_ ABSL_GUARDED_BY(write_mu_) = 0;
 };

@@ -118,6 +118,7 @@ class DiscriminatorHandlersTest : public ::testing::Test {
     absl::StatusOr<std::unique_ptr<ModelStore>> store = ModelStore::Open(dir_);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
+    store_->SetChangeListener([this] { cache_.DropGone(); });  // As DiscriminatorService does.
   }
   void TearDown() override {
     std::error_code ignored;
@@ -294,11 +295,15 @@ TEST_F(DiscriminatorHandlersTest, ReRegisterReplacesTheCachedNetwork) {
   absl::StatusOr<v1::ScoreResponse> second = Score(request);
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_THAT(FromWire(second->raw_scores()).values, ElementsAre(15.0f));
+  EXPECT_EQ(cache_.stored_size(), 1u);
 
+  // Deleting the model drops its compiled network at once (it held the network's weights and
+  // idle workspaces until an unrelated network was next compiled).
   v1::DeleteRequest remove;
   remove.set_name("d");
   v1::DeleteResponse removed;
   ASSERT_TRUE(HandleDeleteModel(*store_, remove, &removed).ok());
+  EXPECT_EQ(cache_.stored_size(), 0u);
   EXPECT_EQ(Score(request).status().code(), absl::StatusCode::kNotFound);
 }
 

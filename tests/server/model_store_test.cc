@@ -546,5 +546,41 @@ TEST_F(ModelStoreTest, JunkFilesAreRefusedByTheirHeaderAndFifosDoNotBlock) {
   EXPECT_THAT(reasons, HasSubstr("pipe.model: not a regular file"));
 }
 
+// The listener (the discriminator cache drops compiled networks with it) hears of every model
+// the store lets go: replaced or deleted here, or seen replaced or deleted on disk; it runs after
+// the store released the old entry, and not for lookups that change nothing.
+TEST_F(ModelStoreTest, TheChangeListenerHearsOfEveryModelLetGo) {
+  std::unique_ptr<ModelStore> a = Open();
+  std::unique_ptr<ModelStore> b = Open();
+  int changes = 0;
+  std::weak_ptr<const ModelStore::Entry> watched;
+  bool released_first = true;
+  b->SetChangeListener([&] {
+    ++changes;
+    released_first = released_first && watched.expired();
+  });
+  ASSERT_TRUE(b->Put("m", Logistic(2, 2, 1.0f)).ok());
+  EXPECT_EQ(changes, 0);  // A new name replaces nothing.
+  watched = *b->Get("m");
+  ASSERT_TRUE(b->Put("m", Logistic(2, 2, 2.0f)).ok());  // Replaced here.
+  EXPECT_EQ(changes, 1);
+  watched = *b->Get("m");
+  ASSERT_TRUE(b->Get("m").ok());  // Nothing changed.
+  EXPECT_EQ(changes, 1);
+  ASSERT_TRUE(a->Put("m", Logistic(2, 2, 3.0f)).ok());  // Replaced on disk, seen at the next lookup.
+  ASSERT_TRUE(b->Get("m").ok());
+  EXPECT_EQ(changes, 2);
+  watched = *b->Get("m");
+  ASSERT_TRUE(a->Delete("m").ok());  // Deleted on disk.
+  EXPECT_EQ(b->Get("m").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(changes, 3);
+  ASSERT_TRUE(b->Put("n", Logistic(2, 2, 4.0f)).ok());
+  watched = *b->Get("n");
+  ASSERT_TRUE(b->Delete("n").ok());  // Deleted here.
+  EXPECT_EQ(changes, 4);
+  EXPECT_TRUE(released_first);
+  b->SetChangeListener(nullptr);
+}
+
 }  // namespace
 }  // namespace primserve
