@@ -235,6 +235,20 @@ std::string RandomTempPrefix() {
 
 ModelStore::ModelStore(std::string dir) : dir_(std::move(dir)), temp_prefix_(RandomTempPrefix()) {}
 
+ModelStore::~ModelStore() {
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+ModelStore::VolumeLock::VolumeLock(int fd) : fd_(fd) {
+  if (fd_ < 0) return;
+  while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+  }
+}
+
+ModelStore::VolumeLock::~VolumeLock() {
+  if (fd_ >= 0) ::flock(fd_, LOCK_UN);
+}
+
 absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& dir) {
   std::error_code error;
   std::filesystem::create_directories(dir, error);
@@ -242,6 +256,10 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& 
     return absl::FailedPreconditionError(absl::StrCat("model_dir: cannot create \"", dir, "\": ", error.message()));
   }
   std::unique_ptr<ModelStore> store(new ModelStore(dir));
+  // Writers of every process on the volume take an flock on this file (see VolumeLock). Opened
+  // for writing: NFS emulates flock with POSIX locks, whose exclusive kind needs it. Without it
+  // (a read-only directory, where writes fail anyway) writers only exclude each other in-process.
+  store->lock_fd_ = ::open(absl::StrCat(dir, "/", kLockFile).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   DIR* listing = ::opendir(dir.c_str());
   if (listing == nullptr) {
     return absl::FailedPreconditionError(
@@ -392,8 +410,9 @@ absl::Status ModelStore::Put(absl::string_view name, v1::StoredModel model, absl
   entry->model = std::move(model);
   entry->file_bytes = static_cast<int64_t>(bytes.size());
 
-  Refresh(name);  // The kind check below must see a model stored through another replica.
   absl::MutexLock write_lock(&write_mu_);
+  const VolumeLock volume_lock(lock_fd_);
+  Refresh(name);  // The kind check below must see a model stored through another replica.
   {
     absl::MutexLock lock(&mu_);
     auto existing = entries_.find(name);
@@ -479,8 +498,9 @@ absl::StatusOr<ModelStore::EntryPtr> ModelStore::Get(absl::string_view name, abs
 absl::Status ModelStore::Delete(absl::string_view name, absl::string_view field) {
   if (absl::Status valid = ValidateName(name, field); !valid.ok()) return valid;
   const std::string file = absl::StrCat(name, kFileSuffix);
-  Refresh(name);  // Stored through another replica, perhaps.
   absl::MutexLock write_lock(&write_mu_);
+  const VolumeLock volume_lock(lock_fd_);
+  Refresh(name);  // Stored through another replica, perhaps.
   {
     absl::MutexLock lock(&mu_);
     if (entries_.find(name) == entries_.end() && unreadable_.find(file) == unreadable_.end()) {

@@ -117,6 +117,7 @@ class ModelStore {
   // size: a file that is no model is refused before the rest of it is read.
   static absl::Status CheckHeader(absl::string_view header, uint64_t file_bytes);
 
+  ~ModelStore();
   ModelStore(const ModelStore&) = delete;
   ModelStore& operator=(const ModelStore&) = delete;
 
@@ -192,6 +193,21 @@ class ModelStore {
     EntryPtr old_;
   };
   std::function<void()> on_change_;  // Set before calls run: read without a lock.
+  // Put and Delete hold an exclusive flock on kLockFile in the directory from their check of what
+  // is stored (after a Refresh) to their rename or unlink: replicas sharing the volume cannot
+  // both store one name with different kinds.
+  static constexpr const char* kLockFile = ".primserve-store.lock";
+  class VolumeLock {
+   public:
+    explicit VolumeLock(int fd);  // Blocks until held; a no-op for fd < 0.
+    ~VolumeLock();
+    VolumeLock(const VolumeLock&) = delete;
+    VolumeLock& operator=(const VolumeLock&) = delete;
+
+   private:
+    const int fd_;
+  };
+  int lock_fd_ = -1;
   const std::string temp_prefix_;  // Random hex, unique to this store among the volume's writers.
   uint64_t temp_counter_ ABSL_GUARDED_BY(write_mu_) = 0;
 };

@@ -66,9 +66,12 @@ void WriteAll(const fs::path& path, const std::string& bytes) {
   file << bytes;
 }
 
+// The directory's files but the writers' lock file (.primserve-store.lock, always there).
 std::vector<std::string> FilesIn(const fs::path& dir) {
   std::vector<std::string> files;
-  for (const auto& item : fs::directory_iterator(dir)) files.push_back(item.path().filename().string());
+  for (const auto& item : fs::directory_iterator(dir)) {
+    if (item.path().filename() != ".primserve-store.lock") files.push_back(item.path().filename().string());
+  }
   std::sort(files.begin(), files.end());
   return files;
 }
@@ -580,6 +583,45 @@ TEST_F(ModelStoreTest, TheChangeListenerHearsOfEveryModelLetGo) {
   EXPECT_EQ(changes, 4);
   EXPECT_TRUE(released_first);
   b->SetChangeListener(nullptr);
+}
+
+// Two replicas storing one new name with different kinds at the same moment: exactly one wins,
+// the other is told the name holds another kind (both used to succeed, the last rename winning).
+TEST_F(ModelStoreTest, ReplicasCannotBothStoreOneNameWithDifferentKinds) {
+  std::unique_ptr<ModelStore> a = Open();
+  std::unique_ptr<ModelStore> b = Open();
+  v1::StoredModel discriminator;
+  discriminator.set_kind(v1::MODEL_KIND_DISCRIMINATOR);
+  int both = 0;
+  for (int round = 0; round < 30; ++round) {
+    const std::string name = absl::StrCat("n", round);
+    std::atomic<int> ready{0};
+    absl::Status from_a, from_b;
+    std::thread ta([&] {
+      ++ready;
+      while (ready.load() < 2) {
+      }
+      from_a = a->Put(name, Logistic(2, 2, 1.0f));
+    });
+    std::thread tb([&] {
+      ++ready;
+      while (ready.load() < 2) {
+      }
+      from_b = b->Put(name, discriminator);
+    });
+    ta.join();
+    tb.join();
+    both += from_a.ok() && from_b.ok();
+    EXPECT_NE(from_a.ok(), from_b.ok()) << "round " << round << ": " << from_a << " / " << from_b;
+    const absl::Status& lost = from_a.ok() ? from_b : from_a;
+    EXPECT_EQ(lost.code(), absl::StatusCode::kFailedPrecondition) << lost;
+    // Both replicas serve the winner's kind.
+    const v1::ModelKind kind = from_a.ok() ? v1::MODEL_KIND_LOGISTIC : v1::MODEL_KIND_DISCRIMINATOR;
+    EXPECT_EQ((*a->Get(name))->model.kind(), kind);
+    EXPECT_EQ((*b->Get(name))->model.kind(), kind);
+  }
+  EXPECT_EQ(both, 0);
+  EXPECT_THAT(Names(*a).size(), 30u);
 }
 
 }  // namespace
