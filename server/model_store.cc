@@ -235,6 +235,15 @@ std::string RandomTempPrefix() {
 
 ModelStore::ModelStore(std::string dir) : dir_(std::move(dir)), temp_prefix_(RandomTempPrefix()) {}
 
+int ModelStore::LockFd() {
+  // Writers of every process on the volume take an flock on this file (see VolumeLock), made by
+  // the first write. Opened for writing: NFS emulates flock with POSIX locks, whose exclusive
+  // kind needs it. Without it (an unwritable directory, where the write fails anyway) writers
+  // only exclude each other in-process.
+  if (lock_fd_ < 0) lock_fd_ = ::open(absl::StrCat(dir_, "/", kLockFile).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  return lock_fd_;
+}
+
 ModelStore::~ModelStore() {
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
@@ -256,10 +265,6 @@ absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& 
     return absl::FailedPreconditionError(absl::StrCat("model_dir: cannot create \"", dir, "\": ", error.message()));
   }
   std::unique_ptr<ModelStore> store(new ModelStore(dir));
-  // Writers of every process on the volume take an flock on this file (see VolumeLock). Opened
-  // for writing: NFS emulates flock with POSIX locks, whose exclusive kind needs it. Without it
-  // (a read-only directory, where writes fail anyway) writers only exclude each other in-process.
-  store->lock_fd_ = ::open(absl::StrCat(dir, "/", kLockFile).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   DIR* listing = ::opendir(dir.c_str());
   if (listing == nullptr) {
     return absl::FailedPreconditionError(
@@ -334,7 +339,7 @@ void ModelStore::Load(const std::string& file_name, const struct stat& info, uin
       notice.Add(TakeEntry(name));
       unreadable_[file_name] = UnreadableFile{std::string(reason), version};
     } else if (entries_.find(name) == entries_.end()) {
-      unreadable_[file_name] = UnreadableFile{std::string(reason), FileVersion{}};  // Matches no file.
+      unreadable_[file_name] = UnreadableFile{std::string(reason), version, absl::Now() + kReadRetryInterval};
     }
   };
   if (!S_ISREG(info.st_mode)) return skip("not a regular file", true);
@@ -380,8 +385,9 @@ void ModelStore::Refresh(absl::string_view name) const {
     if (error == ENOENT) {  // Gone: deleted through another replica.
       notice.Add(TakeEntry(name));
       unreadable_.erase(file_name);
-    } else if (entries_.find(name) == entries_.end()) {  // EACCES, EIO, ...: tried again next time.
-      unreadable_[file_name] = UnreadableFile{absl::StrCat("cannot stat: ", std::strerror(error)), FileVersion{}};
+    } else if (error != ENOTDIR && entries_.find(name) == entries_.end()) {  // EACCES, ELOOP, EIO, ...
+      unreadable_[file_name] =
+          UnreadableFile{absl::StrCat("cannot stat: ", std::strerror(error)), FileVersion{}, absl::InfinitePast()};
     }
     return;
   }
@@ -391,7 +397,10 @@ void ModelStore::Refresh(absl::string_view name) const {
     auto found = entries_.find(name);
     if (found != entries_.end() && found->second->version == version) return;
     auto unreadable = unreadable_.find(file_name);
-    if (unreadable != unreadable_.end() && unreadable->second.version == version) return;
+    if (unreadable != unreadable_.end() && unreadable->second.version == version &&
+        absl::Now() < unreadable->second.retry_after) {
+      return;
+    }
   }
   Load(file_name, info, generation);  // New, or replaced through another replica.
 }
@@ -411,7 +420,7 @@ absl::Status ModelStore::Put(absl::string_view name, v1::StoredModel model, absl
   entry->file_bytes = static_cast<int64_t>(bytes.size());
 
   absl::MutexLock write_lock(&write_mu_);
-  const VolumeLock volume_lock(lock_fd_);
+  const VolumeLock volume_lock(LockFd());
   Refresh(name);  // The kind check below must see a model stored through another replica.
   {
     absl::MutexLock lock(&mu_);
@@ -491,15 +500,21 @@ absl::StatusOr<ModelStore::EntryPtr> ModelStore::Get(absl::string_view name, abs
   Refresh(name);
   absl::MutexLock lock(&mu_);
   auto found = entries_.find(name);
-  if (found == entries_.end()) return NotFound(field, name);
-  return found->second;
+  if (found != entries_.end()) return found->second;
+  auto unreadable = unreadable_.find(absl::StrCat(name, kFileSuffix));
+  if (unreadable != unreadable_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(field, ": the model store's file \"", unreadable->first,
+                                                      "\" cannot be loaded: ", unreadable->second.reason,
+                                                      " (store the model again, or delete it)"));
+  }
+  return NotFound(field, name);
 }
 
 absl::Status ModelStore::Delete(absl::string_view name, absl::string_view field) {
   if (absl::Status valid = ValidateName(name, field); !valid.ok()) return valid;
   const std::string file = absl::StrCat(name, kFileSuffix);
   absl::MutexLock write_lock(&write_mu_);
-  const VolumeLock volume_lock(lock_fd_);
+  const VolumeLock volume_lock(LockFd());
   Refresh(name);  // Stored through another replica, perhaps.
   {
     absl::MutexLock lock(&mu_);

@@ -64,6 +64,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "primserve/v1/models.pb.h"
 
 namespace primserve {
@@ -131,7 +132,7 @@ class ModelStore {
   absl::Status Put(absl::string_view name, v1::StoredModel model, absl::string_view field = "model_name");
 
   // The model stored under `name`: INVALID_ARGUMENT for a bad name, NOT_FOUND when there is
-  // none (messages name `field`). The entry stays valid after a Delete or Put of that name.
+  // none, FAILED_PRECONDITION when its file cannot be loaded (the reason; messages name `field`). The entry stays valid after a Delete or Put of that name.
   // Reads the file again when another process has replaced it since.
   absl::StatusOr<EntryPtr> Get(absl::string_view name, absl::string_view field = "name") const;
 
@@ -172,8 +173,11 @@ class ModelStore {
   mutable std::map<std::string, EntryPtr, std::less<>> entries_ ABSL_GUARDED_BY(mu_);
   struct UnreadableFile {
     std::string reason;
-    FileVersion version;  // Not read again until the file changes.
+    FileVersion version;  // Not read again until the file changes,
+    absl::Time retry_after = absl::InfiniteFuture();  // or (a failed read: EACCES, EIO) until then.
   };
+  // How long a file that could not be read (not one whose bytes are wrong) waits for its next try.
+  static constexpr absl::Duration kReadRetryInterval = absl::Seconds(1);
   mutable std::map<std::string, UnreadableFile, std::less<>> unreadable_ ABSL_GUARDED_BY(mu_);  // By file name.
   // Bumped by every Put and Delete of a name: a Load that read the file before must not install
   // what it read over this store's own, newer write (or bring a deleted model back).
@@ -207,7 +211,8 @@ class ModelStore {
    private:
     const int fd_;
   };
-  int lock_fd_ = -1;
+  int LockFd() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  int lock_fd_ ABSL_GUARDED_BY(write_mu_) = -1;
   const std::string temp_prefix_;  // Random hex, unique to this store among the volume's writers.
   uint64_t temp_counter_ ABSL_GUARDED_BY(write_mu_) = 0;
 };

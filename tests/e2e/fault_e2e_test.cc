@@ -69,9 +69,12 @@ absl::Status FitAndStore(client::LogisticRegressionClient& logistic, const std::
   return logistic.Fit(Features(4 * k, d, 3), Labels(4 * k, k), options).status();
 }
 
+// The files of a model directory but the writers' lock file (.primserve-store.lock).
 std::vector<std::string> FilesIn(const std::string& dir) {
   std::vector<std::string> names;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) names.push_back(entry.path().filename());
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().filename() != ".primserve-store.lock") names.push_back(entry.path().filename());
+  }
   std::sort(names.begin(), names.end());
   return names;
 }

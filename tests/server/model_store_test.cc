@@ -478,7 +478,10 @@ TEST_F(ModelStoreTest, AReplicaSeesAnotherReplicasWritesWithoutARestart) {
   const std::string bytes = ReadAll(dir_ / "fragile.model");
   WriteAll(dir_ / "fragile.model.partial", bytes.substr(0, bytes.size() / 2));
   fs::rename(dir_ / "fragile.model.partial", dir_ / "fragile.model");
-  EXPECT_EQ(b->Get("fragile").status().code(), absl::StatusCode::kNotFound);
+  const absl::Status damaged = b->Get("fragile").status();
+  EXPECT_EQ(damaged.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(damaged.message()),
+              HasSubstr("name: the model store's file \"fragile.model\" cannot be loaded: truncated"));
   ASSERT_EQ(b->unreadable().size(), 1u);
   EXPECT_EQ(b->unreadable()[0].file, "fragile.model");
   ASSERT_TRUE(a->Put("fragile", Logistic(2, 2, 4.0f)).ok());
@@ -538,8 +541,8 @@ TEST_F(ModelStoreTest, JunkFilesAreRefusedByTheirHeaderAndFifosDoNotBlock) {
   ::getrusage(RUSAGE_SELF, &before);
   std::unique_ptr<ModelStore> store = Open();
   ASSERT_NE(store, nullptr);
-  EXPECT_EQ(store->Get("junk").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(store->Get("pipe").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store->Get("junk").status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store->Get("pipe").status().code(), absl::StatusCode::kFailedPrecondition);
   rusage after;
   ::getrusage(RUSAGE_SELF, &after);
   EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 64 * 1024) << "KiB of peak resident memory";
