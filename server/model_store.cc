@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -248,10 +249,35 @@ ModelStore::~ModelStore() {
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
-ModelStore::VolumeLock::VolumeLock(int fd) : fd_(fd) {
-  if (fd_ < 0) return;
-  while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+ModelStore::VolumeLock::VolumeLock(int fd, absl::string_view dir) {
+  static std::atomic<bool> warned{false};
+  if (fd < 0) {
+    if (!warned.exchange(true)) {
+      Log(LogLevel::kWarning, "model store: cannot open \"", dir, "/", kLockFile,
+          "\": writes are not locked against other replicas (", std::strerror(errno), ")");
+    }
+    return;
   }
+  // Another replica holds it for one write (milliseconds); one stuck (a hung volume, a stopped
+  // process) must not hold every writer here forever.
+  const absl::Time give_up = absl::Now() + kVolumeLockTimeout;
+  while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int error = errno;
+    if (error != EWOULDBLOCK && error != EINTR) {  // ENOLCK, ...: no locking on this volume.
+      if (!warned.exchange(true)) {
+        Log(LogLevel::kWarning, "model store: cannot lock \"", dir, "/", kLockFile,
+            "\": writes are not locked against other replicas (", std::strerror(error), ")");
+      }
+      return;
+    }
+    if (absl::Now() >= give_up) {
+      status_ = absl::UnavailableError(absl::StrCat("model store: another process has held \"", dir, "/", kLockFile,
+                                                    "\" for ", absl::FormatDuration(kVolumeLockTimeout), "; retry"));
+      return;
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  fd_ = fd;
 }
 
 ModelStore::VolumeLock::~VolumeLock() {
@@ -337,9 +363,13 @@ void ModelStore::Load(const std::string& file_name, const struct stat& info, uin
     if (Generation(name) != generation) return;
     if (lasting) {
       notice.Add(TakeEntry(name));
+      read_retry_after_.erase(file_name);
       unreadable_[file_name] = UnreadableFile{std::string(reason), version};
     } else if (entries_.find(name) == entries_.end()) {
-      unreadable_[file_name] = UnreadableFile{std::string(reason), version, absl::Now() + kReadRetryInterval};
+      unreadable_[file_name] =
+          UnreadableFile{std::string(reason), version, absl::Now() + kReadRetryInterval, /*lasting=*/false};
+    } else {  // The model read before is served until the new file can be read.
+      read_retry_after_[file_name] = absl::Now() + kReadRetryInterval;
     }
   };
   if (!S_ISREG(info.st_mode)) return skip("not a regular file", true);
@@ -365,7 +395,10 @@ void ModelStore::Load(const std::string& file_name, const struct stat& info, uin
   absl::MutexLock lock(&mu_);
   if (Generation(name) != generation) return;
   unreadable_.erase(file_name);
-  notice.Add(std::exchange(entries_[entry->name], std::move(entry)));
+  read_retry_after_.erase(file_name);
+  EntryPtr& slot = entries_[entry->name];
+  if (slot != nullptr && slot->version == version) return;  // A concurrent lookup read it already.
+  notice.Add(std::exchange(slot, std::move(entry)));
 }
 
 void ModelStore::Refresh(absl::string_view name) const {
@@ -385,9 +418,10 @@ void ModelStore::Refresh(absl::string_view name) const {
     if (error == ENOENT) {  // Gone: deleted through another replica.
       notice.Add(TakeEntry(name));
       unreadable_.erase(file_name);
+      read_retry_after_.erase(file_name);
     } else if (error != ENOTDIR && entries_.find(name) == entries_.end()) {  // EACCES, ELOOP, EIO, ...
-      unreadable_[file_name] =
-          UnreadableFile{absl::StrCat("cannot stat: ", std::strerror(error)), FileVersion{}, absl::InfinitePast()};
+      unreadable_[file_name] = UnreadableFile{absl::StrCat("cannot stat: ", std::strerror(error)), FileVersion{},
+                                              absl::InfinitePast(), /*lasting=*/false};
     }
     return;
   }
@@ -396,6 +430,8 @@ void ModelStore::Refresh(absl::string_view name) const {
     absl::MutexLock lock(&mu_);
     auto found = entries_.find(name);
     if (found != entries_.end() && found->second->version == version) return;
+    auto retry = read_retry_after_.find(file_name);
+    if (found != entries_.end() && retry != read_retry_after_.end() && absl::Now() < retry->second) return;
     auto unreadable = unreadable_.find(file_name);
     if (unreadable != unreadable_.end() && unreadable->second.version == version &&
         absl::Now() < unreadable->second.retry_after) {
@@ -419,11 +455,18 @@ absl::Status ModelStore::Put(absl::string_view name, v1::StoredModel model, absl
   entry->model = std::move(model);
   entry->file_bytes = static_cast<int64_t>(bytes.size());
 
+  ChangeNotice notice(*this);  // Declared first: tells the listener after every lock is released.
   absl::MutexLock write_lock(&write_mu_);
-  const VolumeLock volume_lock(LockFd());
+  const VolumeLock volume_lock(LockFd(), dir_);
+  RETURN_IF_ERROR(volume_lock.status());
   Refresh(name);  // The kind check below must see a model stored through another replica.
   {
     absl::MutexLock lock(&mu_);
+    auto unreadable = unreadable_.find(absl::StrCat(name, kFileSuffix));
+    if (unreadable != unreadable_.end() && !unreadable->second.lasting) {  // Its kind is unknown for now.
+      return absl::UnavailableError(absl::StrCat(field, ": the model store cannot read \"", unreadable->first,
+                                                 "\" right now (", unreadable->second.reason, "); retry"));
+    }
     auto existing = entries_.find(name);
     if (existing != entries_.end() && existing->second->model.kind() != entry->model.kind()) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -445,7 +488,8 @@ absl::Status ModelStore::Put(absl::string_view name, v1::StoredModel model, absl
     fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return WriteError(errno, "create", temp);
     struct stat created;
-    if (::flock(fd, LOCK_EX | LOCK_NB) == 0 && ::fstat(fd, &created) == 0 && created.st_nlink == 0 && attempt < 3) {
+    // Blocking: a starting store holds it only to remove the file (then st_nlink is 0).
+    if (::flock(fd, LOCK_EX) == 0 && ::fstat(fd, &created) == 0 && created.st_nlink == 0 && attempt < 3) {
       ::close(fd);
       fd = -1;
     }
@@ -469,9 +513,9 @@ absl::Status ModelStore::Put(absl::string_view name, v1::StoredModel model, absl
     what = "rename into place";
     where = &path;
   }
+  // After the rename the file is in place and was fsync'ed: a failing close is only logged.
   if (::close(fd) != 0 && error == 0) {
-    error = errno;
-    what = "close";
+    Log(LogLevel::kWarning, "model store: close of \"", path, "\" failed after storing it: ", std::strerror(errno));
   }
   if (error != 0) {
     ::unlink(temp.c_str());  // Nothing half-written stays behind; the old model is untouched.
@@ -487,7 +531,6 @@ absl::Status ModelStore::Put(absl::string_view name, v1::StoredModel model, absl
     Log(LogLevel::kWarning, "model store: fsync of \"", dir_, "\" failed after storing \"", name,
         "\": ", std::strerror(sync_error));
   }
-  ChangeNotice notice(*this);
   absl::MutexLock lock(&mu_);
   ++generations_[entry->name];
   unreadable_.erase(absl::StrCat(name, kFileSuffix));
@@ -502,6 +545,10 @@ absl::StatusOr<ModelStore::EntryPtr> ModelStore::Get(absl::string_view name, abs
   auto found = entries_.find(name);
   if (found != entries_.end()) return found->second;
   auto unreadable = unreadable_.find(absl::StrCat(name, kFileSuffix));
+  if (unreadable != unreadable_.end() && !unreadable->second.lasting) {
+    return absl::UnavailableError(absl::StrCat(field, ": the model store cannot read \"", unreadable->first,
+                                               "\" right now: ", unreadable->second.reason, "; retry"));
+  }
   if (unreadable != unreadable_.end()) {
     return absl::FailedPreconditionError(absl::StrCat(field, ": the model store's file \"", unreadable->first,
                                                       "\" cannot be loaded: ", unreadable->second.reason,
@@ -513,8 +560,10 @@ absl::StatusOr<ModelStore::EntryPtr> ModelStore::Get(absl::string_view name, abs
 absl::Status ModelStore::Delete(absl::string_view name, absl::string_view field) {
   if (absl::Status valid = ValidateName(name, field); !valid.ok()) return valid;
   const std::string file = absl::StrCat(name, kFileSuffix);
+  ChangeNotice notice(*this);  // Declared first: tells the listener after every lock is released.
   absl::MutexLock write_lock(&write_mu_);
-  const VolumeLock volume_lock(LockFd());
+  const VolumeLock volume_lock(LockFd(), dir_);
+  RETURN_IF_ERROR(volume_lock.status());
   Refresh(name);  // Stored through another replica, perhaps.
   {
     absl::MutexLock lock(&mu_);
@@ -528,7 +577,6 @@ absl::Status ModelStore::Delete(absl::string_view name, absl::string_view field)
     Log(LogLevel::kWarning, "model store: fsync of \"", dir_, "\" failed after deleting \"", name,
         "\": ", std::strerror(sync_error));
   }
-  ChangeNotice notice(*this);
   absl::MutexLock lock(&mu_);
   ++generations_[std::string(name)];
   notice.Add(TakeEntry(name));

@@ -77,6 +77,8 @@ class ModelStore {
   static constexpr uint32_t kFormatVersion = 1;
   // Larger files are not loaded (reported unreadable): no model the server can fit comes close.
   static constexpr int64_t kMaxFileBytes = int64_t{1} << 31;
+  // How long a file that could not be read (not one whose bytes are wrong) waits for its next try.
+  static constexpr absl::Duration kReadRetryInterval = absl::Seconds(1);
 
   // Which version of a file a model was read from (or written as).
   struct FileVersion {
@@ -132,7 +134,8 @@ class ModelStore {
   absl::Status Put(absl::string_view name, v1::StoredModel model, absl::string_view field = "model_name");
 
   // The model stored under `name`: INVALID_ARGUMENT for a bad name, NOT_FOUND when there is
-  // none, FAILED_PRECONDITION when its file cannot be loaded (the reason; messages name `field`). The entry stays valid after a Delete or Put of that name.
+  // none, FAILED_PRECONDITION when its file cannot be loaded (its bytes are wrong), UNAVAILABLE
+  // when it cannot be read right now (EACCES, EIO, EMFILE); messages name `field` and the reason. The entry stays valid after a Delete or Put of that name.
   // Reads the file again when another process has replaced it since.
   absl::StatusOr<EntryPtr> Get(absl::string_view name, absl::string_view field = "name") const;
 
@@ -142,8 +145,9 @@ class ModelStore {
 
   // Every stored model, sorted by name (the directory is read again first).
   std::vector<EntryPtr> List() const;
-  // Called (with no lock held) after the store dropped or replaced a model, by this process or
-  // as seen on disk; empty clears it. Set while no call runs.
+  // Called after the store dropped or replaced a model, by this process or as seen on disk, with
+  // the map's lock released (a Put or Delete of this store may still hold its write locks): it
+  // must not call the store. Empty clears it. Set while no call runs.
   void SetChangeListener(std::function<void()> listener);
 
   // Model files that could not be loaded when last looked at (by Open, Get or List) and were
@@ -175,9 +179,12 @@ class ModelStore {
     std::string reason;
     FileVersion version;  // Not read again until the file changes,
     absl::Time retry_after = absl::InfiniteFuture();  // or (a failed read: EACCES, EIO) until then.
+    bool lasting = true;  // Its bytes are wrong (FAILED_PRECONDITION), not a read failing (UNAVAILABLE).
   };
-  // How long a file that could not be read (not one whose bytes are wrong) waits for its next try.
-  static constexpr absl::Duration kReadRetryInterval = absl::Seconds(1);
+  // Files that replace a model the map holds, and that could not be read: the old model is served
+  // and the file not tried again until then.
+  mutable std::map<std::string, absl::Time, std::less<>> read_retry_after_ ABSL_GUARDED_BY(mu_);
+
   mutable std::map<std::string, UnreadableFile, std::less<>> unreadable_ ABSL_GUARDED_BY(mu_);  // By file name.
   // Bumped by every Put and Delete of a name: a Load that read the file before must not install
   // what it read over this store's own, newer write (or bring a deleted model back).
@@ -203,14 +210,19 @@ class ModelStore {
   static constexpr const char* kLockFile = ".primserve-store.lock";
   class VolumeLock {
    public:
-    explicit VolumeLock(int fd);  // Blocks until held; a no-op for fd < 0.
+    // Waits up to kVolumeLockTimeout for the flock on `fd` (then status() is UNAVAILABLE). Where
+    // there is no lock to take (fd < 0, or flock unsupported: logged once), holds nothing.
+    VolumeLock(int fd, absl::string_view dir);
     ~VolumeLock();
     VolumeLock(const VolumeLock&) = delete;
     VolumeLock& operator=(const VolumeLock&) = delete;
+    const absl::Status& status() const { return status_; }
 
    private:
-    const int fd_;
+    int fd_ = -1;  // Held when >= 0.
+    absl::Status status_;
   };
+  static constexpr absl::Duration kVolumeLockTimeout = absl::Seconds(30);
   int LockFd() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   int lock_fd_ ABSL_GUARDED_BY(write_mu_) = -1;
   const std::string temp_prefix_;  // Random hex, unique to this store among the volume's writers.

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/crc32c.h"
@@ -522,6 +523,11 @@ TEST_F(ModelStoreTest, AFailedReadOfAReplacedFileKeepsServingTheOldModel) {
   ASSERT_TRUE(during.ok()) << during.status();
   EXPECT_EQ((*during)->model.logistic().weights().values(0), 1.0f);
   EXPECT_THAT(unreadable_during, IsEmpty());
+  // The file is not tried again (nor a warning logged) on every lookup: once a second at most.
+  absl::StatusOr<ModelStore::EntryPtr> soon = b->Get("iris");
+  ASSERT_TRUE(soon.ok()) << soon.status();
+  EXPECT_EQ((*soon)->model.logistic().weights().values(0), 1.0f);
+  absl::SleepFor(ModelStore::kReadRetryInterval + absl::Milliseconds(100));
   absl::StatusOr<ModelStore::EntryPtr> after = b->Get("iris");
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_EQ((*after)->model.logistic().weights().values(0), 2.0f);
