@@ -1,6 +1,7 @@
 #include "server/discriminator_cache.h"
 
 #include <utility>
+#include <vector>
 
 #include "core/status_macros.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -16,14 +17,18 @@ absl::StatusOr<std::shared_ptr<const CompiledNetwork>> Compile(const v1::Network
   return CompiledNetwork::Create(std::move(network));
 }
 
-// Drops the least recently used item while `map` holds `max` or more (room for one more).
+using Freed = std::vector<std::shared_ptr<const CompiledNetwork>>;
+
+// Drops the least recently used item while `map` holds `max` or more (room for one more). Their
+// networks go to `freed`, to be destroyed once the cache's lock is released.
 template <typename Map>
-void MakeRoom(Map& map, size_t max) {
+void MakeRoom(Map& map, size_t max, Freed& freed) {
   while (!map.empty() && map.size() >= max) {
     auto oldest = map.begin();
     for (auto it = map.begin(); it != map.end(); ++it) {
       if (it->second.last_use < oldest->second.last_use) oldest = it;
     }
+    freed.push_back(std::move(oldest->second.compiled));
     map.erase(oldest);
   }
 }
@@ -43,16 +48,20 @@ absl::StatusOr<std::shared_ptr<const CompiledNetwork>> DiscriminatorCache::ForSt
   ASSIGN_OR_RETURN(std::shared_ptr<const CompiledNetwork> compiled,
                    Compile(entry->model.discriminator(), field, limits));
   DropGone();
+  Freed freed;  // Declared before the lock: destroyed after it is released.
   absl::MutexLock lock(&mu_);
-  stored_.erase(entry->name);
+  if (auto it = stored_.find(entry->name); it != stored_.end()) {  // Compiled from an older version.
+    freed.push_back(std::move(it->second.compiled));
+    stored_.erase(it);
+  }
   if (max_stored_ == 0) return compiled;
-  MakeRoom(stored_, max_stored_);
+  MakeRoom(stored_, max_stored_, freed);
   stored_[entry->name] = StoredItem{entry, compiled, ++clock_};
   return compiled;
 }
 
 void DiscriminatorCache::DropGone() {
-  std::vector<std::shared_ptr<const CompiledNetwork>> gone;  // Destroyed after the lock is released.
+  Freed gone;  // Destroyed after the lock is released.
   absl::MutexLock lock(&mu_);
   for (auto it = stored_.begin(); it != stored_.end();) {
     if (it->second.entry.expired()) {
@@ -86,8 +95,14 @@ absl::StatusOr<std::shared_ptr<const CompiledNetwork>> DiscriminatorCache::ForIn
     }
   }
   ASSIGN_OR_RETURN(std::shared_ptr<const CompiledNetwork> compiled, Compile(network, field, limits));
+  Freed freed;  // Declared before the lock: destroyed after it is released.
   absl::MutexLock lock(&mu_);
-  if (inline_.find(key) == inline_.end()) MakeRoom(inline_, max_inline_);
+  if (auto it = inline_.find(key); it != inline_.end()) {  // Compiled by a concurrent call meanwhile.
+    it->second.last_use = ++clock_;
+    freed.push_back(std::move(compiled));
+    return it->second.compiled;
+  }
+  MakeRoom(inline_, max_inline_, freed);
   inline_[std::move(key)] = InlineItem{compiled, ++clock_};
   return compiled;
 }

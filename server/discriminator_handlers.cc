@@ -40,7 +40,9 @@ absl::StatusOr<std::shared_ptr<const CompiledNetwork>> ResolveNetwork(const Limi
   if (store == nullptr) return absl::FailedPreconditionError("model_name: this server has no model store");
   absl::StatusOr<ModelStore::EntryPtr> found = store->Get(model_name, "model_name");
   if (!found.ok()) {
-    if (cache != nullptr) cache->DropGone();  // Deleted meanwhile (perhaps through another replica).
+    // The store's change listener drops a deleted model's network, but not while a call still
+    // held its entry; that call has finished by now.
+    if (cache != nullptr) cache->DropGone();
     return found.status();
   }
   const ModelStore::EntryPtr entry = *std::move(found);

@@ -134,15 +134,7 @@ Metrics::Metrics()
 Metrics::~Metrics() = default;
 
 Metrics::MethodSeries& Metrics::Series(absl::string_view method) {
-  auto [it, inserted] = series_.try_emplace(method);
-  if (inserted) {
-    const prometheus::Labels labels = {{"method", std::string(method)}};
-    it->second.queue = &queue_seconds_.Add(labels, LatencyBuckets());
-    it->second.compute = &compute_seconds_.Add(labels, LatencyBuckets());
-    it->second.received = &received_bytes_.Add(labels);
-    it->second.sent = &sent_bytes_.Add(labels);
-  }
-  return it->second;
+  return series_.try_emplace(method).first->second;
 }
 
 void Metrics::CountRequest(MethodSeries& series, absl::string_view method, grpc::StatusCode code) {
@@ -161,6 +153,13 @@ void Metrics::Record(const Call& call) {
   absl::MutexLock lock(&mu_);
   MethodSeries& series = Series(call.method);
   CountRequest(series, call.method, call.code);
+  if (series.queue == nullptr) {
+    const prometheus::Labels labels = {{"method", std::string(call.method)}};
+    series.queue = &queue_seconds_.Add(labels, LatencyBuckets());
+    series.compute = &compute_seconds_.Add(labels, LatencyBuckets());
+    series.received = &received_bytes_.Add(labels);
+    series.sent = &sent_bytes_.Add(labels);
+  }
   series.queue->Observe(call.queue_seconds);
   series.compute->Observe(call.compute_seconds);
   series.received->Increment(static_cast<double>(call.received_bytes));

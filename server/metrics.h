@@ -75,6 +75,8 @@ class Metrics {
  private:
   struct MethodSeries {
     std::array<prometheus::Counter*, 17> requests{};  // By grpc::StatusCode; created on first use.
+    // Created by the method's first handled call: a method whose calls were all refused before
+    // any handler (auth) has no latency or byte series.
     prometheus::Histogram* queue = nullptr;
     prometheus::Histogram* compute = nullptr;
     prometheus::Counter* received = nullptr;

@@ -401,12 +401,12 @@ void ModelStore::Load(const std::string& file_name, const struct stat& info, uin
   notice.Add(std::exchange(slot, std::move(entry)));
 }
 
-void ModelStore::Refresh(absl::string_view name) const {
+ModelStore::EntryPtr ModelStore::Refresh(absl::string_view name) const {
   const std::string file_name = absl::StrCat(name, kFileSuffix);
   const std::string path = PathOf(name);
   uint64_t generation = 0;
   {
-    absl::MutexLock lock(&mu_);
+    absl::ReaderMutexLock lock(&mu_);
     generation = Generation(name);
   }
   struct stat info;
@@ -414,7 +414,7 @@ void ModelStore::Refresh(absl::string_view name) const {
     const int error = errno;
     ChangeNotice notice(*this);
     absl::MutexLock lock(&mu_);
-    if (Generation(name) != generation) return;
+    if (Generation(name) != generation) return nullptr;
     if (error == ENOENT) {  // Gone: deleted through another replica.
       notice.Add(TakeEntry(name));
       unreadable_.erase(file_name);
@@ -423,22 +423,25 @@ void ModelStore::Refresh(absl::string_view name) const {
       unreadable_[file_name] = UnreadableFile{absl::StrCat("cannot stat: ", std::strerror(error)), FileVersion{},
                                               absl::InfinitePast(), /*lasting=*/false};
     }
-    return;
+    return nullptr;
   }
   const FileVersion version = VersionOf(info);
   {
-    absl::MutexLock lock(&mu_);
+    absl::ReaderMutexLock lock(&mu_);
     auto found = entries_.find(name);
-    if (found != entries_.end() && found->second->version == version) return;
+    if (found != entries_.end() && found->second->version == version) return found->second;  // The usual case.
     auto retry = read_retry_after_.find(file_name);
-    if (found != entries_.end() && retry != read_retry_after_.end() && absl::Now() < retry->second) return;
+    if (found != entries_.end() && retry != read_retry_after_.end() && absl::Now() < retry->second) {
+      return found->second;  // The file that replaced it could not be read a moment ago.
+    }
     auto unreadable = unreadable_.find(file_name);
     if (unreadable != unreadable_.end() && unreadable->second.version == version &&
         absl::Now() < unreadable->second.retry_after) {
-      return;
+      return nullptr;
     }
   }
   Load(file_name, info, generation);  // New, or replaced through another replica.
+  return nullptr;
 }
 
 std::string ModelStore::PathOf(absl::string_view name) const { return absl::StrCat(dir_, "/", name, kFileSuffix); }
@@ -540,8 +543,8 @@ absl::Status ModelStore::Put(absl::string_view name, v1::StoredModel model, absl
 
 absl::StatusOr<ModelStore::EntryPtr> ModelStore::Get(absl::string_view name, absl::string_view field) const {
   if (absl::Status valid = ValidateName(name, field); !valid.ok()) return valid;
-  Refresh(name);
-  absl::MutexLock lock(&mu_);
+  if (EntryPtr current = Refresh(name)) return current;
+  absl::ReaderMutexLock lock(&mu_);
   auto found = entries_.find(name);
   if (found != entries_.end()) return found->second;
   auto unreadable = unreadable_.find(absl::StrCat(name, kFileSuffix));

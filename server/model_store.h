@@ -79,6 +79,8 @@ class ModelStore {
   static constexpr int64_t kMaxFileBytes = int64_t{1} << 31;
   // How long a file that could not be read (not one whose bytes are wrong) waits for its next try.
   static constexpr absl::Duration kReadRetryInterval = absl::Seconds(1);
+  // The writers' lock file in the directory (made by the first Put or Delete; see VolumeLock).
+  static constexpr absl::string_view kLockFile = ".primserve-store.lock";
 
   // Which version of a file a model was read from (or written as).
   struct FileVersion {
@@ -163,10 +165,11 @@ class ModelStore {
   // generation was `generation`.
   void Load(const std::string& file_name, const struct stat& info, uint64_t generation) const;
   // Puts and Deletes of `name` by this store so far.
-  uint64_t Generation(absl::string_view name) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t Generation(absl::string_view name) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Brings the map in line with the file of `name` (stat'ed now): drops a model whose file is
-  // gone, reads a file whose version the map does not hold.
-  void Refresh(absl::string_view name) const;
+  // gone, reads a file whose version the map does not hold. Returns the map's entry when the
+  // file was not read (the usual case: one stat and two shared locks), else null: look it up.
+  EntryPtr Refresh(absl::string_view name) const;
 
   const std::string dir_;
   // Serialises writers (file operations plus the map update), so the map always matches the
@@ -207,7 +210,6 @@ class ModelStore {
   // Put and Delete hold an exclusive flock on kLockFile in the directory from their check of what
   // is stored (after a Refresh) to their rename or unlink: replicas sharing the volume cannot
   // both store one name with different kinds.
-  static constexpr const char* kLockFile = ".primserve-store.lock";
   class VolumeLock {
    public:
     // Waits up to kVolumeLockTimeout for the flock on `fd` (then status() is UNAVAILABLE). Where

@@ -8,7 +8,6 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "core/dnnl_context.h"
 #include "core/parallel.h"
 #include "google/protobuf/descriptor.h"

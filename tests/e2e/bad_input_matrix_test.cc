@@ -38,6 +38,7 @@
 #include "primserve/v1/models.pb.h"
 #include "primserve/v1/position_encoding.pb.h"
 #include "primserve/v1/toolkit.pb.h"
+#include "tests/e2e/generic_call.h"
 #include "tests/e2e/metrics_scrape.h"
 #include "tests/e2e/server_process.h"
 
@@ -48,6 +49,7 @@ using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 using google::protobuf::Reflection;
 using testing::FreePort;
+using testing::GenericCall;
 using testing::HttpGet;
 using testing::Sample;
 using testing::ServerBinary;
@@ -79,32 +81,6 @@ v1::Network SmallNetwork() {
   *out->mutable_dense()->mutable_weight() = MakeTensor({1, 3});
   *out->mutable_dense()->mutable_bias() = MakeTensor({1});
   return network;
-}
-
-// One call of a unary method with a serialized request, through a generic stub.
-grpc::Status Call(grpc::GenericStub& stub, const std::string& method, const std::string& request,
-                  std::string* response = nullptr) {
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-  grpc::CompletionQueue cq;
-  grpc::Slice slice(request);
-  grpc::ByteBuffer request_buffer(&slice, 1);
-  std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
-      stub.PrepareUnaryCall(&context, method, request_buffer, &cq);
-  call->StartCall();
-  grpc::ByteBuffer response_buffer;
-  grpc::Status status;
-  call->Finish(&response_buffer, &status, reinterpret_cast<void*>(1));
-  void* tag = nullptr;
-  bool ok = false;
-  cq.Next(&tag, &ok);
-  if (response != nullptr && status.ok()) {
-    std::vector<grpc::Slice> slices;
-    (void)response_buffer.Dump(&slices);
-    response->clear();
-    for (const grpc::Slice& s : slices) response->append(reinterpret_cast<const char*>(s.begin()), s.size());
-  }
-  return status;
 }
 
 struct Mutation {
@@ -411,7 +387,7 @@ TEST(BadInputMatrix, EveryRpcAnswersEveryBadInputPreciselyAndTheServerStaysWell)
   // the later ones name exist from here on. FitFromStatistics's base comes from ComputeStatistics.
   for (const Rpc& rpc : rpcs) {
     std::string response;
-    const grpc::Status status = Call(stub, rpc.method, rpc.valid->SerializeAsString(), &response);
+    const grpc::Status status = GenericCall(stub, rpc.method, rpc.valid->SerializeAsString(), &response);
     ASSERT_TRUE(status.ok()) << rpc.method << ": " << status.error_message();
     if (rpc.method == "/primserve.v1.LogisticRegression/ComputeStatistics") {
       v1::ComputeStatisticsResponse statistics;
@@ -422,11 +398,11 @@ TEST(BadInputMatrix, EveryRpcAnswersEveryBadInputPreciselyAndTheServerStaysWell)
       r.set_ridge(0.1);
       r.set_model_name("matrix-merged");
       rpcs.push_back({"/primserve.v1.LogisticRegression/FitFromStatistics", Own(r)});
-      ASSERT_TRUE(Call(stub, rpcs.back().method, r.SerializeAsString()).ok());
+      ASSERT_TRUE(GenericCall(stub, rpcs.back().method, r.SerializeAsString()).ok());
       break;  // The loop's vector grew; the remaining bases are checked below.
     }
   }
-  for (const Rpc& rpc : rpcs) ASSERT_TRUE(Call(stub, rpc.method, rpc.valid->SerializeAsString()).ok()) << rpc.method;
+  for (const Rpc& rpc : rpcs) ASSERT_TRUE(GenericCall(stub, rpc.method, rpc.valid->SerializeAsString()).ok()) << rpc.method;
 
   const double rss_before = Sample(HttpGet(metrics_port, "/metrics"), "process_resident_memory_bytes");
   std::map<grpc::StatusCode, int> codes;
@@ -451,7 +427,7 @@ TEST(BadInputMatrix, EveryRpcAnswersEveryBadInputPreciselyAndTheServerStaysWell)
                          {grpc::StatusCode::RESOURCE_EXHAUSTED}});
     for (const Mutation& m : mutations) {
       ++cases;
-      const grpc::Status status = Call(stub, rpc.method, m.request);
+      const grpc::Status status = GenericCall(stub, rpc.method, m.request);
       ++codes[status.error_code()];
       const bool right = m.allowed.count(status.error_code()) > 0;
       if (std::getenv("PRIMSERVE_MATRIX_VERBOSE") != nullptr) {
@@ -473,7 +449,7 @@ TEST(BadInputMatrix, EveryRpcAnswersEveryBadInputPreciselyAndTheServerStaysWell)
   absl::StatusOr<client::ServingStatus> serving = health.Check();
   ASSERT_TRUE(serving.ok()) << serving.status();
   EXPECT_EQ(*serving, grpc::health::v1::HealthCheckResponse::SERVING);
-  for (const Rpc& rpc : rpcs) EXPECT_TRUE(Call(stub, rpc.method, rpc.valid->SerializeAsString()).ok()) << rpc.method;
+  for (const Rpc& rpc : rpcs) EXPECT_TRUE(GenericCall(stub, rpc.method, rpc.valid->SerializeAsString()).ok()) << rpc.method;
   const double rss_after = Sample(HttpGet(metrics_port, "/metrics"), "process_resident_memory_bytes");
   std::printf("resident memory: %.1f MiB before the matrix, %.1f MiB after\n", rss_before / 1048576,
               rss_after / 1048576);

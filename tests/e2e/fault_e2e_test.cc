@@ -32,6 +32,7 @@
 #include "tests/e2e/metrics_scrape.h"
 #include "tests/e2e/server_channel.h"
 #include "tests/e2e/server_process.h"
+#include "tests/server/model_dir_files.h"
 
 namespace primserve {
 namespace {
@@ -67,16 +68,6 @@ absl::Status FitAndStore(client::LogisticRegressionClient& logistic, const std::
   options.set_model_name(name);
   options.set_ridge(0.5);
   return logistic.Fit(Features(4 * k, d, 3), Labels(4 * k, k), options).status();
-}
-
-// The files of a model directory but the writers' lock file (.primserve-store.lock).
-std::vector<std::string> FilesIn(const std::string& dir) {
-  std::vector<std::string> names;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
-    if (entry.path().filename() != ".primserve-store.lock") names.push_back(entry.path().filename());
-  }
-  std::sort(names.begin(), names.end());
-  return names;
 }
 
 // An executable shell script of `lines` that starts the server ($PRIMSERVE_REAL_SERVER).
@@ -144,7 +135,7 @@ TEST(Faults, ClientsThatDisconnectMidStreamOrMidCallLeaveNothingBehind) {
   EXPECT_EQ(Sample(metrics, "primserve_compute_running"), 0);
   EXPECT_EQ(Sample(metrics, testing::RequestsSeries("LogisticRegression/FitStream", "CANCELLED")), 5);
   EXPECT_EQ(Sample(metrics, testing::RequestsSeries("Attention/Attend", "CANCELLED")), 3);
-  EXPECT_TRUE(FilesIn(server->model_dir()).empty());
+  EXPECT_THAT(ModelDirFiles(server->model_dir()), ::testing::IsEmpty());
   client::HealthClient health(Channel(*server));
   EXPECT_EQ(*health.Check(), grpc::health::v1::HealthCheckResponse::SERVING);
 }
@@ -162,7 +153,7 @@ TEST(Faults, AFullModelDirectoryFailsTheWriteCleanlyAndKeepsServing) {
   EXPECT_EQ(big.code(), absl::StatusCode::kResourceExhausted) << big;
   EXPECT_THAT(std::string(big.message()), HasSubstr("full"));
   // Nothing half-written: only the small model's file is there.
-  EXPECT_EQ(FilesIn(server->model_dir()).size(), 1u) << ::testing::PrintToString(FilesIn(server->model_dir()));
+  EXPECT_EQ(ModelDirFiles(server->model_dir()).size(), 1u) << ::testing::PrintToString(ModelDirFiles(server->model_dir()));
   // The stored model is still served, and small writes still succeed.
   client::LogisticRegressionClient again(Channel(*server));
   EXPECT_TRUE(again.Predict(Features(2, 8, 5), "small").ok());
@@ -185,7 +176,7 @@ TEST(Faults, AReadOnlyModelDirectoryFailsWritesAndServesWhatItHas) {
   const std::string models = first->model_dir();
   const std::string parent = std::filesystem::path(models).parent_path();
   ASSERT_EQ(chmod(parent.c_str(), 0755), 0);
-  for (const std::string& file : FilesIn(models)) chmod((models + "/" + file).c_str(), 0444);
+  for (const std::string& file : ModelDirFiles(models)) chmod((models + "/" + file).c_str(), 0444);
   ASSERT_EQ(chmod(models.c_str(), 0555), 0);
   std::string binary = ServerBinary();
   if (geteuid() == 0) {
@@ -201,7 +192,7 @@ TEST(Faults, AReadOnlyModelDirectoryFailsWritesAndServesWhatItHas) {
   EXPECT_THAT(std::string(write.message()), HasSubstr("not writable"));
   EXPECT_EQ(client::ModelsClient(Channel(*server)).Delete("kept").code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(logistic.Predict(Features(2, 8, 5), "kept").ok());
-  EXPECT_EQ(FilesIn(models).size(), 1u);
+  EXPECT_EQ(ModelDirFiles(models).size(), 1u);
   chmod(models.c_str(), 0755);
   std::printf("read-only directory: %s\n", std::string(write.message()).c_str());
 }
@@ -252,7 +243,7 @@ TEST(Faults, SigkillDuringModelWritesNeverLeavesACorruptModel) {
     const absl::Time give_up = absl::Now() + absl::Seconds(10);
     bool writing = false;
     while (!writing && absl::Now() < give_up) {
-      for (const std::string& file : FilesIn(models)) writing = writing || absl::EndsWith(file, ".tmp");
+      for (const std::string& file : ModelDirFiles(models)) writing = writing || absl::EndsWith(file, ".tmp");
       if (!writing) absl::SleepFor(absl::Microseconds(200));
     }
     EXPECT_TRUE(writing) << "round " << round << ": the write never started";
@@ -277,7 +268,7 @@ TEST(Faults, SigkillDuringModelWritesNeverLeavesACorruptModel) {
     old_version += is_old;
     new_version += is_new;
     // No temporary file survives a restart.
-    for (const std::string& file : FilesIn(models)) EXPECT_FALSE(absl::EndsWith(file, ".tmp")) << file;
+    for (const std::string& file : ModelDirFiles(models)) EXPECT_FALSE(absl::EndsWith(file, ".tmp")) << file;
     // Continue from whichever version is stored now.
     if (is_old) {
       ASSERT_TRUE(d.Register("big", versions[(round + 1) % 2]).ok());

@@ -26,6 +26,7 @@
 #include "primserve/client/models.h"
 #include "tests/e2e/reflection_subset.grpc.pb.h"
 #include "tests/e2e/server_process.h"
+#include "tests/server/model_dir_files.h"
 
 namespace primserve {
 namespace {
@@ -87,14 +88,6 @@ void Stop(ServerProcess& server) {
   absl::StatusOr<int> code = server.WaitForExit(absl::Seconds(30));
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 0);
-}
-
-// Nothing in a model directory but, perhaps, the writers' lock file.
-bool NoModelFiles(const std::string& dir) {
-  for (const auto& item : fs::directory_iterator(dir)) {
-    if (item.path().filename() != ".primserve-store.lock") return false;
-  }
-  return true;
 }
 
 std::vector<std::string> ModelNames(client::ModelsClient& models) {
@@ -296,7 +289,7 @@ TEST(LogisticE2E, PathTraversalNamesAreRejected) {
     EXPECT_EQ(models.Get(name).status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(models.Delete(name).code(), absl::StatusCode::kInvalidArgument);
   }
-  EXPECT_TRUE(NoModelFiles(server->model_dir()));
+  EXPECT_THAT(ModelDirFiles(server->model_dir()), ::testing::IsEmpty());
   EXPECT_FALSE(fs::exists(fs::path(server->model_dir()) / ".." / "x.model"));
 }
 
@@ -366,7 +359,7 @@ TEST(LogisticE2E, AStreamWithMismatchedChunkWidthsStoresNothing) {
   EXPECT_THAT(std::string(status.message()), HasSubstr("FitStream message 3"));
   client::ModelsClient models(Channel(server->address()));
   EXPECT_TRUE(ModelNames(models).empty());
-  EXPECT_TRUE(NoModelFiles(server->model_dir()));
+  EXPECT_THAT(ModelDirFiles(server->model_dir()), ::testing::IsEmpty());
 }
 
 // A client that cancels mid-stream gets CANCELLED, and the server neither fits nor stores the
@@ -396,7 +389,7 @@ TEST(LogisticE2E, ACancelledStreamStoresNothing) {
   absl::SleepFor(absl::Milliseconds(300));  // Let the server's handler see the end of the stream.
   client::ModelsClient models(Channel(server->address()));
   EXPECT_TRUE(ModelNames(models).empty());
-  EXPECT_TRUE(NoModelFiles(server->model_dir()));
+  EXPECT_THAT(ModelDirFiles(server->model_dir()), ::testing::IsEmpty());
 }
 
 // Three servers behind one round_robin channel: the shards' ComputeStatistics calls are spread

@@ -23,6 +23,7 @@
 #include "primserve/client/channel.h"
 #include "primserve/client/health.h"
 #include "primserve/client/position_encoding.h"
+#include "tests/e2e/generic_call.h"
 #include "tests/e2e/metrics_scrape.h"
 #include "tests/e2e/server_process.h"
 
@@ -284,22 +285,7 @@ TEST_F(SecurityTest, RefusedCallsAreCountedAndLogged) {
   admin.address = server->admin_address();
   EXPECT_EQ(CallData(admin).code(), absl::StatusCode::kPermissionDenied);
   grpc::GenericStub stub(client::CreateChannel(admin));
-  auto call_path = [&](const std::string& path) {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    grpc::CompletionQueue cq;
-    grpc::Slice slice(std::string{});
-    std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
-        stub.PrepareUnaryCall(&context, path, grpc::ByteBuffer(&slice, 1), &cq);
-    call->StartCall();
-    grpc::ByteBuffer response;
-    grpc::Status status;
-    call->Finish(&response, &status, reinterpret_cast<void*>(1));
-    void* tag = nullptr;
-    bool ok = false;
-    cq.Next(&tag, &ok);
-    return status.error_code();
-  };
+  auto call_path = [&](const std::string& path) { return testing::GenericCall(stub, path, "").error_code(); };
   for (const char* path : {"/no.such.Service/Method", "/primserve.v1.Attention/NoSuchMethod"}) {
     EXPECT_EQ(call_path(path), grpc::StatusCode::PERMISSION_DENIED) << path;
   }
@@ -320,6 +306,8 @@ TEST_F(SecurityTest, RefusedCallsAreCountedAndLogged) {
   EXPECT_EQ(testing::Sample(metrics,
                             "primserve_request_compute_seconds_count{method=\"primserve.v1.PositionEncoding/Sinusoidal\"}"),
             1);
+  // A method only ever refused has no (empty) latency or byte series.
+  EXPECT_THAT(metrics, Not(HasSubstr("{method=\"unknown\"}")));
   absl::SleepFor(absl::Milliseconds(100));
   const std::string log = server->Log();
   EXPECT_THAT(log, HasSubstr("rpc primserve.v1.PositionEncoding/Sinusoidal UNAUTHENTICATED refused before any "

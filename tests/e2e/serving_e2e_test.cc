@@ -293,58 +293,85 @@ TEST(Observability, EveryCallHasALogLineWithItsRequestId) {
       << log;
 }
 
+// A server (--compute_threads=1, --drain_seconds=`drain_seconds`) running one long Attend (many
+// seconds), sent SIGTERM while the call runs: where the drain tests start.
+class DrainingServer {
+ public:
+  explicit DrainingServer(int drain_seconds)
+      : server_(ServerProcess::Start(ServerBinary(),
+                                     {"--compute_threads=1", absl::StrCat("--drain_seconds=", drain_seconds)})) {
+    if (!server_.ok()) return;
+    attention_ = std::make_unique<client::AttentionClient>(Channel(*server_));
+    in_flight_ = std::thread([this] { TimeAttend(*attention_, 65536, absl::Seconds(60), &code_); });
+    absl::SleepFor(absl::Milliseconds(300));
+    signalled_ = absl::Now();
+    server_->Signal(SIGTERM);
+  }
+  ~DrainingServer() {
+    server_ = absl::CancelledError("test over");  // Kills a server still running: the call ends.
+    if (in_flight_.joinable()) in_flight_.join();
+  }
+  DrainingServer(const DrainingServer&) = delete;
+  DrainingServer& operator=(const DrainingServer&) = delete;
+
+  const absl::Status& start_status() const { return server_.status(); }
+  ServerProcess& server() { return *server_; }
+  absl::Time signalled() const { return signalled_; }
+  // How the in-flight call ended (waits for it).
+  absl::StatusCode CallCode() {
+    if (in_flight_.joinable()) in_flight_.join();
+    return code_;
+  }
+
+ private:
+  absl::StatusOr<ServerProcess> server_;
+  std::unique_ptr<client::AttentionClient> attention_;
+  absl::StatusCode code_ = absl::StatusCode::kOk;
+  std::thread in_flight_;
+  absl::Time signalled_;
+};
+
 TEST(Lifecycle, DrainSecondsBoundsHowLongInFlightCallsMayRun) {
-  absl::StatusOr<ServerProcess> server =
-      ServerProcess::Start(ServerBinary(), {"--compute_threads=1", "--drain_seconds=1"});
-  ASSERT_TRUE(server.ok()) << server.status();
-  client::AttentionClient attention(Channel(*server));
-  absl::StatusCode code = absl::StatusCode::kOk;
-  std::thread in_flight([&] { TimeAttend(attention, 65536, absl::Seconds(60), &code); });
-  absl::SleepFor(absl::Milliseconds(300));
-  const absl::Time signalled = absl::Now();
-  server->Signal(SIGTERM);
-  absl::StatusOr<int> exit_code = server->WaitForExit(absl::Seconds(15));
-  const absl::Duration exit_after = absl::Now() - signalled;
-  in_flight.join();
+  DrainingServer draining(/*drain_seconds=*/1);
+  ASSERT_TRUE(draining.start_status().ok()) << draining.start_status();
+  ServerProcess& server = draining.server();
+  absl::StatusOr<int> exit_code = server.WaitForExit(absl::Seconds(15));
+  const absl::Duration exit_after = absl::Now() - draining.signalled();
+  const absl::StatusCode code = draining.CallCode();
   ASSERT_TRUE(exit_code.ok()) << exit_code.status();
-  EXPECT_EQ(*exit_code, 0) << server->Log();
+  EXPECT_EQ(*exit_code, 0) << server.Log();
   // The job needs many seconds; after 1 s of drain it is cancelled, then a <= 2 s flush window.
   std::printf("exit %s after SIGTERM; the in-flight call ended with %s\n", absl::FormatDuration(exit_after).c_str(),
               absl::StatusCodeToString(code).c_str());
   EXPECT_LT(exit_after, absl::Seconds(6));
   EXPECT_NE(code, absl::StatusCode::kOk);
-  EXPECT_THAT(server->Log(), HasSubstr("grace period over: cancelling 1 unfinished call(s)"));
+  EXPECT_THAT(server.Log(), HasSubstr("grace period over: cancelling 1 unfinished call(s)"));
   // The call's log line blames the drain, not the caller.
-  EXPECT_TRUE(std::regex_search(server->Log(),
+  EXPECT_TRUE(std::regex_search(server.Log(),
                                 std::regex(R"(rpc primserve\.v1\.Attention/Attend CANCELLED .*: the server shut down: )"
                                            R"(its drain period \(--drain_seconds\) ended)")))
-      << server->Log();
-  EXPECT_THAT(server->Log(), Not(HasSubstr("cancelled by the caller")));
+      << server.Log();
+  EXPECT_THAT(server.Log(), Not(HasSubstr("cancelled by the caller")));
 }
 
 // An operator's second Ctrl-C (or SIGTERM) during a long drain stops the process at once.
 TEST(Lifecycle, ASecondSignalDuringTheDrainStopsAtOnce) {
   for (int second : {SIGTERM, SIGINT}) {
-    absl::StatusOr<ServerProcess> server =
-        ServerProcess::Start(ServerBinary(), {"--compute_threads=1", "--drain_seconds=60"});
-    ASSERT_TRUE(server.ok()) << server.status();
-    client::AttentionClient attention(Channel(*server));
-    absl::StatusCode code = absl::StatusCode::kOk;
-    std::thread in_flight([&] { TimeAttend(attention, 65536, absl::Seconds(60), &code); });
-    absl::SleepFor(absl::Milliseconds(300));
-    server->Signal(SIGTERM);
+    DrainingServer draining(/*drain_seconds=*/60);
+    ASSERT_TRUE(draining.start_status().ok()) << draining.start_status();
+    ServerProcess& server = draining.server();
     absl::SleepFor(absl::Milliseconds(500));
     const absl::Time signalled = absl::Now();
-    server->Signal(second);
-    absl::StatusOr<int> exit_code = server->WaitForExit(absl::Seconds(20));
+    server.Signal(second);
+    absl::StatusOr<int> exit_code = server.WaitForExit(absl::Seconds(20));
     const absl::Duration exit_after = absl::Now() - signalled;
-    in_flight.join();
-    ASSERT_TRUE(exit_code.ok()) << exit_code.status() << server->Log();
+    const absl::StatusCode code = draining.CallCode();
+    ASSERT_TRUE(exit_code.ok()) << exit_code.status() << server.Log();
     std::printf("second signal %d: exit %d after %s\n", second, *exit_code, absl::FormatDuration(exit_after).c_str());
-    EXPECT_EQ(*exit_code, 128 + second) << server->Log();
+    EXPECT_EQ(*exit_code, 128 + second) << server.Log();
     EXPECT_LT(exit_after, absl::Seconds(5));  // Not the 60 s drain nor the ~10 s job.
     EXPECT_NE(code, absl::StatusCode::kOk);
-    EXPECT_THAT(server->Log(), HasSubstr("received a second signal"));
+    EXPECT_THAT(server.Log(), HasSubstr("received a second signal"));
   }
 }
 

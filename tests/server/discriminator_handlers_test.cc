@@ -23,6 +23,7 @@
 #include "server/logistic_handlers.h"
 #include "server/models_handlers.h"
 #include "server/tensor_conversion.h"
+#include "tests/server/model_dir_files.h"
 
 namespace primserve {
 namespace {
@@ -125,12 +126,7 @@ class DiscriminatorHandlersTest : public ::testing::Test {
     fs::remove_all(dir_, ignored);
   }
   // No model written: nothing in the directory but, perhaps, the writers' lock file.
-  bool DirectoryEmpty() const {
-    for (const auto& item : fs::directory_iterator(dir_)) {
-      if (item.path().filename() != ".primserve-store.lock") return false;
-    }
-    return true;
-  }
+  bool DirectoryEmpty() const { return ModelDirFiles(dir_).empty(); }
 
   absl::Status Register(const std::string& name, const v1::Network& network) {
     v1::RegisterRequest request;

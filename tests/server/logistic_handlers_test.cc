@@ -18,6 +18,7 @@
 #include "server/logistic_handlers.h"
 #include "server/models_handlers.h"
 #include "server/tensor_conversion.h"
+#include "tests/server/model_dir_files.h"
 
 namespace primserve {
 namespace {
@@ -120,12 +121,7 @@ class LogisticHandlersTest : public ::testing::Test {
     fs::remove_all(dir_, ignored);
   }
   // No model written: nothing in the directory but, perhaps, the writers' lock file.
-  bool DirectoryEmpty() const {
-    for (const auto& item : fs::directory_iterator(dir_)) {
-      if (item.path().filename() != ".primserve-store.lock") return false;
-    }
-    return true;
-  }
+  bool DirectoryEmpty() const { return ModelDirFiles(dir_).empty(); }
 
   // FitStream over `messages`, the first carrying `options`.
   absl::Status Stream(std::vector<v1::FitRequest> messages, v1::FitResponse* response,

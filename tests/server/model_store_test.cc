@@ -24,6 +24,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/crc32c.h"
+#include "tests/server/model_dir_files.h"
 
 namespace primserve {
 namespace {
@@ -65,16 +66,6 @@ std::string ReadAll(const fs::path& path) {
 void WriteAll(const fs::path& path, const std::string& bytes) {
   std::ofstream file(path, std::ios::binary | std::ios::trunc);
   file << bytes;
-}
-
-// The directory's files but the writers' lock file (.primserve-store.lock, always there).
-std::vector<std::string> FilesIn(const fs::path& dir) {
-  std::vector<std::string> files;
-  for (const auto& item : fs::directory_iterator(dir)) {
-    if (item.path().filename() != ".primserve-store.lock") files.push_back(item.path().filename().string());
-  }
-  std::sort(files.begin(), files.end());
-  return files;
 }
 
 std::vector<std::string> Names(const ModelStore& store) {
@@ -180,7 +171,7 @@ TEST_F(ModelStoreTest, PutGetListDeleteRoundTrip) {
   ASSERT_TRUE(store->Put("iris", Logistic(3, 4, 1)).ok());
   ASSERT_TRUE(store->Put("adult.v2", Logistic(2, 7, 2)).ok());
   EXPECT_THAT(Names(*store), ElementsAre("adult.v2", "iris"));
-  EXPECT_THAT(FilesIn(dir_), ElementsAre("adult.v2.model", "iris.model"));
+  EXPECT_THAT(ModelDirFiles(dir_), ElementsAre("adult.v2.model", "iris.model"));
 
   absl::StatusOr<ModelStore::EntryPtr> iris = store->Get("iris");
   ASSERT_TRUE(iris.ok()) << iris.status();
@@ -196,7 +187,7 @@ TEST_F(ModelStoreTest, PutGetListDeleteRoundTrip) {
   ASSERT_TRUE(store->Delete("iris").ok());
   EXPECT_EQ(store->Get("iris").status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(store->Delete("iris").code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(FilesIn(dir_), ElementsAre("adult.v2.model"));
+  EXPECT_THAT(ModelDirFiles(dir_), ElementsAre("adult.v2.model"));
   // The entry handed out before the delete stays valid.
   EXPECT_EQ((*iris)->name, "iris");
 }
@@ -210,8 +201,8 @@ TEST_F(ModelStoreTest, PathTraversalNamesNeverTouchTheFileSystem) {
     EXPECT_EQ(store->Get(name).status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(store->Delete(name).code(), absl::StatusCode::kInvalidArgument);
   }
-  EXPECT_THAT(FilesIn(dir_), IsEmpty());
-  EXPECT_THAT(FilesIn(root_), ElementsAre("models"));
+  EXPECT_THAT(ModelDirFiles(dir_), IsEmpty());
+  EXPECT_THAT(ModelDirFiles(root_), ElementsAre("models"));
 }
 
 TEST_F(ModelStoreTest, ARestartedStoreServesEveryStoredModel) {
@@ -336,7 +327,7 @@ TEST_F(ModelStoreTest, AFullFileSystemIsResourceExhaustedAndLeavesNothingHalfWri
 
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
   EXPECT_THAT(std::string(status.message()), HasSubstr("file system is full"));
-  EXPECT_THAT(FilesIn(dir_), ElementsAre("big.model"));
+  EXPECT_THAT(ModelDirFiles(dir_), ElementsAre("big.model"));
   EXPECT_EQ(ReadAll(dir_ / "big.model"), before);
   EXPECT_TRUE(SameModel((*store->Get("big"))->model, Logistic(2, 3, 1)));
   EXPECT_TRUE(SameModel((*Open()->Get("big"))->model, Logistic(2, 3, 1)));
@@ -378,7 +369,7 @@ TEST_F(ModelStoreTest, ConcurrentWritersAndReadersStayConsistent) {
   // Memory matches disk: every file decodes to the entry in memory, and no temporary remains.
   const std::vector<ModelStore::EntryPtr> entries = store->List();
   EXPECT_EQ(entries.size(), static_cast<size_t>(kNames + kWriters * (kPutsPerWriter - 5)));
-  EXPECT_EQ(FilesIn(dir_).size(), entries.size());
+  EXPECT_EQ(ModelDirFiles(dir_).size(), entries.size());
   std::unique_ptr<ModelStore> reopened = Open();
   ASSERT_NE(reopened, nullptr);
   EXPECT_THAT(reopened->unreadable(), IsEmpty());
