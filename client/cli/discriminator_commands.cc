@@ -1,5 +1,7 @@
 #include "client/cli/discriminator_commands.h"
 
+#include <cmath>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -120,6 +122,17 @@ absl::StatusOr<double> NumberField(const google::protobuf::Struct& object, const
   return it->second.number_value();
 }
 
+// A JSON number that must be a whole number (an extent, a stride): refused when it has a
+// fraction or lies beyond +-2^53 (where a double no longer holds every integer), instead of
+// being truncated or cast out of int64's range.
+absl::StatusOr<int64_t> WholeNumber(double value, const std::string& path, const std::string& where) {
+  constexpr double kExact = 9007199254740992.0;  // 2^53
+  if (!(std::abs(value) <= kExact) || value != std::floor(value)) {
+    return JsonError(path, where, absl::StrCat("expected a whole number, got ", value));
+  }
+  return static_cast<int64_t>(value);
+}
+
 absl::StatusOr<v1::Layer> LayerFromJson(const Value& value, const std::string& path, const std::string& where) {
   if (value.kind_case() != Value::kStructValue) {
     return JsonError(path, where, absl::StrCat("expected an object {\"type\": ...}, got ", KindOf(value)));
@@ -165,7 +178,11 @@ absl::StatusOr<v1::Layer> LayerFromJson(const Value& value, const std::string& p
   if (!stride.ok()) return stride.status();
   absl::StatusOr<double> padding = NumberField(object, "padding", 0, path, where);
   if (!padding.ok()) return padding.status();
-  return client::MakeConv2d(tensors[0], tensors[1], static_cast<int64_t>(*stride), static_cast<int64_t>(*padding));
+  absl::StatusOr<int64_t> whole_stride = WholeNumber(*stride, path, absl::StrCat(where, ".stride"));
+  if (!whole_stride.ok()) return whole_stride.status();
+  absl::StatusOr<int64_t> whole_padding = WholeNumber(*padding, path, absl::StrCat(where, ".padding"));
+  if (!whole_padding.ok()) return whole_padding.status();
+  return client::MakeConv2d(tensors[0], tensors[1], *whole_stride, *whole_padding);
 }
 
 absl::StatusOr<v1::Network> NetworkFromArgs(const std::string& path) {
@@ -204,7 +221,9 @@ absl::StatusOr<v1::Network> ReadNetworkJson(const std::string& path) {
   }
   for (const Value& extent : shape->second.list_value().values()) {
     if (extent.kind_case() != Value::kNumberValue) return JsonError(path, "input_shape", "expected numbers");
-    network.add_input_shape(static_cast<int64_t>(extent.number_value()));
+    absl::StatusOr<int64_t> whole = WholeNumber(extent.number_value(), path, "input_shape");
+    if (!whole.ok()) return whole.status();
+    network.add_input_shape(*whole);
   }
   auto layers = fields.find("layers");
   if (layers == fields.end() || layers->second.kind_case() != Value::kListValue) {

@@ -1,6 +1,5 @@
 #include "client/cli/logistic_commands.h"
 
-#include <fstream>
 #include <utility>
 #include <vector>
 
@@ -168,10 +167,10 @@ absl::Status RunPredict(const PredictArgs& args, const Connection& connection, s
     out << "labels: " << absl::StrJoin(prediction->labels, " ") << "\n";
     return absl::OkStatus();
   }
-  std::ofstream file(args.labels_output, std::ios::trunc);
-  for (const int64_t label : prediction->labels) file << label << "\n";
-  file.close();
-  if (!file) return absl::UnavailableError(absl::StrCat(args.labels_output, ": cannot write"));
+  if (absl::Status written = WriteFileBytes(args.labels_output, absl::StrCat(absl::StrJoin(prediction->labels, "\n"), "\n"));
+      !written.ok()) {
+    return written;
+  }
   out << "wrote " << args.labels_output << " (" << prediction->labels.size() << " labels)\n";
   return absl::OkStatus();
 }

@@ -7,6 +7,7 @@
 // does not belong to the command is a usage error. Exit codes: 0 success, 1 the call or a file
 // failed ("error: <CODE>: <message>" on stderr), 2 usage error.
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -18,6 +19,7 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
@@ -258,12 +260,18 @@ bool Contains(const std::vector<absl::string_view>& names, absl::string_view nam
   return false;
 }
 
+// `help` as the command (wherever the flags are), -h, or any of absl's help flags (--help,
+// --helpfull, --helpshort, --help=attend, ...): the usage, on stdout, exit 0.
 bool WantsHelp(int argc, char** argv) {
-  if (argc >= 2 && absl::string_view(argv[1]) == "help") return true;
+  bool command_word = true;  // The first word is the command.
   for (int i = 1; i < argc; ++i) {
     const absl::string_view arg = argv[i];
     if (arg == "--") break;
-    if (arg == "-h" || arg == "-help" || arg == "--help") return true;
+    if (arg == "-h" || absl::StartsWith(arg, "-help") || absl::StartsWith(arg, "--help")) return true;
+    if (!absl::StartsWith(arg, "-")) {
+      if (command_word && arg == "help") return true;
+      command_word = false;
+    }
   }
   return false;
 }
@@ -300,6 +308,9 @@ absl::StatusOr<const Command*> SelectCommand(const std::vector<char*>& positiona
 absl::StatusOr<primserve::cli::Connection> ConnectionFromFlags() {
   primserve::cli::Connection connection;
   connection.channel.address = absl::GetFlag(FLAGS_address);
+  if (absl::StripAsciiWhitespace(connection.channel.address).empty()) {
+    return UsageError("--address is empty (expected host:port, or dns:///host:port for every replica)");
+  }
   const double timeout = absl::GetFlag(FLAGS_timeout_seconds);
   if (!(timeout >= 0)) return UsageError("--timeout_seconds must be >= 0 (0: no deadline)");
   connection.call.timeout = timeout == 0 ? absl::InfiniteDuration() : absl::Seconds(timeout);
@@ -456,6 +467,15 @@ int Report(const absl::Status& status) {
   return 1;
 }
 
+// `exit_code`, or 1 when what was printed on stdout could not all be written (a full disk, a
+// closed pipe): a caller redirecting the output must not take a partial result for a success.
+int FlushStdout(int exit_code) {
+  std::cout.flush();
+  if (std::cout.good() || exit_code != 0) return exit_code;
+  std::cerr << "error: cannot write to standard output: " << std::strerror(errno) << "\n";
+  return 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -466,7 +486,7 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(absl::StripPrefix(kUsage, "primserve-cli: "));
   if (WantsHelp(argc, argv)) {
     std::cout << kUsage;
-    return 0;
+    return FlushStdout(0);
   }
   // Unknown flags and bad values become usage errors here, before absl would exit(1) on them.
   absl::StatusOr<std::set<std::string>> given = primserve::cli::ScanFlags(argc, argv);
@@ -474,5 +494,5 @@ int main(int argc, char** argv) {
   const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   absl::StatusOr<const Command*> command = SelectCommand(positional, *given);
   if (!command.ok()) return Report(command.status());
-  return Report(Run(**command, *given, positional));
+  return FlushStdout(Report(Run(**command, *given, positional)));
 }

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <limits>
 #include <memory>
 #include <utility>
@@ -61,6 +62,8 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
   return absl::StrCat("(", absl::StrJoin(shape, ", "), shape.size() == 1 ? ",)" : ")");
 }
 
+// Decodes '<f4' or '<f8' data into `values` (sized already). float64 rounds to nearest, as
+// numpy's astype(float32) does: beyond float32's range it becomes +-inf (a -1e300 mask stays a mask).
 void DecodeValues(absl::string_view data, int item_bytes, std::vector<float>* values) {
   for (size_t i = 0; i < values->size(); ++i) {
     const uint64_t bits = LoadLittleEndian(data.data() + i * item_bytes, item_bytes);
@@ -70,7 +73,7 @@ void DecodeValues(absl::string_view data, int item_bytes, std::vector<float>* va
     } else {
       double value;
       std::memcpy(&value, &bits, sizeof(double));
-      (*values)[i] = static_cast<float>(value);  // Round to nearest; beyond float range -> +-inf.
+      (*values)[i] = static_cast<float>(value);
     }
   }
 }
@@ -81,8 +84,10 @@ struct FileCloser {
 
 }  // namespace
 
-absl::StatusOr<client::Tensor> ParseNpy(absl::string_view bytes, absl::string_view name) {
-  if (bytes.substr(0, kMagic.size()) != kMagic) {
+absl::StatusOr<NpyData> ReadNpyData(NpyInput read, absl::string_view name, NpyHeaderCheck check) {
+  std::string bytes;
+  if (absl::Status status = read(kMagic.size() + 2 + 4, &bytes); !status.ok()) return status;  // The longest preamble (2.0, 3.0).
+  if (absl::string_view(bytes).substr(0, kMagic.size()) != kMagic) {
     return ContentError(name, "bad magic: not a .npy file (it must start with \\x93NUMPY)");
   }
   if (bytes.size() < kMagic.size() + 2) return ContentError(name, "truncated header: the file ends in the preamble");
@@ -98,61 +103,120 @@ absl::StatusOr<client::Tensor> ParseNpy(absl::string_view bytes, absl::string_vi
   const size_t prefix = kMagic.size() + 2 + length_bytes;
   if (bytes.size() < prefix) return ContentError(name, "truncated header: the file ends in the preamble");
   const uint64_t header_length = LoadLittleEndian(bytes.data() + kMagic.size() + 2, length_bytes);
+  if (prefix + header_length > bytes.size()) {
+    if (absl::Status status = read(prefix + header_length - bytes.size(), &bytes); !status.ok()) return status;
+  }
   if (header_length > bytes.size() - prefix) {
     return ContentError(name, absl::StrCat("header length ", header_length, " exceeds the file (",
                                            bytes.size() - prefix, " bytes after the preamble)"));
   }
-  absl::StatusOr<NpyHeader> header = ParseNpyHeader(bytes.substr(prefix, header_length));
+  NpyData array;
+  absl::StatusOr<NpyHeader> header = ParseNpyHeader(absl::string_view(bytes).substr(prefix, header_length));
   if (!header.ok()) return ContentError(name, header.status().message());
-
-  int item_bytes = 0;
-  if (header->descr == "<f4") {
-    item_bytes = 4;
-  } else if (header->descr == "<f8") {
-    item_bytes = 8;
-  } else {
-    const bool big_endian = !header->descr.empty() && header->descr[0] == '>';
-    return ContentError(name, absl::StrCat("unsupported dtype '", header->descr, "'",
-                                           big_endian ? " (big-endian)" : "",
-                                           "; supported: '<f4' (float32) and '<f8' (float64)"));
+  array.header = *std::move(header);
+  absl::StatusOr<int> item_bytes = check(array.header);
+  if (!item_bytes.ok()) return ContentError(name, item_bytes.status().message());
+  array.item_bytes = *item_bytes;
+  if (!CheckedElementCount(array.header.shape, &array.count) ||
+      array.count > std::numeric_limits<int64_t>::max() / array.item_bytes) {
+    return ContentError(name, absl::StrCat("shape ", ShapeString(array.header.shape), " is too large"));
   }
-  if (header->fortran_order) {
-    return ContentError(name, "fortran_order is True: Fortran (column-major) order is not supported; "
-                              "save a C-order array (numpy.ascontiguousarray)");
+  // Only the bytes the header announces are read (and kept): a huge file that is no .npy, or
+  // one whose header lies, costs no more memory than its real data needs.
+  const uint64_t needed = static_cast<uint64_t>(array.count) * static_cast<uint64_t>(array.item_bytes);
+  array.data = bytes.substr(prefix + header_length);
+  if (array.data.size() < needed) {
+    if (absl::Status status = read(needed - array.data.size(), &array.data); !status.ok()) return status;
   }
-  int64_t count = 0;
-  if (!CheckedElementCount(header->shape, &count) ||
-      count > std::numeric_limits<int64_t>::max() / item_bytes) {
-    return ContentError(name, absl::StrCat("shape ", ShapeString(header->shape), " is too large"));
+  uint64_t present = array.data.size();
+  if (present == needed) {  // Anything after the data is counted, not kept.
+    std::string rest;
+    do {
+      rest.clear();
+      if (absl::Status status = read(size_t{1} << 16, &rest); !status.ok()) return status;
+      present += rest.size();
+    } while (!rest.empty());
   }
-  // Compare the claimed size with the bytes actually present before allocating anything.
-  const uint64_t needed = static_cast<uint64_t>(count) * item_bytes;
-  const uint64_t present = bytes.size() - prefix - header_length;
   if (needed != present) {
     return ContentError(name, absl::StrCat(needed > present ? "truncated data" : "data size mismatch",
-                                           ": shape ", ShapeString(header->shape), " of '", header->descr,
-                                           "' needs ", needed, " bytes, ", present,
+                                           ": shape ", ShapeString(array.header.shape), " of '",
+                                           array.header.descr, "' needs ", needed, " bytes, ", present,
                                            " follow the header"));
   }
+  return array;
+}
+
+namespace {
+
+// The dtypes and layout ReadNpy decodes: '<f4' and '<f8', C order.
+absl::StatusOr<int> FloatItemBytes(const NpyHeader& header) {
+  int item_bytes = 0;
+  if (header.descr == "<f4") {
+    item_bytes = 4;
+  } else if (header.descr == "<f8") {
+    item_bytes = 8;
+  } else {
+    const bool big_endian = !header.descr.empty() && header.descr[0] == '>';
+    return absl::InvalidArgumentError(absl::StrCat("unsupported dtype '", header.descr, "'",
+                                                   big_endian ? " (big-endian)" : "",
+                                                   "; supported: '<f4' (float32) and '<f8' (float64)"));
+  }
+  if (header.fortran_order) {
+    return absl::InvalidArgumentError("fortran_order is True: Fortran (column-major) order is not supported; "
+                                      "save a C-order array (numpy.ascontiguousarray)");
+  }
+  return item_bytes;
+}
+
+client::Tensor DecodeFloats(NpyData array) {
   client::Tensor tensor;
-  tensor.shape = std::move(header->shape);
-  tensor.values.resize(static_cast<size_t>(count));
-  DecodeValues(bytes.substr(prefix + header_length), item_bytes, &tensor.values);
+  tensor.shape = std::move(array.header.shape);
+  tensor.values.resize(static_cast<size_t>(array.count));
+  DecodeValues(array.data, array.item_bytes, &tensor.values);
   return tensor;
 }
 
+}  // namespace
+
+absl::StatusOr<client::Tensor> ParseNpy(absl::string_view bytes, absl::string_view name) {
+  absl::StatusOr<NpyData> array = ReadNpyData(StringInput(bytes), name, FloatItemBytes);
+  if (!array.ok()) return array.status();
+  return DecodeFloats(*std::move(array));
+}
+
 absl::StatusOr<client::Tensor> ReadNpy(absl::string_view path) {
+  absl::StatusOr<NpyData> array = ReadNpyFile(path, FloatItemBytes);
+  if (!array.ok()) return array.status();
+  return DecodeFloats(*std::move(array));
+}
+
+NpyInputFunction StringInput(absl::string_view bytes) {
+  return [bytes](size_t max_bytes, std::string* out) mutable {
+    const absl::string_view taken = bytes.substr(0, max_bytes);
+    out->append(taken.data(), taken.size());
+    bytes.remove_prefix(taken.size());
+    return absl::OkStatus();
+  };
+}
+
+absl::StatusOr<NpyData> ReadNpyFile(absl::string_view path, NpyHeaderCheck check) {
   const std::string path_string(path);
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path_string.c_str(), "rb"));
   if (file == nullptr) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot open"));
-  // Read in chunks rather than trusting a size from stat: memory stays bounded by what the
-  // file really holds, and pipes (/dev/stdin) work too.
-  std::string bytes;
-  char chunk[1 << 16];
-  size_t read = 0;
-  while ((read = std::fread(chunk, 1, sizeof(chunk), file.get())) > 0) bytes.append(chunk, read);
-  if (std::ferror(file.get())) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot read"));
-  return ParseNpy(bytes, path);
+  // Read in chunks as the header asks, rather than trusting a size from stat: pipes
+  // (/dev/stdin) work too, and memory follows what the file really holds.
+  auto read = [&](size_t max_bytes, std::string* out) -> absl::Status {
+    char chunk[1 << 16];
+    while (max_bytes > 0) {
+      const size_t got = std::fread(chunk, 1, std::min(max_bytes, sizeof(chunk)), file.get());
+      if (got == 0) break;
+      out->append(chunk, got);
+      max_bytes -= got;
+    }
+    if (std::ferror(file.get())) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot read"));
+    return absl::OkStatus();
+  };
+  return ReadNpyData(read, path, check);
 }
 
 absl::StatusOr<std::string> SerializeNpy(const client::Tensor& tensor) {
@@ -193,19 +257,23 @@ absl::StatusOr<std::string> SerializeNpy(const client::Tensor& tensor) {
   return out;
 }
 
-absl::Status WriteNpy(absl::string_view path, const client::Tensor& tensor) {
-  absl::StatusOr<std::string> bytes = SerializeNpy(tensor);
-  if (!bytes.ok()) return absl::Status(bytes.status().code(), absl::StrCat(path, ": ", bytes.status().message()));
+absl::Status WriteFileBytes(absl::string_view path, absl::string_view bytes) {
   const std::string path_string(path);
   std::FILE* file = std::fopen(path_string.c_str(), "wb");
   if (file == nullptr) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot open for writing"));
-  const bool written = std::fwrite(bytes->data(), 1, bytes->size(), file) == bytes->size();
+  const bool written = std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size();
   const int write_errno = errno;
   // fclose flushes: a full disk may only show up here.
   if (std::fclose(file) != 0 || !written) {
     return absl::ErrnoToStatus(written ? errno : write_errno, absl::StrCat(path, ": cannot write"));
   }
   return absl::OkStatus();
+}
+
+absl::Status WriteNpy(absl::string_view path, const client::Tensor& tensor) {
+  absl::StatusOr<std::string> bytes = SerializeNpy(tensor);
+  if (!bytes.ok()) return absl::Status(bytes.status().code(), absl::StrCat(path, ": ", bytes.status().message()));
+  return WriteFileBytes(path, *bytes);
 }
 
 }  // namespace cli

@@ -15,20 +15,51 @@
 #ifndef PRIMSERVE_CLIENT_CLI_NPY_H_
 #define PRIMSERVE_CLIENT_CLI_NPY_H_
 
+#include <cstdint>
+#include <functional>
 #include <string>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "client/cli/npy_header.h"
 #include "primserve/client/tensor.h"
 
 namespace primserve {
 namespace cli {
 
+// A .npy file read but not yet decoded: its header and exactly the data bytes it announces.
+struct NpyData {
+  NpyHeader header;
+  int item_bytes = 0;  // From the dtype check below.
+  int64_t count = 0;   // Elements: the product of header.shape.
+  std::string data;    // count * item_bytes bytes.
+};
+
+// Appends up to `max_bytes` more bytes of a file to `out` (fewer only at its end).
+using NpyInput = absl::FunctionRef<absl::Status(size_t max_bytes, std::string* out)>;
+using NpyInputFunction = std::function<absl::Status(size_t max_bytes, std::string* out)>;
+// Given a parsed header, the item size of its dtype, or INVALID_ARGUMENT saying why the reader
+// does not take it (dtype, order). Messages are prefixed with the file's name.
+using NpyHeaderCheck = absl::FunctionRef<absl::StatusOr<int>(const NpyHeader& header)>;
+
+// Reads a .npy file from `read` as its preamble and header ask: the preamble, then the header,
+// then (once `check` accepted it) only the data bytes it announces, so a large file that is no
+// .npy file (or /dev/zero) costs a few bytes, and a header that lies costs no more memory than
+// the data really present. Bytes after the data are counted, not kept. INVALID_ARGUMENT naming
+// `name` for bad magic, an unsupported version, a malformed header, `check`'s refusal, a shape
+// too large, truncated data or trailing bytes; `read`'s error when it fails.
+absl::StatusOr<NpyData> ReadNpyData(NpyInput read, absl::string_view name, NpyHeaderCheck check);
+// ReadNpyData from the file at `path` (NOT_FOUND, PERMISSION_DENIED, ... when it cannot be read).
+absl::StatusOr<NpyData> ReadNpyFile(absl::string_view path, NpyHeaderCheck check);
+// An NpyInput over bytes in memory (which must outlive it).
+NpyInputFunction StringInput(absl::string_view bytes);
+
 // Reads the .npy file at `path`. NOT_FOUND / PERMISSION_DENIED (or another errno-derived code)
 // when the file cannot be read; INVALID_ARGUMENT when its contents are not a supported .npy
 // file (bad magic, unsupported version or dtype, Fortran order, malformed header, truncated
-// data, data size not matching the shape). Messages start with the path.
+// data, data size not matching the shape). Messages start with the path. Reads only the bytes the header announces (see ReadNpyData).
 absl::StatusOr<client::Tensor> ReadNpy(absl::string_view path);
 
 // Parses the bytes of a whole .npy file; `name` (a path) prefixes error messages. The codes
@@ -39,6 +70,10 @@ absl::StatusOr<client::Tensor> ParseNpy(absl::string_view bytes, absl::string_vi
 // header does not fit a 1.0 header. INVALID_ARGUMENT when a shape extent is negative or the
 // number of values differs from the product of the shape.
 absl::StatusOr<std::string> SerializeNpy(const client::Tensor& tensor);
+
+// Writes `bytes` to the file at `path`, replacing it: an errno-derived code naming the path when
+// it cannot be opened, written or flushed (NOT_FOUND, PERMISSION_DENIED, RESOURCE_EXHAUSTED, ...).
+absl::Status WriteFileBytes(absl::string_view path, absl::string_view bytes);
 
 // Writes `tensor` to `path` (replacing it) as SerializeNpy does. INVALID_ARGUMENT as
 // SerializeNpy; an errno-derived code when the file cannot be written.

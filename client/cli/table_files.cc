@@ -25,6 +25,10 @@ struct FileCloser {
   void operator()(std::FILE* file) const { std::fclose(file); }
 };
 
+// Text files larger than this are refused (as .npy they would be 2-3x smaller and read faster);
+// a device such as /dev/zero given by mistake stops here.
+constexpr size_t kMaxTextBytes = size_t{1} << 30;
+
 absl::StatusOr<std::string> ReadWholeFile(absl::string_view path) {
   const std::string path_string(path);
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path_string.c_str(), "rb"));
@@ -32,7 +36,13 @@ absl::StatusOr<std::string> ReadWholeFile(absl::string_view path) {
   std::string bytes;
   char chunk[1 << 16];
   size_t read = 0;
-  while ((read = std::fread(chunk, 1, sizeof(chunk), file.get())) > 0) bytes.append(chunk, read);
+  while ((read = std::fread(chunk, 1, sizeof(chunk), file.get())) > 0) {
+    if (bytes.size() + read > kMaxTextBytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(path, ": a text file larger than ", kMaxTextBytes,
+                                                       " bytes; save large tables as .npy"));
+    }
+    bytes.append(chunk, read);
+  }
   if (std::ferror(file.get())) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot read"));
   return bytes;
 }
@@ -43,17 +53,21 @@ absl::Status ContentError(absl::string_view name, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat(name, ": ", problem));
 }
 
-// The fields of one CSV line, stripped of surrounding spaces.
+// The fields of one line, stripped of surrounding spaces: comma-separated, or, on a line
+// without a comma, separated by spaces or tabs (numpy.savetxt's default).
 std::vector<absl::string_view> Fields(absl::string_view line) {
+  if (!absl::StrContains(line, ',')) return absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
   std::vector<absl::string_view> fields = absl::StrSplit(line, ',');
   for (absl::string_view& field : fields) field = absl::StripAsciiWhitespace(field);
   return fields;
 }
 
-bool AllNumbers(const std::vector<absl::string_view>& fields) {
+// A first line is a header when none of its fields is a number ("x1,x2,label"); a line with
+// any number in it is data, so a bad value in the first row is reported, not skipped.
+bool IsHeader(const std::vector<absl::string_view>& fields) {
   for (absl::string_view field : fields) {
     double ignored;
-    if (!absl::SimpleAtod(field, &ignored)) return false;
+    if (absl::SimpleAtod(field, &ignored)) return false;
   }
   return true;
 }
@@ -65,6 +79,7 @@ absl::StatusOr<int64_t> LabelAt(absl::string_view data, const std::string& descr
   uint64_t bits = 0;
   for (int b = item_bytes - 1; b >= 0; --b) bits = (bits << 8) | static_cast<unsigned char>(bytes[b]);
   const char type = descr[1];
+  if (type == 'b') return bits != 0 ? 1 : 0;
   if (type == 'i') {
     // Sign-extend from the item's width.
     const int shift = 64 - 8 * item_bytes;
@@ -104,7 +119,7 @@ absl::StatusOr<client::Tensor> ParseCsvFeatures(absl::string_view text, absl::st
     line = absl::StripAsciiWhitespace(line);  // Also drops a '\r' of CRLF files.
     if (line.empty()) continue;
     const std::vector<absl::string_view> fields = Fields(line);
-    if (first_line && !AllNumbers(fields)) {  // A header.
+    if (first_line && IsHeader(fields)) {
       first_line = false;
       continue;
     }
@@ -137,20 +152,20 @@ absl::StatusOr<std::vector<int64_t>> ParseTextLabels(absl::string_view text, abs
     line = absl::StripAsciiWhitespace(line);
     if (line.empty()) continue;
     const std::vector<absl::string_view> items = absl::StrSplit(line, absl::ByAnyChar(", \t"), absl::SkipEmpty());
-    bool numeric = true;
-    for (absl::string_view item : items) {
-      double ignored;
-      numeric = numeric && absl::SimpleAtod(item, &ignored);
-    }
-    if (first_line && !numeric) {  // A header.
+    if (first_line && IsHeader(items)) {
       first_line = false;
       continue;
     }
     first_line = false;
     for (absl::string_view item : items) {
       int64_t label = 0;
+      double value = 0;
+      // Integers, or floats holding one ("2.000000000000000000e+00": numpy.savetxt's default).
       if (!absl::SimpleAtoi(item, &label)) {
-        return ContentError(name, absl::StrCat("line ", line_number, ": \"", item, "\" is not an integer label"));
+        if (!absl::SimpleAtod(item, &value) || !(std::abs(value) < 9.2e18) || value != std::floor(value)) {
+          return ContentError(name, absl::StrCat("line ", line_number, ": \"", item, "\" is not an integer label"));
+        }
+        label = static_cast<int64_t>(value);
       }
       labels.push_back(label);
     }
@@ -159,58 +174,48 @@ absl::StatusOr<std::vector<int64_t>> ParseTextLabels(absl::string_view text, abs
   return labels;
 }
 
-absl::StatusOr<std::vector<int64_t>> ParseNpyLabels(absl::string_view bytes, absl::string_view name) {
-  constexpr absl::string_view kMagic = "\x93NUMPY";
-  if (bytes.substr(0, kMagic.size()) != kMagic) return ContentError(name, "bad magic: not a .npy file");
-  if (bytes.size() < 10) return ContentError(name, "truncated header");
-  const int major = static_cast<unsigned char>(bytes[6]);
-  const int length_bytes = major == 1 ? 2 : 4;
-  if ((major != 1 && major != 2 && major != 3) || bytes[7] != 0) {
-    return ContentError(name, absl::StrCat("unsupported .npy format version ", major));
-  }
-  const size_t prefix = 8 + static_cast<size_t>(length_bytes);
-  if (bytes.size() < prefix) return ContentError(name, "truncated header");
-  uint64_t header_length = 0;
-  for (int b = length_bytes - 1; b >= 0; --b) header_length = (header_length << 8) | static_cast<unsigned char>(bytes[8 + b]);
-  if (header_length > bytes.size() - prefix) return ContentError(name, "header length exceeds the file");
-  absl::StatusOr<NpyHeader> header = ParseNpyHeader(bytes.substr(prefix, header_length));
-  if (!header.ok()) return ContentError(name, header.status().message());
-  const std::string& descr = header->descr;
-  // '<i8', '|u1', '<f4', ...: byte order, kind, item size.
+namespace {
+
+// The label dtypes: little-endian integers, bool, and floats holding integers; any order for
+// vectors (fortran_order only matters from rank 2).
+absl::StatusOr<int> LabelItemBytes(const NpyHeader& header) {
+  const std::string& descr = header.descr;
+  // '<i8', '|u1', '|b1', '<f4', ...: byte order, kind, item size.
   const char order = descr.size() == 3 ? descr[0] : '?';
   const char kind = descr.size() == 3 ? descr[1] : '?';
   const int item_bytes = descr.size() == 3 ? descr[2] - '0' : 0;
   const bool valid = (kind == 'f' && order == '<' && (item_bytes == 4 || item_bytes == 8)) ||
+                     (kind == 'b' && order == '|' && item_bytes == 1) ||
                      ((kind == 'i' || kind == 'u') &&
                       ((item_bytes == 1 && (order == '|' || order == '<')) ||
                        (order == '<' && (item_bytes == 2 || item_bytes == 4 || item_bytes == 8))));
   if (!valid) {
-    return ContentError(name, absl::StrCat("unsupported label dtype '", descr,
-                                           "'; supported: little-endian integers and '<f4' / '<f8' holding integers"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unsupported label dtype '", descr, "'; supported: little-endian integers, bool and '<f4' / '<f8' holding integers"));
   }
-  if (header->fortran_order && header->shape.size() > 1) {
-    return ContentError(name, "fortran_order is True: save a C-order array");
+  if (header.fortran_order && header.shape.size() > 1) {
+    return absl::InvalidArgumentError("fortran_order is True: save a C-order array");
   }
-  uint64_t count = 1;
-  for (const int64_t extent : header->shape) {
-    if (extent < 0 || (extent > 0 && count > (uint64_t{1} << 40) / static_cast<uint64_t>(extent))) {
-      return ContentError(name, "shape is too large");
-    }
-    count *= static_cast<uint64_t>(extent);
-  }
-  const absl::string_view data = bytes.substr(prefix + header_length);
-  if (data.size() != count * static_cast<uint64_t>(item_bytes)) {
-    return ContentError(name, absl::StrCat("data size mismatch: ", count, " labels of '", descr, "' need ",
-                                           count * item_bytes, " bytes, ", data.size(), " follow the header"));
-  }
+  return item_bytes;
+}
+
+absl::StatusOr<std::vector<int64_t>> DecodeLabels(const NpyData& array, absl::string_view name) {
   std::vector<int64_t> labels;
-  labels.reserve(count);
-  for (size_t i = 0; i < count; ++i) {
-    absl::StatusOr<int64_t> label = LabelAt(data, descr, item_bytes, i, name);
+  labels.reserve(static_cast<size_t>(array.count));
+  for (size_t i = 0; i < static_cast<size_t>(array.count); ++i) {
+    absl::StatusOr<int64_t> label = LabelAt(array.data, array.header.descr, array.item_bytes, i, name);
     if (!label.ok()) return label.status();
     labels.push_back(*label);
   }
   return labels;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<int64_t>> ParseNpyLabels(absl::string_view bytes, absl::string_view name) {
+  absl::StatusOr<NpyData> array = ReadNpyData(StringInput(bytes), name, LabelItemBytes);
+  if (!array.ok()) return array.status();
+  return DecodeLabels(*array, name);
 }
 
 absl::StatusOr<client::Tensor> ReadFeatures(absl::string_view path) {
@@ -230,10 +235,14 @@ absl::StatusOr<client::Tensor> ReadFeatures(absl::string_view path) {
 }
 
 absl::StatusOr<std::vector<int64_t>> ReadLabels(absl::string_view path) {
-  absl::StatusOr<std::string> bytes = ReadWholeFile(path);
-  if (!bytes.ok()) return bytes.status();
-  if (IsNpyPath(path)) return ParseNpyLabels(*bytes, path);
-  return ParseTextLabels(*bytes, path);
+  if (IsNpyPath(path)) {
+    absl::StatusOr<NpyData> array = ReadNpyFile(path, LabelItemBytes);
+    if (!array.ok()) return array.status();
+    return DecodeLabels(*array, path);
+  }
+  absl::StatusOr<std::string> text = ReadWholeFile(path);
+  if (!text.ok()) return text.status();
+  return ParseTextLabels(*text, path);
 }
 
 }  // namespace cli

@@ -3,6 +3,9 @@
 // files, each with its status code and a message naming the file and the problem.
 #include "client/cli/npy.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -317,6 +320,68 @@ TEST(NpyReadTest, FileErrorsNameThePath) {
   const absl::Status unwritable = WriteNpy(TempPath("no_such_dir/out.npy"), {{1}, {1}});
   EXPECT_EQ(unwritable.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(unwritable.message()), HasSubstr("out.npy: cannot open for writing"));
+}
+
+// The reader asks for the preamble, then the header, then the data the header announces: never
+// for more than that plus what it counts (and drops) after the data.
+TEST(NpyReadTest, ReadsOnlyWhatTheHeaderAnnounces) {
+  const std::string file = MakeNpy(1, F4Dict("(2, 2)"), LittleEndianBytes<float>({1, 2, 3, 4}));
+  struct Source {
+    std::string bytes;
+    uint64_t trailing = 0;  // Virtual bytes after `bytes`, handed out but never stored.
+    size_t position = 0;
+    size_t largest_request = 0;
+  };
+  auto make_input = [](Source& source) {
+    return [&source](size_t max_bytes, std::string* out) {
+      source.largest_request = std::max(source.largest_request, max_bytes);
+      const size_t real = std::min(max_bytes, source.bytes.size() - source.position);
+      out->append(source.bytes, source.position, real);
+      source.position += real;
+      const size_t extra = static_cast<size_t>(std::min<uint64_t>(max_bytes - real, source.trailing));
+      out->append(extra, 'x');
+      source.trailing -= extra;
+      return absl::OkStatus();
+    };
+  };
+  auto accept_f4 = [](const NpyHeader&) -> absl::StatusOr<int> { return 4; };
+
+  Source exact{file};
+  absl::StatusOr<NpyData> read = ReadNpyData(make_input(exact), "exact.npy", accept_f4);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->data, LittleEndianBytes<float>({1, 2, 3, 4}));
+  EXPECT_EQ(read->count, 4);
+
+  // 256 MiB after the data: counted in 64 KiB pieces, none kept.
+  Source trailing{file, uint64_t{1} << 28};
+  read = ReadNpyData(make_input(trailing), "trailing.npy", accept_f4);
+  EXPECT_EQ(read.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(read.status().message()),
+              HasSubstr("trailing.npy: data size mismatch: shape (2, 2) of '<f4' needs 16 bytes, 268435472 follow"));
+  EXPECT_LE(trailing.largest_request, size_t{1} << 16);
+
+  // A header announcing 4 GB over 16 real bytes: the reader asks for them, gets 16, and says so.
+  Source lying{MakeNpy(1, F4Dict("(1000000000,)"), LittleEndianBytes<float>({1, 2, 3, 4}))};
+  read = ReadNpyData(make_input(lying), "lying.npy", accept_f4);
+  EXPECT_THAT(std::string(read.status().message()),
+              HasSubstr("lying.npy: truncated data: shape (1000000000,) of '<f4' needs 4000000000 bytes, 16 follow"));
+
+  // A file that is no .npy: refused after its first 12 bytes.
+  Source other{std::string(1 << 20, '\0')};
+  read = ReadNpyData(make_input(other), "other.npy", accept_f4);
+  EXPECT_THAT(std::string(read.status().message()), HasSubstr("other.npy: bad magic"));
+  EXPECT_EQ(other.position, 12u);
+}
+
+// A device that never ends (here /dev/zero, through a .npy name) is refused by its first bytes.
+TEST(NpyReadTest, AnEndlessDeviceIsRefusedByItsMagic) {
+  const std::string path = TempPath("endless.npy");
+  std::remove(path.c_str());
+  ASSERT_EQ(::symlink("/dev/zero", path.c_str()), 0);
+  const absl::StatusOr<client::Tensor> tensor = ReadNpy(path);
+  EXPECT_EQ(tensor.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(tensor.status().message()), StartsWith(path + ": bad magic"));
+  std::remove(path.c_str());
 }
 
 }  // namespace

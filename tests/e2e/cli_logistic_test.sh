@@ -127,6 +127,12 @@ printf '1,2\n3\n' >"$WORK_DIR/ragged.csv"
 expect_failure 1 "line 2: expected 2 comma-separated fields" "fit with a ragged CSV" -- \
   fit --features="$WORK_DIR/ragged.csv" --labels="$WORK_DIR/y.txt"
 expect_failure 1 "NOT_FOUND" "fit with a missing file" -- fit --features="$WORK_DIR/none.csv" --labels="$WORK_DIR/y.txt"
+expect_failure 1 "NOT_FOUND: $WORK_DIR/no_dir/labels.txt: cannot open for writing" \
+  "predict --labels_output into a missing directory" -- \
+  predict --features="$WORK_DIR/probe.csv" --model_name=golden --labels_output="$WORK_DIR/no_dir/labels.txt"
+printf '1.0,NA\n3,4\n' >"$WORK_DIR/na_first.csv"
+expect_failure 1 'line 1: "NA" is not a number' "a bad value in the first CSV row (not taken for a header)" -- \
+  predict --features="$WORK_DIR/na_first.csv" --model_name=golden
 expect_failure 2 "fit needs --features" "fit without --labels (usage error)" -- fit --features="$WORK_DIR/x.csv"
 expect_failure 2 "--solver=newton: expected analytic or maximum_likelihood" "fit --solver=newton (usage error)" -- \
   fit --features="$WORK_DIR/x.csv" --labels="$WORK_DIR/y.txt" --solver=newton

@@ -360,6 +360,27 @@ expect_failure 1 "NOT_FOUND" "rope on a missing file" -- rope --input="$WORK_DIR
 expect_failure 2 "does not apply to rope" "a sinusoidal flag given to rope (usage error)" -- rope --length=2
 expect_failure 2 "unknown command" "an unknown command (usage error)" -- frobnicate
 expect_failure 2 "pass --output" "printing more than 10000 elements (usage error)" -- sinusoidal --length=10000 --dim=2
+RC=0
+"$CLI" --address="127.0.0.1:$PORT" sinusoidal --length=2 --dim=4 >/dev/full 2>"$WORK_DIR/err" || RC=$?
+[[ $RC -eq 1 ]] && grep -qF "cannot write to standard output" "$WORK_DIR/err" ||
+  fail "printing to a full stdout exited $RC: $(cat "$WORK_DIR/err")"
+pass "printing to a full stdout (/dev/full) exits 1 and says so"
+RC=0
+"$CLI" --address= health >"$WORK_DIR/out" 2>"$WORK_DIR/err" || RC=$?
+[[ $RC -eq 2 ]] && grep -qF -- "--address is empty" "$WORK_DIR/err" ||
+  fail "an empty --address exited $RC: $(cat "$WORK_DIR/err")"
+pass "an empty --address is a usage error (exit 2)"
+for help in "--address=127.0.0.1:1 help" "--helpfull" "--helpshort" "--help=attend" "attend --help" "-h"; do
+  RC=0
+  # shellcheck disable=SC2086  # Word splitting of $help is intended.
+  "$CLI" $help >"$WORK_DIR/out" 2>"$WORK_DIR/err" || RC=$?
+  [[ $RC -eq 0 ]] && grep -qF "primserve-cli" "$WORK_DIR/out" || fail "'$help' exited $RC: $(cat "$WORK_DIR/err")"
+done
+pass "help, --helpfull, --helpshort, --help=attend, attend --help and -h print the usage and exit 0"
+"$PYTHON" -c "import numpy as np; np.save('$WORK_DIR/zeros.npy', np.zeros((2, 2), np.float32))"
+ln -s /dev/zero "$WORK_DIR/endless.npy"
+expect_failure 1 "bad magic" "a .npy name over an endless device (refused by its first bytes)" -- \
+  attend --query="$WORK_DIR/endless.npy" --key="$WORK_DIR/zeros.npy" --value="$WORK_DIR/zeros.npy"
 
 # ------------------------------------------------------------------------------------------------
 echo "== SIGTERM"

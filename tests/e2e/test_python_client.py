@@ -151,6 +151,38 @@ class TensorConversionTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             primserve.from_tensor(tensor_pb2.Tensor(shape=[3], values=[1.0, 2.0]))
 
+    def test_scalars_stay_rank_0(self):
+        # np.ascontiguousarray made them shape [1].
+        for scalar in (np.zeros(()), np.float32(2.0), np.float64(-1.5), 3, 0.25):
+            with self.subTest(scalar=repr(scalar)):
+                t = primserve.to_tensor(scalar)
+                self.assertEqual(list(t.shape), [])
+                self.assertEqual(len(t.data), 4)
+                y = primserve.from_tensor(t)
+                self.assertEqual(y.shape, ())
+                self.assertEqual(float(y), float(np.float32(scalar)))
+
+
+class ChannelOptionTest(unittest.TestCase):
+    """Client(...) arguments that become gRPC channel options (no server: no call is made)."""
+
+    def test_integer_options_clamp_to_int_max_or_fail_clearly(self):
+        # gRPC's channel arguments are C ints: 2**32 raised an opaque OverflowError from cygrpc.
+        for value in (2**31 - 1, 2**31, 2**32, np.int64(2**40), float(2**33)):
+            with self.subTest(max_message_bytes=value):
+                primserve.Client("127.0.0.1:1", max_message_bytes=value).close()
+        for value, error in ((-1, ValueError), (1.5, ValueError), (float("inf"), ValueError),
+                             (True, TypeError), ("64", TypeError), (None, TypeError)):
+            with self.subTest(max_message_bytes=value):
+                with self.assertRaises(error) as ctx:
+                    primserve.Client("127.0.0.1:1", max_message_bytes=value)
+                self.assertIn("max_message_bytes", str(ctx.exception))
+        for value, error in ((2.5, ValueError), (-1, ValueError), (True, TypeError)):
+            with self.subTest(max_attempts=value):
+                with self.assertRaises(error) as ctx:
+                    primserve.Client("127.0.0.1:1", max_attempts=value)
+                self.assertIn("max_attempts", str(ctx.exception))
+
 
 class PythonClientTest(unittest.TestCase):
     """The client against a live server, one server per test."""
@@ -223,6 +255,22 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(self.client.health(), "SERVING")
         self.assertEqual(self.client.health("primserve.v1.PositionEncoding"), "SERVING")
         self.assertEqual(self.client.health("primserve.v1.Attention"), "SERVING")
+
+    def test_max_message_bytes_above_int_max_is_clamped(self):
+        with primserve.Client(self.client.address, max_message_bytes=2**32, timeout=30) as big:
+            self.assertEqual(big.health(), "SERVING")
+            x = np.arange(6.0).reshape(2, 3)
+            self.assertClose(big.echo(x), x, atol=0, rtol=0)
+
+    # -- Echo --------------------------------------------------------------------------------
+
+    def test_echo_keeps_rank_0(self):
+        for scalar in (np.zeros(()), np.float64(3.5), np.float32(-2.0)):
+            with self.subTest(scalar=repr(scalar)):
+                out = self.client.echo(scalar)
+                self.assertEqual(out.shape, ())
+                self.assertEqual(float(out), float(scalar))
+        self.assertEqual(self.client.echo(np.zeros((1,))).shape, (1,))
 
     # -- Sinusoidal --------------------------------------------------------------------------
 
@@ -415,6 +463,38 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(ctx.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
         # The server is still healthy afterwards.
         self.assertEqual(self.client.health(), "SERVING")
+
+    def test_integer_arguments_are_never_truncated(self):
+        # 4.7 was sent as 4, 2.7 as 2: every integer argument is checked, named in the error.
+        q = np.ones((1, 1, 2, 4))
+        kv = np.random.default_rng(3).standard_normal((1, 1, 4, 4))
+        c = self.client
+        refused = [
+            (ValueError, "key_lengths[0]", lambda: c.attend(q, kv, kv, key_lengths=[4.7])),
+            (ValueError, "key_lengths[1]", lambda: c.attend(q, kv, kv, key_lengths=[4, 0.5])),
+            (TypeError, "key_lengths[0]", lambda: c.attend(q, kv, kv, key_lengths=[True])),
+            (ValueError, "length", lambda: c.sinusoidal(2.7, dim=4)),
+            (ValueError, "dim", lambda: c.sinusoidal(2, dim=4.9)),
+            (TypeError, "dim", lambda: c.sinusoidal(2, dim=True)),
+            (ValueError, "rotary_dim", lambda: c.apply_rope(np.ones((2, 4)), rotary_dim=2.5)),
+            (ValueError, "grid[0]", lambda: c.apply_rope(np.ones((4, 4)), kind="2d", grid=(2.5, 2))),
+            (ValueError, "rope grid[1]", lambda: c.attend(q, kv, kv, rope={"kind": "2d", "grid": (2, 1.5)})),
+            (ValueError, "rope rotary_dim", lambda: c.attend(q, kv, kv, rope={"rotary_dim": 2.5})),
+            (ValueError, "seq_len", lambda: c.estimate_cost(512.5, 64, 12)),
+            (ValueError, "num_heads", lambda: c.estimate_cost(512, 64, float("nan"))),
+            (ValueError, "head_size", lambda: c.estimate_cost(512, 2**63, 12)),
+        ]
+        for error, name, call in refused:
+            with self.subTest(argument=name):
+                with self.assertRaises(error) as ctx:
+                    call()
+                self.assertIn(name, str(ctx.exception))
+        # Integral floats and numpy integers are the integers they hold.
+        np.testing.assert_array_equal(c.attend(q, kv, kv, key_lengths=[3.0]),
+                                      c.attend(q, kv, kv, key_lengths=[np.int32(3)]))
+        np.testing.assert_array_equal(c.sinusoidal(np.int64(3), dim=4.0), c.sinusoidal(3, dim=4))
+        self.assertEqual(c.estimate_cost(512.0, np.int16(64), 12), c.estimate_cost(512, 64, 12))
+        self.assertEqual(c.health(), "SERVING")
 
     def test_bad_option_names_fail_locally(self):
         with self.assertRaises(ValueError):

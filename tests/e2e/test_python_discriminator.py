@@ -130,6 +130,33 @@ def cpu_has_avx512_bf16():
     return False
 
 
+class NetworkConversionTest(unittest.TestCase):
+    """network_from_state_dict alone (no server)."""
+
+    def test_integer_fields_are_never_truncated(self):
+        # stride 1.5 was sent as 1, input_shape 5.5 as 5: both are checked and named.
+        conv = {"0.weight": np.ones((2, 1, 3, 3)), "0.bias": np.zeros(2)}
+        refused = [
+            (ValueError, "input_shape[0]", lambda: network_from_state_dict(
+                conv, layers=[{"type": "conv2d", "key": "0"}], input_shape=(1.5, 4, 4))),
+            (TypeError, "input_shape[2]", lambda: network_from_state_dict(
+                conv, layers=[{"type": "conv2d", "key": "0"}], input_shape=[1, 4, True])),
+            (ValueError, "layers[0]: stride", lambda: network_from_state_dict(
+                conv, layers=[{"type": "conv2d", "key": "0", "stride": 1.5}], input_shape=(1, 4, 4))),
+            (ValueError, "layers[1]: padding", lambda: network_from_state_dict(
+                conv, layers=["relu", {"type": "conv2d", "key": "0", "padding": 0.5}], input_shape=(1, 4, 4))),
+        ]
+        for error, name, call in refused:
+            with self.subTest(argument=name):
+                with self.assertRaises(error) as ctx:
+                    call()
+                self.assertIn(name, str(ctx.exception))
+        network = network_from_state_dict(conv, layers=[{"type": "conv2d", "key": "0", "stride": 2.0}],
+                                          input_shape=(np.int64(1), 4.0, 4))
+        self.assertEqual(list(network.input_shape), [1, 4, 4])
+        self.assertEqual(network.layers[0].conv2d.stride, 2)
+
+
 class PythonDiscriminatorTest(unittest.TestCase):
     def setUp(self):
         if not os.access(SERVER, os.X_OK):

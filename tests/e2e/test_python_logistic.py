@@ -163,6 +163,79 @@ class PythonLogisticTest(unittest.TestCase):
         self.assertEqual(report["samples"], 2001)
         self.assertSameModel(merged, model, x)
 
+    def test_fit_stream_raises_the_iterators_own_exception_and_stores_nothing(self):
+        # gRPC alone reports UNKNOWN "Exception iterating requests!" and loses the exception.
+        x, y = gaussians(300, 3, 2, 5)
+        broke = RuntimeError("my data loader broke")
+
+        def loader():
+            yield x[:100], y[:100]
+            yield x[100:200], y[100:200]
+            raise broke
+
+        with self.assertRaises(RuntimeError) as ctx:
+            self.client.fit_stream(loader(), model_name="broken")
+        self.assertIs(ctx.exception, broke)
+        # The client's own conversion error in a later chunk: the same ValueError as fit's.
+        with self.assertRaises(ValueError) as ctx:
+            self.client.fit_stream([(x[:100], y[:100]), (x[100:], y[100:] + 0.5)], model_name="broken")
+        self.assertIn("labels must be integers 0..K-1", str(ctx.exception))
+        # No rows at all is a clear local error, not the server's "features.shape: ... dim = 0".
+        for chunks in (iter([]), [], [(np.zeros((0, 3)), [])]):
+            with self.subTest(chunks=chunks):
+                with self.assertRaises(ValueError) as ctx:
+                    self.client.fit_stream(chunks, model_name="broken")
+                self.assertIn("fit_stream: the stream held no rows", str(ctx.exception))
+        # The broken streams were cancelled, not half-closed (which would fit and store the rows
+        # sent so far): nothing is stored, and the only FitStream the server completed is the last.
+        self.assertEqual(self.client.list_models(), ([], []))
+        self.assertEqual([p.name for p in self.models.glob("*.model")], [])
+        _, report = self.client.fit_stream(((x[i:i + 100], y[i:i + 100]) for i in range(0, 300, 100)),
+                                           model_name="whole")
+        self.assertEqual(report["samples"], 300)
+        self.assertEqual([m["name"] for m in self.client.list_models()[0]], ["whole"])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "FitStream OK" not in self.server.log_text():
+            time.sleep(0.05)
+        self.assertEqual(self.server.log_text().count("FitStream OK"), 1, self.server.log_text()[-3000:])
+
+    def test_integer_arguments_and_labels_are_never_wrapped_or_truncated(self):
+        # uint64 labels >= 2**63 wrapped to negative numbers (the server saw -9223372036854775803).
+        big = np.array([0, 0, 0, 1, 1, 2**63 + 5], dtype=np.uint64)
+        for call in (lambda: self.client.fit(GOLDEN_X, big),
+                     lambda: self.client.compute_statistics(GOLDEN_X, big),
+                     lambda: self.client.fit_stream([(GOLDEN_X, big)])):
+            with self.assertRaises(ValueError) as ctx:
+                call()
+            self.assertIn("9223372036854775813", str(ctx.exception))
+            self.assertIn("labels", str(ctx.exception))
+        with self.assertRaises(ValueError) as ctx:
+            self.client.fit(GOLDEN_X, [0, 0, 0, 1, 1, 1e300])
+        self.assertIn("labels", str(ctx.exception))
+        model, _ = self.client.fit(GOLDEN_X, GOLDEN_Y.astype(np.uint64))
+        self.assertSameModel(model, self.client.fit(GOLDEN_X, GOLDEN_Y)[0], GOLDEN_X)
+        refused = [
+            (ValueError, "num_classes", lambda: self.client.fit(GOLDEN_X, GOLDEN_Y, num_classes=2.5)),
+            (TypeError, "num_classes", lambda: self.client.fit(GOLDEN_X, GOLDEN_Y, num_classes=True)),
+            (ValueError, "max_iterations", lambda: self.client.fit(GOLDEN_X, GOLDEN_Y, solver="maximum_likelihood",
+                                                                   max_iterations=10.5)),
+            (ValueError, "num_classes", lambda: self.client.compute_statistics(GOLDEN_X, GOLDEN_Y, 2.5)),
+            (ValueError, "num_shards", lambda: self.client.fit_sharded(GOLDEN_X, GOLDEN_Y, num_shards=1.5)),
+            (ValueError, "num_shards", lambda: self.client.fit_sharded(GOLDEN_X, GOLDEN_Y, num_shards=0)),
+            (ValueError, "chunk_rows", lambda: primserve.LogisticRegression(self.client, chunk_rows=2.5)
+             .fit(GOLDEN_X, GOLDEN_Y)),
+            (TypeError, "chunk_rows", lambda: primserve.LogisticRegression(self.client, chunk_rows=True)
+             .fit(GOLDEN_X, GOLDEN_Y)),
+        ]
+        for error, name, call in refused:
+            with self.subTest(argument=name):
+                with self.assertRaises(error) as ctx:
+                    call()
+                self.assertIn(name, str(ctx.exception))
+        model, report = self.client.fit(GOLDEN_X, GOLDEN_Y, num_classes=2.0)
+        self.assertEqual(report["samples"], 6)
+        self.assertEqual(self.client.list_models(), ([], []))
+
     def test_sharded_fit_across_three_servers_equals_single_fit(self):
         others = [self.start_server(f"replica{i}.log", ["--log_level=debug"], self.tmp / f"models{i}")
                   for i in range(3)]

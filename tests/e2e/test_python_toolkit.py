@@ -206,6 +206,31 @@ class ToolkitClientTest(unittest.TestCase):
             init((3, 3), distribution="cauchy")
         self.assertEqual(self.client.health(), "SERVING")
 
+    def test_integer_arguments_are_never_truncated(self):
+        # (4.5, 3) gave a [4, 3] tensor: every integer argument is checked, named in the error.
+        init, mask = self.client.initialize_parameters, self.client.child_tuning_mask
+        refused = [
+            (ValueError, "shape[0]", lambda: init((4.5, 3))),
+            (TypeError, "shape[1]", lambda: init([4, True])),
+            (ValueError, "fan_in", lambda: init((4, 3), fan_in=2.5)),
+            (ValueError, "fan_out", lambda: init((4, 3), scheme="xavier", fan_out=float("inf"))),
+            (ValueError, "seed", lambda: init((4, 3), seed=1.5)),
+            (ValueError, "seed", lambda: init((4, 3), seed=-1)),
+            (ValueError, "seed", lambda: init((4, 3), seed=2**64)),
+            (ValueError, "seed", lambda: mask(np.ones(3), 0.5, seed=0.5)),
+            (TypeError, "seed", lambda: mask(np.ones(3), 0.5, seed=True)),
+            (ValueError, "vocab_size", lambda: self.client.embedding_dimension(512.5)),
+        ]
+        for error, name, call in refused:
+            with self.subTest(argument=name):
+                with self.assertRaises(error) as ctx:
+                    call()
+                self.assertIn(name, str(ctx.exception))
+        # Integral floats and numpy integers are the integers they hold; seeds span uint64.
+        self.assertEqual(init((4.0, np.int64(3)), seed=9).tobytes(), init((4, 3), seed=9).tobytes())
+        self.assertEqual(init((2, 2), seed=2**64 - 1).shape, (2, 2))
+        self.assertEqual(self.client.embedding_dimension(512.0), self.client.embedding_dimension(512))
+
     # -- ChildTuningMask -----------------------------------------------------------------------
 
     def test_child_tuning_article_example(self):
@@ -215,6 +240,12 @@ class ToolkitClientTest(unittest.TestCase):
         self.assertEqual(kept, 0.5)
         masked, _ = self.client.child_tuning_mask([-4.0, -6.0], 0.5, fisher=[2.0, 1.0])
         np.testing.assert_array_equal(masked, [-4.0, 0.0])
+
+    def test_scalar_gradient_stays_rank_0(self):
+        # to_tensor sent a numpy scalar as shape [1].
+        masked, kept = self.client.child_tuning_mask(np.float32(2.0), 1.0)
+        self.assertEqual(masked.shape, ())
+        self.assertEqual((float(masked), kept), (2.0, 1.0))
 
     def test_task_free_is_the_documented_bernoulli_stream(self):
         rng = np.random.default_rng(8764)

@@ -13,6 +13,7 @@ Example::
 """
 
 import json
+import threading
 
 import grpc
 import numpy as np
@@ -20,7 +21,7 @@ import numpy as np
 from primserve.auth import BearerToken, tls_credentials
 from primserve.discriminator import DiscriminatorMethods
 from primserve.logistic import LogisticMethods
-from primserve.tensors import from_tensor, to_tensor
+from primserve.tensors import as_integer, as_integers, from_tensor, to_tensor
 from primserve.toolkit import ToolkitMethods
 from primserve.v1 import attention_pb2 as at_pb2
 from primserve.v1 import attention_pb2_grpc as at_grpc
@@ -52,6 +53,7 @@ _RETRIED_SERVICES = ("primserve.v1.PositionEncoding", "primserve.v1.Attention",
                      "primserve.v1.Discriminator", "primserve.v1.Diagnostics", "grpc.health.v1.Health")
 _KEEPALIVE_TIME_MS = 30000
 _KEEPALIVE_TIMEOUT_MS = 10000
+_INT_MAX = 2**31 - 1  # gRPC's integer channel arguments are C ints.
 
 
 def _service_config(max_attempts, health_checking=True):
@@ -62,7 +64,7 @@ def _service_config(max_attempts, health_checking=True):
     if max_attempts > 1:
         config["methodConfig"] = [{
             "name": [{"service": name} for name in _RETRIED_SERVICES],
-            "retryPolicy": {"maxAttempts": min(int(max_attempts), 5), "initialBackoff": "0.05s",
+            "retryPolicy": {"maxAttempts": min(max_attempts, 5), "initialBackoff": "0.05s",
                             "maxBackoff": "1s", "backoffMultiplier": 2,
                             "retryableStatusCodes": ["UNAVAILABLE"]},
         }]
@@ -100,6 +102,21 @@ def _enum(table, value, what):
         raise ValueError(f"{what} must be one of {sorted(table)}, got {value!r}") from None
 
 
+def _channel_int(value, what):
+    """An integer channel argument: >= 0, clamped to INT_MAX as the C++ client does (gRPC's
+    channel arguments are C ints; a larger value would fail with an opaque OverflowError)."""
+    return min(as_integer(value, what, minimum=0), _INT_MAX)
+
+
+def _grid(grid, what):
+    """``(height, width)`` from a pair of integers, or (0, 0) for None."""
+    if grid is None:
+        return 0, 0
+    if len(grid) != 2:
+        raise ValueError(f"{what}: expected (height, width), got {len(grid)} values")
+    return as_integer(grid[0], f"{what}[0] (height)"), as_integer(grid[1], f"{what}[1] (width)")
+
+
 def _reals(values):
     """A list of Python floats from any 1-D array-like (None gives [])."""
     if values is None:
@@ -116,12 +133,11 @@ def _rope_spec(rope):
     unknown = sorted(set(rope) - set(_ROPE_KEYS))
     if unknown:
         raise ValueError(f"rope: unknown keys {unknown}; expected some of {list(_ROPE_KEYS)}")
-    grid = rope.get("grid")
-    height, width = (0, 0) if grid is None else (int(grid[0]), int(grid[1]))
+    height, width = _grid(rope.get("grid"), "rope grid")
     return at_pb2.RopeSpec(
         kind=_enum(_KINDS, rope.get("kind", "1d"), "rope kind"),
         pairing=_enum(_PAIRINGS, rope.get("pairing", "interleaved"), "rope pairing"),
-        base=float(rope.get("base", 0)), rotary_dim=int(rope.get("rotary_dim", 0)),
+        base=float(rope.get("base", 0)), rotary_dim=as_integer(rope.get("rotary_dim", 0), "rope rotary_dim"),
         query_positions=_reals(rope.get("query_positions")),
         key_positions=_reals(rope.get("key_positions")), grid_height=height, grid_width=width)
 
@@ -168,11 +184,48 @@ def _health_status(buf):
     return status
 
 
+class _RequestStream:
+    """The request iterator of ``Client._call_stream``: the messages of ``messages`` until one
+    raises; then the exception is kept in ``error``, the call is cancelled (not half-closed, so
+    the server does not take the messages so far for the whole stream) and iteration ends.
+
+    It runs on gRPC's request thread; ``attach`` hands it the call once ``future()`` returned.
+    """
+
+    def __init__(self, messages):
+        self._messages = iter(messages)
+        self._attached = threading.Event()
+        self._call = None
+        self.error = None
+
+    def attach(self, call):
+        self._call = call
+        self._attached.set()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.error is not None:
+            raise StopIteration
+        try:
+            return next(self._messages)
+        except StopIteration:
+            raise
+        except Exception as e:  # Any: _call_stream re-raises it unchanged.
+            self.error = e
+            self._attached.wait()
+            if self._call is not None:
+                self._call.cancel()
+            raise StopIteration from None
+
+
 class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
     """A connection to a primserve server.
 
     ``address`` is a gRPC target (``host:port``, ``dns:///name:port``, ...). ``max_message_bytes``
-    bounds requests and responses (match the server's ``--max_message_bytes``). ``timeout`` is
+    bounds requests and responses (match the server's ``--max_message_bytes``; as in the C++
+    client, a value above gRPC's limit 2**31 - 1 is clamped to it). ``timeout`` is
     the default per-call deadline in seconds (None: no deadline); every method also takes
     ``timeout=``. TLS: ``root_certificates`` (PEM of the CA that signed the server; None: the
     system roots), plus ``private_key`` and ``certificate_chain`` (PEM) for servers that require
@@ -205,16 +258,18 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
     def __init__(self, address, max_message_bytes=64 << 20, timeout=None, credentials=None, max_attempts=5,
                  root_certificates=None, private_key=None, certificate_chain=None, auth_token=None,
                  health_checking=True):
+        max_bytes = _channel_int(max_message_bytes, "max_message_bytes")
+        max_attempts = as_integer(max_attempts, "max_attempts", minimum=0)
         options = [
-            ("grpc.max_send_message_length", int(max_message_bytes)),
-            ("grpc.max_receive_message_length", int(max_message_bytes)),
+            ("grpc.max_send_message_length", max_bytes),
+            ("grpc.max_receive_message_length", max_bytes),
             # As the C++ client: a dns:/// or ipv4:a,b address spreads calls over every replica.
             ("grpc.lb_policy_name", "round_robin"),
             ("grpc.service_config", _service_config(max_attempts, health_checking)),
             ("grpc.enable_retries", 1),
-            ("grpc.per_rpc_retry_buffer_size", min(int(max_message_bytes), 2**31 - 1)),
-            ("grpc.keepalive_time_ms", _KEEPALIVE_TIME_MS),
-            ("grpc.keepalive_timeout_ms", _KEEPALIVE_TIMEOUT_MS),
+            ("grpc.per_rpc_retry_buffer_size", max_bytes),
+            ("grpc.keepalive_time_ms", _channel_int(_KEEPALIVE_TIME_MS, "keepalive_time_ms")),
+            ("grpc.keepalive_timeout_ms", _channel_int(_KEEPALIVE_TIMEOUT_MS, "keepalive_timeout_ms")),
             ("grpc.keepalive_permit_without_calls", 0),
         ]
         if credentials is None and (root_certificates, private_key, certificate_chain) != (None, None, None):
@@ -250,6 +305,35 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
         except grpc.RpcError as e:
             raise Error(e.code(), e.details()) from None
 
+    def _call_stream(self, method, messages, timeout):
+        """A client-streaming call of the iterator ``messages``.
+
+        An exception raised while iterating ``messages`` (a user's generator, or converting a
+        chunk) cancels the call, so the server sees a broken-off stream and keeps nothing, and
+        is raised here unchanged, where gRPC alone would report UNKNOWN "Exception iterating
+        requests!".
+        """
+        requests = _RequestStream(messages)
+        call = None
+        try:
+            call = method.future(requests, timeout=self.timeout if timeout is None else timeout)
+        finally:
+            requests.attach(call)
+        try:
+            response = call.result()
+        except grpc.FutureCancelledError:
+            response = None  # Cancelled by requests, which holds the reason.
+        except grpc.RpcError as e:
+            if requests.error is None:
+                raise Error(e.code(), e.details()) from None
+            response = None
+        except BaseException:  # KeyboardInterrupt while waiting: end the call too.
+            call.cancel()
+            raise
+        if requests.error is not None:
+            raise requests.error
+        return response
+
     def echo(self, x, timeout=None):
         """Sends ``x`` through the Diagnostics.Echo RPC and returns it unchanged (float32).
 
@@ -278,7 +362,8 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
             array([0.84147096, 0.5403023 , 0.00999983, 0.99995   ], dtype=float32)
         """
         request = pe_pb2.SinusoidalRequest(
-            length=int(length or 0), positions=_reals(positions), dim=int(dim), base=float(base),
+            length=0 if length is None else as_integer(length, "length"), positions=_reals(positions),
+            dim=as_integer(dim, "dim"), base=float(base),
             layout=_enum(_LAYOUTS, layout, "layout"))
         return from_tensor(self._call(self._position_encoding.Sinusoidal, request, timeout).output)
 
@@ -298,12 +383,13 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
             >>> c.apply_rope(np.array([[1.0, 2.0, 3.0, 4.0]]), positions=[1.0])
             array([[-1.1426396,  1.9220755,  2.9598508,  4.0297995]], dtype=float32)
         """
-        height, width = (0, 0) if grid is None else (int(grid[0]), int(grid[1]))
+        height, width = _grid(grid, "grid")
         request = pe_pb2.ApplyRopeRequest(
             input=to_tensor(x), kind=_enum(_KINDS, kind, "kind"),
             pairing=_enum(_PAIRINGS, pairing, "pairing"), positions=_reals(positions),
             positions_x=_reals(positions_x), positions_y=_reals(positions_y),
-            grid_height=height, grid_width=width, base=float(base), rotary_dim=int(rotary_dim),
+            grid_height=height, grid_width=width, base=float(base),
+            rotary_dim=as_integer(rotary_dim, "rotary_dim"),
             inverse=bool(inverse))
         return from_tensor(self._call(self._position_encoding.ApplyRope, request, timeout).output)
 
@@ -331,7 +417,7 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
         request = at_pb2.AttendRequest(
             query=to_tensor(query), key=to_tensor(key), value=to_tensor(value),
             kind=_enum(_ATTENTION_KINDS, kind, "kind"), causal=bool(causal),
-            key_lengths=[] if key_lengths is None else [int(n) for n in np.ravel(key_lengths)],
+            key_lengths=as_integers(key_lengths, "key_lengths"),
             scale=float(scale), return_weights=bool(return_weights),
             compute_precision=_enum(_PRECISIONS, precision, "precision"))
         if bias is not None:
@@ -360,7 +446,8 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
             (1610612736.0, 1536.0)
         """
         request = at_pb2.EstimateCostRequest(
-            seq_len=int(seq_len), head_size=int(head_size), num_heads=int(num_heads),
+            seq_len=as_integer(seq_len, "seq_len"), head_size=as_integer(head_size, "head_size"),
+            num_heads=as_integer(num_heads, "num_heads"),
             ffn_multiplier=float(ffn_multiplier), linear_head_multiplier=float(linear_head_multiplier))
         response = self._call(self._attention.EstimateCost, request, timeout)
         return {field.name: getattr(response, field.name) for field in response.DESCRIPTOR.fields}

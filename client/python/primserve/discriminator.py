@@ -28,7 +28,7 @@ Without torch, describe the layers next to a ``state_dict`` of arrays::
 
 import numpy as np
 
-from primserve.tensors import from_tensor, to_tensor
+from primserve.tensors import as_integer, as_integers, from_tensor, to_tensor
 from primserve.v1 import discriminator_pb2 as d_pb2
 from primserve.v1 import discriminator_pb2_grpc as d_grpc
 from primserve.v1 import tensor_pb2
@@ -67,11 +67,12 @@ def _dense(weight, bias):
     return d_pb2.Layer(dense=d_pb2.Dense(weight=to_tensor(weight), bias=to_tensor(bias)))
 
 
-def _conv2d(weight, bias, stride=1, padding=0):
+def _conv2d(weight, bias, stride=1, padding=0, where="conv2d"):
     weight = _array(weight)
     bias = np.zeros(weight.shape[0], np.float32) if bias is None else _array(bias)
     return d_pb2.Layer(conv2d=d_pb2.Conv2d(weight=to_tensor(weight), bias=to_tensor(bias),
-                                           stride=int(stride), padding=int(padding)))
+                                           stride=as_integer(stride, f"{where}: stride"),
+                                           padding=as_integer(padding, f"{where}: padding")))
 
 
 def _activation(kind, alpha=None):
@@ -90,7 +91,7 @@ def _square(value, what, layer):
         value = value[0]
     if isinstance(value, str):
         raise ValueError(f"layer {layer}: {what}={value!r} is not supported; give an int")
-    return int(value)
+    return as_integer(value, f"layer {layer}: {what}")
 
 
 def _layers_from_module(module, prefix=""):
@@ -110,7 +111,7 @@ def _layers_from_module(module, prefix=""):
             if child.padding_mode != "zeros":
                 raise ValueError(f"layer {where}: padding_mode {child.padding_mode!r} is not supported (zeros only)")
             layers.append(_conv2d(child.weight, child.bias, _square(child.stride, "stride", where),
-                                  _square(child.padding, "padding", where)))
+                                  _square(child.padding, "padding", where), f"layer {where}"))
         elif isinstance(child, nn.LeakyReLU):
             layers.append(_activation("leaky_relu", child.negative_slope))
         elif isinstance(child, nn.ELU):
@@ -151,7 +152,7 @@ def _layers_from_spec(state_dict, layers):
             else:
                 weight, bias = spec["weight"], spec.get("bias")
             if kind == "conv2d":
-                out.append(_conv2d(weight, bias, spec.get("stride", 1), spec.get("padding", 0)))
+                out.append(_conv2d(weight, bias, spec.get("stride", 1), spec.get("padding", 0), f"layers[{i}]"))
             else:
                 out.append(_dense(weight, bias))
         elif kind == "flatten":
@@ -181,7 +182,7 @@ def network_from_state_dict(model, layers=None, *, input_shape):
         if hasattr(model, "state_dict") and not hasattr(model, "keys"):
             model = model.state_dict()
         messages = _layers_from_spec(model, layers)
-    return d_pb2.Network(input_shape=[int(x) for x in input_shape], layers=messages)
+    return d_pb2.Network(input_shape=as_integers(input_shape, "input_shape"), layers=messages)
 
 
 class DiscriminatorMethods:

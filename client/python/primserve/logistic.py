@@ -22,7 +22,7 @@ import concurrent.futures
 
 import numpy as np
 
-from primserve.tensors import from_tensor, to_tensor
+from primserve.tensors import as_integer, from_tensor, to_tensor
 from primserve.v1 import logistic_regression_pb2 as lr_pb2
 from primserve.v1 import logistic_regression_pb2_grpc as lr_grpc
 from primserve.v1 import models_pb2
@@ -47,12 +47,23 @@ def _choice(table, value, what):
 
 
 def _labels(labels):
-    """A list of Python ints from integer labels (integral floats accepted)."""
+    """A list of Python ints from integer labels (integral floats accepted).
+
+    Values the wire's int64 cannot hold (uint64 >= 2**63, huge floats) are refused here rather
+    than wrapped to negative numbers.
+    """
     a = np.asarray(labels).reshape(-1)
     if a.dtype.kind == "f":
-        if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
-            raise ValueError("labels must be integers 0..K-1")
-        a = a.astype(np.int64)
+        bad = ~np.isfinite(a) | (a != np.round(a)) | (a < -2.0**63) | (a >= 2.0**63)
+        if np.any(bad):
+            i = int(np.argmax(bad))
+            raise ValueError(f"labels must be integers 0..K-1, got {a[i]!r} at index {i}")
+    elif a.dtype.kind == "u" and a.dtype.itemsize == 8:
+        above = a > np.uint64(2**63 - 1)  # A uint64 operand: numpy 1 compares uint64 and int as float64.
+        if np.any(above):
+            i = int(np.argmax(above))
+            raise ValueError(f"labels must be integers 0..K-1, got {int(a[i])} at index {i} "
+                             "(above the int64 range of the wire)")
     elif a.dtype.kind not in "iub":
         raise TypeError(f"labels must be integers 0..K-1, got dtype {a.dtype}")
     return a.astype(np.int64).tolist()
@@ -115,11 +126,12 @@ class LogisticMethods:
                      max_iterations=0, gradient_tolerance=0.0, model_name=None):
         solver_value = _choice(_SOLVERS, solver, "solver")
         return lr_pb2.FitRequest(
-            num_classes=int(num_classes),
+            num_classes=as_integer(num_classes, "num_classes"),
             # The covariance belongs to the analytic solver; the server rejects it with the other.
             covariance=(_choice(_COVARIANCES, covariance, "covariance")
                         if solver_value != lr_pb2.SOLVER_MAXIMUM_LIKELIHOOD else 0),
-            ridge=float(ridge), solver=solver_value, l2=float(l2), max_iterations=int(max_iterations),
+            ridge=float(ridge), solver=solver_value, l2=float(l2),
+            max_iterations=as_integer(max_iterations, "max_iterations"),
             gradient_tolerance=float(gradient_tolerance), model_name=model_name or "")
 
     def fit(self, features, labels, num_classes=0, covariance="pooled_within", ridge=0.0,
@@ -150,7 +162,9 @@ class LogisticMethods:
         """The analytic fit over an iterable of ``(features, labels)`` chunks (FitStream).
 
         Chunks are converted and sent one at a time, so a generator streams data of any size
-        with bounded memory on both sides. The report's accuracy and log-loss are NaN.
+        with bounded memory on both sides. The report's accuracy and log-loss are NaN. An
+        exception raised by ``chunks`` (or converting one) cancels the call, so nothing is
+        fitted or stored, and propagates unchanged; a stream of no rows raises ``ValueError``.
 
         Example::
 
@@ -160,30 +174,33 @@ class LogisticMethods:
         options = self._fit_options(num_classes, covariance, ridge, "analytic", model_name=model_name)
 
         def messages():
-            first = True
+            count = rows = 0
             for features, labels in chunks:
-                message = options if first else lr_pb2.FitRequest()
+                message = options if count == 0 else lr_pb2.FitRequest()
                 message.features.CopyFrom(_features(features))
                 message.labels.extend(_labels(labels))
-                first = False
+                count += 1
+                shape = message.features.shape
+                rows += max(shape[0] if shape else 1, len(message.labels))
                 yield message
-            if first:
-                yield options  # No data: the server says so.
+            if rows == 0:  # Raised inside the stream: the call is cancelled, not fitted.
+                raise ValueError("fit_stream: the stream held no rows "
+                                 + (f"({count} chunks, every one empty)" if count else "(no chunks)"))
 
-        response = self._call(self._logistic.FitStream, messages(), timeout)
+        response = self._call_stream(self._logistic.FitStream, messages(), timeout)
         return _model(response.model), _report(response.report)
 
     def compute_statistics(self, features, labels, num_classes=0, timeout=None):
         """The additive sufficient statistics of one shard (a ``primserve.v1.Statistics``)."""
         request = lr_pb2.ComputeStatisticsRequest(features=_features(features), labels=_labels(labels),
-                                                  num_classes=int(num_classes))
+                                                  num_classes=as_integer(num_classes, "num_classes"))
         return self._call(self._logistic.ComputeStatistics, request, timeout).statistics
 
     def fit_from_statistics(self, statistics, num_classes=0, covariance="pooled_within", ridge=0.0,
                             model_name=None, timeout=None):
         """The analytic fit of several shards' statistics, merged exactly: ``(model, report)``."""
         request = lr_pb2.FitFromStatisticsRequest(
-            statistics=list(statistics), num_classes=int(num_classes),
+            statistics=list(statistics), num_classes=as_integer(num_classes, "num_classes"),
             covariance=_choice(_COVARIANCES, covariance, "covariance"), ridge=float(ridge),
             model_name=model_name or "")
         response = self._call(self._logistic.FitFromStatistics, request, timeout)
@@ -200,10 +217,11 @@ class LogisticMethods:
             >>> with primserve.Client("ipv4:10.0.0.1:50051,10.0.0.2:50051") as many:
             ...     model, report = many.fit_sharded(X, y, num_shards=4)
         """
+        num_shards = as_integer(num_shards, "num_shards", minimum=1)
         x = np.asarray(features)
         y = np.asarray(labels).reshape(-1)
-        bounds = np.linspace(0, len(x), int(num_shards) + 1).astype(int)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=int(num_shards)) as pool:
+        bounds = np.linspace(0, len(x), num_shards + 1).astype(int)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=num_shards) as pool:
             futures = [pool.submit(self.compute_statistics, x[a:b], y[a:b], num_classes, timeout)
                        for a, b in zip(bounds[:-1], bounds[1:])]
             statistics = [f.result() for f in futures]
@@ -285,12 +303,12 @@ class LogisticRegression:
     def fit(self, X, y):
         X = np.asarray(X, dtype=np.float32)
         self.classes_, encoded = np.unique(np.asarray(y).reshape(-1), return_inverse=True)
+        rows = as_integer(0 if self.chunk_rows is None else self.chunk_rows, "chunk_rows", minimum=0)
         client, owned = self._client()
         try:
-            if self.chunk_rows:
+            if rows:
                 if self.solver != "analytic":
                     raise ValueError("chunk_rows streams the analytic fit only")
-                rows = int(self.chunk_rows)
                 chunks = ((X[i:i + rows], encoded[i:i + rows]) for i in range(0, len(X), rows))
                 model, report = client.fit_stream(chunks, len(self.classes_), self.covariance, self.ridge,
                                                   self.model_name, self.timeout)

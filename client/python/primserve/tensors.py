@@ -10,15 +10,69 @@ Example::
     >>> from_tensor(t)
     array([[0., 1., 2.],
            [3., 4., 5.]], dtype=float32)
+
+It also holds ``as_integer`` and ``as_integers``, the check every integer argument of the package
+goes through (no silent truncation of 4.7 to 4, no bools as counts).
 """
+
+import operator
 
 import numpy as np
 
 from primserve.v1 import tensor_pb2
 
-__all__ = ["to_tensor", "from_tensor"]
+__all__ = ["to_tensor", "from_tensor", "as_integer", "as_integers"]
 
 _FLOAT32_LE = np.dtype("<f4")
+_INT64_MIN, _INT64_MAX = -2**63, 2**63 - 1
+
+
+def as_integer(value, what, minimum=_INT64_MIN, maximum=_INT64_MAX):
+    """``value`` as a Python int in [minimum, maximum] (by default the int64 range of the wire).
+
+    Accepts ints, numpy integers (also 0-d arrays) and integral floats (``4.0``); refuses bools
+    and other types with ``TypeError``, and a fractional, non-finite or out-of-range value with
+    ``ValueError``, naming the argument ``what``: a value is never silently truncated.
+
+    Example::
+
+        >>> as_integer(np.int64(4), "dim"), as_integer(4.0, "dim")
+        (4, 4)
+        >>> as_integer(4.7, "dim")
+        Traceback (most recent call last):
+        ValueError: dim: expected an integer, got 4.7
+    """
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{what}: expected an integer, got the bool {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        if not isinstance(value, (float, np.floating)):
+            raise TypeError(f"{what}: expected an integer, got {type(value).__name__} {value!r}") from None
+        if not float(value).is_integer():  # Also NaN and infinities.
+            raise ValueError(f"{what}: expected an integer, got {value!r}") from None
+        number = int(value)
+    if not minimum <= number <= maximum:
+        bounds = f">= {minimum}" if maximum == _INT64_MAX and minimum > _INT64_MIN else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{what}: expected an integer {bounds}, got {number}")
+    return number
+
+
+def as_integers(values, what):
+    """A list of Python ints from an int or an array-like of them (None gives []), each checked by
+    ``as_integer`` and named ``what[i]``. Elements keep their own type (dtype=object), so a bool
+    in ``[4, True]`` is refused rather than taken as 1.
+
+    Example::
+
+        >>> as_integers((4, 3.0), "shape")
+        [4, 3]
+    """
+    if values is None:
+        return []
+    return [as_integer(n, f"{what}[{i}]") for i, n in enumerate(np.ravel(np.asarray(values, dtype=object)))]
 
 
 def to_tensor(array):
@@ -29,13 +83,14 @@ def to_tensor(array):
 
     Example::
 
-        >>> to_tensor([[1, 2], [3, 4]]).shape
-        [2, 2]
+        >>> to_tensor([[1, 2], [3, 4]]).shape, to_tensor(np.float32(2.0)).shape
+        ([2, 2], [])
     """
     a = np.asarray(array)
     if a.dtype.kind not in "biuf":
         raise TypeError(f"to_tensor: expected a real numeric array, got dtype {a.dtype}")
-    a = np.ascontiguousarray(a, dtype=_FLOAT32_LE)
+    # Not np.ascontiguousarray: it makes a 0-d array [1]; tobytes(order="C") gives C order anyway.
+    a = a.astype(_FLOAT32_LE, copy=False)
     return tensor_pb2.Tensor(
         shape=a.shape, dtype=tensor_pb2.DATA_TYPE_FLOAT32, data=a.tobytes(order="C"))
 

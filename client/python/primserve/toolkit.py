@@ -17,7 +17,7 @@ Example::
 
 import numpy as np
 
-from primserve.tensors import from_tensor, to_tensor
+from primserve.tensors import as_integer, as_integers, from_tensor, to_tensor
 from primserve.v1 import toolkit_pb2 as tk_pb2
 from primserve.v1 import toolkit_pb2_grpc as tk_grpc
 
@@ -35,6 +35,7 @@ _SCHEMES = {
     "stddev": tk_pb2.INIT_SCHEME_STDDEV,
 }
 _MODES = {"task_free": tk_pb2.CHILD_TUNING_MODE_TASK_FREE, "task_driven": tk_pb2.CHILD_TUNING_MODE_TASK_DRIVEN}
+_UINT64_MAX = 2**64 - 1  # Seeds are uint64 on the wire.
 
 
 def _choice(table, value, what):
@@ -68,7 +69,8 @@ class ToolkitMethods:
             >>> c.embedding_dimension(512)
             (51.9652441265791, 52)
         """
-        request = tk_pb2.EmbeddingDimensionRequest(vocab_size=int(vocab_size), coefficient=float(coefficient))
+        request = tk_pb2.EmbeddingDimensionRequest(vocab_size=as_integer(vocab_size, "vocab_size"),
+                                                  coefficient=float(coefficient))
         response = self._call(self._toolkit.EmbeddingDimension, request, timeout)
         return response.bound, int(response.dimension)
 
@@ -93,11 +95,12 @@ class ToolkitMethods:
         if scheme is None:
             scheme = "lecun" if stddev is None else "stddev"
         request = tk_pb2.InitializeParametersRequest(
-            shape=[int(n) for n in np.atleast_1d(shape)],
+            shape=as_integers(shape, "shape"),
             distribution=_choice(_DISTRIBUTIONS, distribution, "distribution"),
             scheme=_choice(_SCHEMES, scheme, "scheme"),
             stddev=0.0 if stddev is None else float(stddev),
-            fan_in=int(fan_in), fan_out=int(fan_out), seed=int(seed))
+            fan_in=as_integer(fan_in, "fan_in"), fan_out=as_integer(fan_out, "fan_out"),
+            seed=as_integer(seed, "seed", minimum=0, maximum=_UINT64_MAX))
         response = self._call(self._toolkit.InitializeParameters, request, timeout)
         parameters = from_tensor(response.parameters)
         if return_info:
@@ -125,7 +128,8 @@ class ToolkitMethods:
             mode = "task_free" if fisher is None else "task_driven"
         request = tk_pb2.ChildTuningMaskRequest(
             gradient=to_tensor(gradient), mode=_choice(_MODES, mode, "mode"),
-            keep_probability=float(keep_probability), rescale=bool(rescale), seed=int(seed))
+            keep_probability=float(keep_probability), rescale=bool(rescale),
+            seed=as_integer(seed, "seed", minimum=0, maximum=_UINT64_MAX))
         if fisher is not None:
             request.fisher.CopyFrom(to_tensor(fisher))
         response = self._call(self._toolkit.ChildTuningMask, request, timeout)
