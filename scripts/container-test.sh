@@ -28,4 +28,9 @@ if [[ -z "$user" || "$user" == root || "$user" == 0* ]]; then
   echo "container-test.sh: image user is '$user', expected non-root" >&2
   exit 1
 fi
+# The Deployment's preStop hook runs /bin/sleep inside the image.
+if ! CONTAINERS_CONF=${TMPDIR:-/tmp}/container-test/containers.conf podman run --rm --entrypoint /bin/sleep "$IMAGE" 0; then
+  echo "container-test.sh: the image has no /bin/sleep for the Deployment's preStop hook" >&2
+  exit 1
+fi
 echo "container-test.sh: passed in $(( $(date +%s) - start )) s (image user $user)"

@@ -38,6 +38,20 @@ for manifests in "$rendered" "$secured"; do
     echo "check_deploy: FAIL: flags ConfigMap not hash-named or not referenced by the Deployment"; fail=1
   fi
 done
+# SIGKILL comes terminationGracePeriodSeconds after the preStop hook starts: the hook's pause,
+# the drain and the server's flush window (2 s) must fit, with a second to spare.
+for manifests in "$rendered" "$secured"; do
+  grace=$(sed -n 's/^ *terminationGracePeriodSeconds: *\([0-9]*\)$/\1/p' <<<"$manifests")
+  pause=$(grep -A1 -- "- /bin/sleep" <<<"$manifests" | tail -1 | grep -oE '[0-9]+' || echo 0)
+  drain=$(sed -n 's/^ *PRIMSERVE_DRAIN_SECONDS: "*\([0-9.]*\)"*$/\1/p' <<<"$manifests")
+  if [[ -n "$grace" && -n "$drain" && "$pause" -gt 0 ]] &&
+     awk -v g="$grace" -v p="$pause" -v d="$drain" 'BEGIN { exit !(p + d + 2 + 1 <= g) }'; then
+    echo "check_deploy: ok: preStop ${pause} s + drain ${drain} s + flush 2 s fit terminationGracePeriodSeconds ${grace}"
+  else
+    echo "check_deploy: FAIL: preStop '${pause}' s + drain '${drain}' s + flush 2 s vs terminationGracePeriodSeconds '${grace}'"
+    fail=1
+  fi
+done
 # requests = limits for the container.
 requests=$(grep -A2 "requests:" <<<"$rendered" | grep -E "cpu|memory" | sort | tr -d ' ' | head -2)
 limits=$(grep -A2 "limits:" <<<"$rendered" | grep -E "cpu|memory" | sort | tr -d ' ' | head -2)
