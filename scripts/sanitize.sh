@@ -28,12 +28,19 @@ mode=${1:-}
 shift || true
 start=$(date +%s)
 jobs=$(nproc)
+# The code under test at -O1 (the core library keeps its own -O3), with line tables only (-g1:
+# every report frame still has its file and line); the tests' own sources at -O0
+# (PRIMSERVE_TEST_COMPILE_OPTIONS, a ;-list): they are half of what this build compiles, and
+# little of what its runs spend their time in.
+debug_flags="-O1 -g1"
+test_flags="-O0"
 
 case "$mode" in
   asan)
     BUILD_DIR=${SANITIZE_BUILD_DIR:-build-asan}
     flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-    cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
+    cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$debug_flags" \
+      -DPRIMSERVE_TEST_COMPILE_OPTIONS="$test_flags" \
       -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" \
       -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined" -DPRIMSERVE_BUILD_BENCH=OFF >/dev/null
     cmake --build "$BUILD_DIR" -j"$jobs"
@@ -56,7 +63,8 @@ case "$mode" in
                 core_attention_test)
     flags="-fsanitize=thread -fno-omit-frame-pointer"
     CC=clang-14 CXX=clang++-14 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DCMAKE_CXX_FLAGS="$flags" \
+      -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$debug_flags" -DPRIMSERVE_TEST_COMPILE_OPTIONS="$test_flags" \
+      -DCMAKE_CXX_FLAGS="$flags" \
       -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" -DCMAKE_SHARED_LINKER_FLAGS="-fsanitize=thread" \
       -DPRIMSERVE_BUILD_BENCH=OFF >/dev/null
     cmake --build "$BUILD_DIR" -j"$jobs" --target "${TSAN_TARGETS[@]}"

@@ -50,7 +50,7 @@ absl::StatusOr<std::shared_ptr<const CompiledNetwork>> DiscriminatorCache::ForSt
   DropGone();
   Freed freed;  // Declared before the lock: destroyed after it is released.
   absl::MutexLock lock(&mu_);
-  if (auto it = stored_.find(entry->name); it != stored_.end()) {  // Compiled from an older version.
+  if (auto it = stored_.find(entry->name); it != stored_.end()) {  // Another version, or a concurrent compile.
     freed.push_back(std::move(it->second.compiled));
     stored_.erase(it);
   }

@@ -15,7 +15,8 @@
 // wide by --max_idle_workspace_bytes, see SetIdleWorkspaceBudget).
 //
 // Thread-safe. Compilation runs outside the lock; two concurrent first calls may both compile
-// (the later insert wins, both results are correct).
+// (both results are correct; for a stored model the later insert is cached, for an inline
+// network the first). Networks dropped from the cache are destroyed after its lock is released.
 //
 // Example:
 //   DiscriminatorCache cache;

@@ -128,7 +128,7 @@ absl::StatusOr<double> NumberField(const google::protobuf::Struct& object, const
 absl::StatusOr<int64_t> WholeNumber(double value, const std::string& path, const std::string& where) {
   constexpr double kExact = 9007199254740992.0;  // 2^53
   if (!(std::abs(value) <= kExact) || value != std::floor(value)) {
-    return JsonError(path, where, absl::StrCat("expected a whole number, got ", value));
+    return JsonError(path, where, absl::StrCat("expected a whole number within +-2^53, got ", value));
   }
   return static_cast<int64_t>(value);
 }

@@ -6,6 +6,7 @@
 // All flags are absl flags; the first positional argument names the command, and a flag that
 // does not belong to the command is a usage error. Exit codes: 0 success, 1 the call or a file
 // failed ("error: <CODE>: <message>" on stderr), 2 usage error.
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -158,8 +159,9 @@ Commands:
       [--ridge=R] [--solver=analytic|maximum_likelihood] [--l2=L] [--max_iterations=N]
       [--gradient_tolerance=T] [--model_name=NAME] [--chunk_rows=N] [--output=W.npy]
       Logistic regression (MATH.md section 5): the closed-form fit (default) or the maximum-likelihood
-      reference. Features: .npy or CSV (one sample per line; a header line is skipped); labels: .npy
-      integers or a text file. --chunk_rows streams the data (FitStream); --model_name stores the
+      reference. Features: .npy or text (one sample per line, comma- or space-separated; a first line
+      with no number is a header); labels: .npy integers or bools, or a text file of integers.
+      --chunk_rows streams the data (FitStream); --model_name stores the
       model on the server. Prints the report, then weights (or writes --output), bias and priors.
   predict --features=X.npy|X.csv --model_name=NAME [--output=P.npy] [--labels_output=L.txt]
       Class probabilities [samples, K] and argmax labels of a stored model.

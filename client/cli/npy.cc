@@ -1,10 +1,10 @@
 #include "client/cli/npy.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <algorithm>
 #include <limits>
 #include <memory>
 #include <utility>
@@ -21,6 +21,8 @@ namespace {
 constexpr absl::string_view kMagic = "\x93NUMPY";
 // Data starts at a multiple of this (numpy >= 1.14 aligns to 64 for memory mapping).
 constexpr size_t kAlignment = 64;
+// The longest header read (a rank-10000 shape needs about 200 KB).
+constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 20;
 
 absl::Status ContentError(absl::string_view name, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat(name, ": ", problem));
@@ -103,6 +105,12 @@ absl::StatusOr<NpyData> ReadNpyData(NpyInput read, absl::string_view name, NpyHe
   const size_t prefix = kMagic.size() + 2 + length_bytes;
   if (bytes.size() < prefix) return ContentError(name, "truncated header: the file ends in the preamble");
   const uint64_t header_length = LoadLittleEndian(bytes.data() + kMagic.size() + 2, length_bytes);
+  // numpy writes headers of about 100 bytes (and reads at most 10000 by default): a length in the
+  // megabytes is a damaged or hostile file, refused before its bytes are read.
+  if (header_length > kMaxHeaderBytes) {
+    return ContentError(name, absl::StrCat("header length ", header_length, " is more than the ", kMaxHeaderBytes,
+                                           " bytes accepted"));
+  }
   if (prefix + header_length > bytes.size()) {
     if (absl::Status status = read(prefix + header_length - bytes.size(), &bytes); !status.ok()) return status;
   }
@@ -116,6 +124,7 @@ absl::StatusOr<NpyData> ReadNpyData(NpyInput read, absl::string_view name, NpyHe
   array.header = *std::move(header);
   absl::StatusOr<int> item_bytes = check(array.header);
   if (!item_bytes.ok()) return ContentError(name, item_bytes.status().message());
+  if (*item_bytes <= 0) return absl::InternalError(absl::StrCat(name, ": the dtype check gave no item size"));
   array.item_bytes = *item_bytes;
   if (!CheckedElementCount(array.header.shape, &array.count) ||
       array.count > std::numeric_limits<int64_t>::max() / array.item_bytes) {

@@ -1,10 +1,12 @@
-// Reading and writing NumPy .npy files (the format of numpy.save / numpy.load) as float32 tensors.
+// Reading and writing NumPy .npy files (the format of numpy.save / numpy.load) as float32 tensors,
+// and the undecoded reader (ReadNpyData) that the label files of table_files.h share.
 //
-// Supported: format versions 1.0, 2.0 and 3.0; C order (fortran_order False); dtype '<f4'
-// (read and written) and '<f8' (read, converted to float32). Shapes may be any rank, including
-// () (a scalar: one element) and (n,). Everything else (big-endian, integers, structured dtypes,
-// Fortran order, pickled objects) is refused with a status that names the file and the problem.
-// Malformed files never crash the reader: sizes are checked against the file before allocation.
+// Tensors: format versions 1.0, 2.0 and 3.0; C order (fortran_order False); dtype '<f4' (read
+// and written) and '<f8' (read, converted to float32 as numpy's astype does). Shapes may be any
+// rank, including () (a scalar: one element) and (n,). Everything else (big-endian, integers,
+// structured dtypes, Fortran order, pickled objects) is refused with a status that names the file
+// and the problem. Malformed files never crash the reader: it reads what the header announces
+// (a header up to 1 MiB, then the data), never more, and checks sizes before it allocates.
 //
 // Example:
 //   absl::StatusOr<primserve::client::Tensor> input = primserve::cli::ReadNpy("q.npy");

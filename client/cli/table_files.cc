@@ -1,5 +1,7 @@
 #include "client/cli/table_files.h"
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -26,21 +28,29 @@ struct FileCloser {
 };
 
 // Text files larger than this are refused (as .npy they would be 2-3x smaller and read faster);
-// a device such as /dev/zero given by mistake stops here.
+// a device such as /dev/zero given by mistake stops here too.
 constexpr size_t kMaxTextBytes = size_t{1} << 30;
+
+absl::Status TooLarge(absl::string_view path) {
+  return absl::ResourceExhaustedError(
+      absl::StrCat(path, ": a text file larger than ", kMaxTextBytes, " bytes; save large tables as .npy"));
+}
 
 absl::StatusOr<std::string> ReadWholeFile(absl::string_view path) {
   const std::string path_string(path);
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path_string.c_str(), "rb"));
   if (file == nullptr) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot open"));
+  // A regular file is measured first; a pipe or a device is stopped as it passes the limit.
+  struct stat info;
+  if (::fstat(::fileno(file.get()), &info) == 0 && S_ISREG(info.st_mode) &&
+      static_cast<uint64_t>(info.st_size) > kMaxTextBytes) {
+    return TooLarge(path);
+  }
   std::string bytes;
   char chunk[1 << 16];
   size_t read = 0;
   while ((read = std::fread(chunk, 1, sizeof(chunk), file.get())) > 0) {
-    if (bytes.size() + read > kMaxTextBytes) {
-      return absl::ResourceExhaustedError(absl::StrCat(path, ": a text file larger than ", kMaxTextBytes,
-                                                       " bytes; save large tables as .npy"));
-    }
+    if (bytes.size() + read > kMaxTextBytes) return TooLarge(path);
     bytes.append(chunk, read);
   }
   if (std::ferror(file.get())) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot read"));
@@ -127,7 +137,7 @@ absl::StatusOr<client::Tensor> ParseCsvFeatures(absl::string_view text, absl::st
     if (columns < 0) columns = static_cast<int64_t>(fields.size());
     if (static_cast<int64_t>(fields.size()) != columns) {
       return ContentError(name, absl::StrCat("line ", line_number, ": expected ", columns,
-                                             " comma-separated fields (as in the first row), got ", fields.size()));
+                                             " fields (as in the first row), got ", fields.size()));
     }
     for (absl::string_view field : fields) {
       float value = 0;

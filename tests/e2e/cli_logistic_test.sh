@@ -124,7 +124,7 @@ expect_failure 1 "FAILED_PRECONDITION" "fit with a constant feature (singular co
 expect_failure 1 "6 labels for 2 rows" "fit with mismatched files" -- \
   fit --features="$WORK_DIR/probe.csv" --labels="$WORK_DIR/y.txt"
 printf '1,2\n3\n' >"$WORK_DIR/ragged.csv"
-expect_failure 1 "line 2: expected 2 comma-separated fields" "fit with a ragged CSV" -- \
+expect_failure 1 "line 2: expected 2 fields" "fit with a ragged CSV" -- \
   fit --features="$WORK_DIR/ragged.csv" --labels="$WORK_DIR/y.txt"
 expect_failure 1 "NOT_FOUND" "fit with a missing file" -- fit --features="$WORK_DIR/none.csv" --labels="$WORK_DIR/y.txt"
 expect_failure 1 "NOT_FOUND: $WORK_DIR/no_dir/labels.txt: cannot open for writing" \

@@ -225,7 +225,7 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
 
     ``address`` is a gRPC target (``host:port``, ``dns:///name:port``, ...). ``max_message_bytes``
     bounds requests and responses (match the server's ``--max_message_bytes``; as in the C++
-    client, a value above gRPC's limit 2**31 - 1 is clamped to it). ``timeout`` is
+    client, a value above gRPC's limit 2**31 - 1 is clamped to it, and -1 means no limit). ``timeout`` is
     the default per-call deadline in seconds (None: no deadline); every method also takes
     ``timeout=``. TLS: ``root_certificates`` (PEM of the CA that signed the server; None: the
     system roots), plus ``private_key`` and ``certificate_chain`` (PEM) for servers that require
@@ -258,7 +258,10 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
     def __init__(self, address, max_message_bytes=64 << 20, timeout=None, credentials=None, max_attempts=5,
                  root_certificates=None, private_key=None, certificate_chain=None, auth_token=None,
                  health_checking=True):
-        max_bytes = _channel_int(max_message_bytes, "max_message_bytes")
+        # -1: no limit, as gRPC (and the C++ client) take it; the retry buffer then gets INT_MAX.
+        unlimited = (isinstance(max_message_bytes, (int, np.integer)) and not isinstance(max_message_bytes, bool)
+                     and max_message_bytes == -1)
+        max_bytes = -1 if unlimited else _channel_int(max_message_bytes, "max_message_bytes")
         max_attempts = as_integer(max_attempts, "max_attempts", minimum=0)
         options = [
             ("grpc.max_send_message_length", max_bytes),
@@ -267,7 +270,7 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
             ("grpc.lb_policy_name", "round_robin"),
             ("grpc.service_config", _service_config(max_attempts, health_checking)),
             ("grpc.enable_retries", 1),
-            ("grpc.per_rpc_retry_buffer_size", max_bytes),
+            ("grpc.per_rpc_retry_buffer_size", _INT_MAX if unlimited else max_bytes),
             ("grpc.keepalive_time_ms", _channel_int(_KEEPALIVE_TIME_MS, "keepalive_time_ms")),
             ("grpc.keepalive_timeout_ms", _channel_int(_KEEPALIVE_TIMEOUT_MS, "keepalive_timeout_ms")),
             ("grpc.keepalive_permit_without_calls", 0),
@@ -322,6 +325,8 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
         try:
             response = call.result()
         except grpc.FutureCancelledError:
+            if requests.error is None:  # Not cancelled by the request stream: say so, never return None.
+                raise Error(grpc.StatusCode.CANCELLED, "the streaming call was cancelled") from None
             response = None  # Cancelled by requests, which holds the reason.
         except grpc.RpcError as e:
             if requests.error is None:
