@@ -28,16 +28,17 @@ mode=${1:-}
 shift || true
 start=$(date +%s)
 jobs=$(nproc)
-# The code under test at -O1 (the core library keeps its own -O3), with line tables only (-g1:
-# every report frame still has its file and line); the tests' own sources at -O0
-# (PRIMSERVE_TEST_COMPILE_OPTIONS, a ;-list): they are half of what this build compiles, and
-# little of what its runs spend their time in.
-debug_flags="-O1 -g1"
+# The code under test at -O1 (the core library keeps its own -O3); the tests' own sources at -O0
+# (PRIMSERVE_TEST_COMPILE_OPTIONS, a ;-list): they are half of what these builds compile, and
+# little of what their runs spend their time in. ASan: line tables only (-g1: every report frame
+# still has its file and line). TSan keeps -g: its suppressions match gRPC's header functions
+# inlined into our code by qualified name, which line tables alone do not record.
 test_flags="-O0"
 
 case "$mode" in
   asan)
     BUILD_DIR=${SANITIZE_BUILD_DIR:-build-asan}
+    debug_flags="-O1 -g1"
     flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
     cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$debug_flags" \
       -DPRIMSERVE_TEST_COMPILE_OPTIONS="$test_flags" \
@@ -53,6 +54,7 @@ case "$mode" in
     ;;
   tsan)
     BUILD_DIR=${SANITIZE_BUILD_DIR:-build-tsan}
+    debug_flags="-O1 -g"
     # Server end-to-end tests (concurrent calls, admission, drain, SIGTERM, shared model store
     # and network cache), the model store's concurrent writers and readers, and the parallel
     # attention kernels; the call tracker runs inside every e2e server.

@@ -113,6 +113,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   primserve::SetLogLevel(*level);
+  // Checked before the server starts: a bad flag must never get as far as a listening port.
+  const double drain_seconds = absl::GetFlag(FLAGS_drain_seconds);
+  if (!(std::isfinite(drain_seconds) && drain_seconds >= 0)) {
+    primserve::Log(primserve::LogLevel::kError, "cannot start: drain_seconds: expected a finite number >= 0, got ",
+                   primserve::NumberToString(drain_seconds));
+    return 2;
+  }
 
   // Block the signals before any thread starts, so that every thread inherits the mask and
   // only the waiter below receives them (synchronously, outside async-signal context).
@@ -147,12 +154,6 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  const double drain_seconds = absl::GetFlag(FLAGS_drain_seconds);
-  if (!(std::isfinite(drain_seconds) && drain_seconds >= 0)) {
-    primserve::Log(primserve::LogLevel::kError, "cannot start: drain_seconds: expected a finite number >= 0, got ",
-                   primserve::NumberToString(drain_seconds));
-    return 2;
-  }
   const absl::Duration grace = absl::Seconds(drain_seconds);
   auto name = [](int signal_number) { return signal_number == SIGTERM ? "SIGTERM" : "SIGINT"; };
   std::atomic<bool> stopped{false};

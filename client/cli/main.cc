@@ -8,7 +8,6 @@
 // failed ("error: <CODE>: <message>" on stderr), 2 usage error.
 #include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <iostream>
 #include <memory>
 #include <set>
@@ -474,8 +473,7 @@ int Report(const absl::Status& status) {
 int FlushStdout(int exit_code) {
   std::cout.flush();
   if (std::cout.good() || exit_code != 0) return exit_code;
-  std::cerr << "error: cannot write to standard output: " << std::strerror(errno) << "\n";
-  return 1;
+  return Report(absl::ErrnoToStatus(errno, "cannot write to standard output"));
 }
 
 }  // namespace

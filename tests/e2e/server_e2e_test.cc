@@ -21,6 +21,7 @@
 #include "primserve/client/channel.h"
 #include "primserve/client/health.h"
 #include "primserve/client/position_encoding.h"
+#include "tests/e2e/metrics_scrape.h"
 #include "tests/e2e/reflection_subset.grpc.pb.h"
 #include "tests/e2e/server_channel.h"
 #include "tests/e2e/server_process.h"
@@ -293,6 +294,8 @@ TEST(ServerLifecycle, BadFlagsFailFast) {
     absl::StatusOr<ServerProcess> refused = ServerProcess::Start(ServerBinary(), {drain}, absl::Seconds(5));
     ASSERT_FALSE(refused.ok()) << drain;
     EXPECT_THAT(std::string(refused.status().message()), HasSubstr("drain_seconds: expected a finite number >= 0"));
+    // Refused before the server listens: it never takes a call it would then drop.
+    EXPECT_THAT(std::string(refused.status().message()), ::testing::Not(HasSubstr("listening"))) << drain;
   }
 }
 
@@ -324,12 +327,20 @@ TEST(ServerLifecycle, ASecondServerOnATakenPortFails) {
 
 TEST(ServerLifecycle, SigtermDrainsInFlightCallsAndExitsZero) {
   // One compute thread makes the call long (a 1e6 x 16 table: 64 MB of sin/cos).
-  absl::StatusOr<ServerProcess> server = ServerProcess::Start(ServerBinary(), {"--compute_threads=1"});
+  const int metrics_port = testing::FreePort();
+  absl::StatusOr<ServerProcess> server = ServerProcess::Start(
+      ServerBinary(), {"--compute_threads=1", absl::StrCat("--metrics_address=127.0.0.1:", metrics_port)});
   ASSERT_TRUE(server.ok()) << server.status();
   client::PositionEncodingClient rope(Channel(*server));
   std::future<absl::StatusOr<client::Tensor>> in_flight =
       std::async(std::launch::async, [&] { return rope.Sinusoidal(1000000, 16); });
-  absl::SleepFor(absl::Milliseconds(100));
+  // The signal goes once the call runs on the server (not after a fixed time: under
+  // ThreadSanitizer the call once arrived after the signal and was refused).
+  const absl::Time started_by = absl::Now() + absl::Seconds(10);
+  while (testing::Sample(testing::HttpGet(metrics_port, "/metrics"), "primserve_in_flight_requests") < 1 &&
+         absl::Now() < started_by) {
+    absl::SleepFor(absl::Milliseconds(2));
+  }
   server->Signal(SIGTERM);
   // Health turns NOT_SERVING once new calls are refused (server.cc); wait for it rather than a
   // fixed time (under ThreadSanitizer, 50 ms after the signal was once not enough).
