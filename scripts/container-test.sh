@@ -29,7 +29,7 @@ if [[ -z "$user" || "$user" == root || "$user" == 0* ]]; then
   exit 1
 fi
 # The Deployment's preStop hook runs /bin/sleep inside the image.
-if ! CONTAINERS_CONF=${TMPDIR:-/tmp}/container-test/containers.conf podman run --rm --entrypoint /bin/sleep "$IMAGE" 0; then
+if ! CONTAINERS_CONF=${TMPDIR:-/tmp}/container-test/containers.conf podman run --rm --no-healthcheck --entrypoint /bin/sleep "$IMAGE" 0; then
   echo "container-test.sh: the image has no /bin/sleep for the Deployment's preStop hook" >&2
   exit 1
 fi
