@@ -39,6 +39,9 @@ absl::Status SetAttendRope(const AttendArgs& args, v1::AttendRequest* request) {
   absl::StatusOr<v1::RopePairing> pairing = ParsePairing(args.rope_pairing.value_or("interleaved"), "rope_pairing");
   if (!pairing.ok()) return pairing.status();
   rope->set_pairing(*pairing);
+  if (args.rope_base.has_value()) {
+    if (absl::Status positive = CheckPositive("rope_base", *args.rope_base); !positive.ok()) return positive;
+  }
   rope->set_base(args.rope_base.value_or(10000));
   rope->set_rotary_dim(args.rotary_dim.value_or(0));
   if (*kind == v1::ROPE_KIND_ROPE_1D) {
@@ -101,6 +104,7 @@ absl::StatusOr<v1::SinusoidalRequest> BuildSinusoidalRequest(const SinusoidalArg
     AddAll(*positions, request.mutable_positions());
   }
   request.set_dim(*args.dim);
+  if (absl::Status positive = CheckPositive("base", args.base); !positive.ok()) return positive;
   request.set_base(args.base);
   absl::StatusOr<v1::SinusoidalLayout> layout = ParseLayout(args.layout);
   if (!layout.ok()) return layout.status();
@@ -148,6 +152,9 @@ absl::StatusOr<v1::ApplyRopeRequest> BuildRopeOptions(const RopeArgs& args) {
       return UsageError("--kind=2d takes --positions_x with --positions_y, or --grid=HxW (not --positions)");
     }
     if (has_xy && args.grid.has_value()) return UsageError("give --positions_x/--positions_y or --grid, not both");
+    if (!has_xy && !args.grid.has_value()) {
+      return UsageError("--kind=2d needs --grid=HxW, or --positions_x with --positions_y");
+    }
     if (has_xy) {
       if (!args.positions_x.has_value() || !args.positions_y.has_value()) {
         return UsageError("--positions_x and --positions_y go together");
@@ -166,6 +173,7 @@ absl::StatusOr<v1::ApplyRopeRequest> BuildRopeOptions(const RopeArgs& args) {
       request.set_grid_width(grid->width);
     }
   }
+  if (absl::Status positive = CheckPositive("base", args.base); !positive.ok()) return positive;
   request.set_base(args.base);
   request.set_rotary_dim(args.rotary_dim);
   request.set_inverse(args.inverse);
@@ -251,6 +259,10 @@ absl::StatusOr<v1::EstimateCostRequest> BuildCostRequest(const CostArgs& args) {
   request.set_seq_len(*args.seq_len);
   request.set_head_size(*args.head_size);
   request.set_num_heads(*args.num_heads);
+  if (absl::Status positive = CheckPositive("ffn_multiplier", args.ffn_multiplier); !positive.ok()) return positive;
+  if (absl::Status positive = CheckPositive("linear_head_multiplier", args.linear_head_multiplier); !positive.ok()) {
+    return positive;
+  }
   request.set_ffn_multiplier(args.ffn_multiplier);
   request.set_linear_head_multiplier(args.linear_head_multiplier);
   return request;

@@ -1,10 +1,10 @@
 #include "client/cli/discriminator_commands.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <utility>
 #include <vector>
 
@@ -16,6 +16,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "client/cli/flag_values.h"
 #include "client/cli/npy.h"
+#include "client/cli/table_files.h"
 #include "client/cli/tensor_text.h"
 #include "client/cli/usage_error.h"
 #include "primserve/client/discriminator.h"
@@ -59,6 +60,43 @@ absl::Status JsonError(const std::string& path, absl::string_view where, absl::s
   return absl::InvalidArgumentError(absl::StrCat(path, ": ", where, ": ", what));
 }
 
+// A network file holds layer objects and small nested lists; weights this large go in .npy files.
+constexpr uint64_t kMaxNetworkJsonBytes = uint64_t{256} << 20;
+constexpr int kMaxJsonNesting = 16;
+
+// The deepest nesting of [ and { in `text`, outside strings.
+int JsonNesting(absl::string_view text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+// The keys a layer object of `type` may have: anything else (a misspelt "paddding", PyTorch's
+// "negative_slope" for "alpha") is refused rather than silently ignored.
+std::vector<absl::string_view> LayerKeys(absl::string_view type) {
+  if (type == "leaky_relu" || type == "elu") return {"type", "alpha"};
+  if (type == "dense" || type == "linear") return {"type", "weight", "bias"};
+  if (type == "conv2d") return {"type", "weight", "bias", "stride", "padding"};
+  return {"type"};
+}
+
 const char* KindOf(const Value& value) {
   switch (value.kind_case()) {
     case Value::kNumberValue: return "a number";
@@ -77,7 +115,11 @@ absl::Status FlattenList(const Value& value, size_t depth, std::vector<int64_t>*
     if (value.kind_case() != Value::kNumberValue) {
       return JsonError(path, where, absl::StrCat("expected a number at depth ", depth, ", got ", KindOf(value)));
     }
-    values->push_back(static_cast<float>(value.number_value()));
+    const double number = value.number_value();
+    if (std::abs(number) > std::numeric_limits<float>::max()) {  // Finite: JSON has no infinities.
+      return JsonError(path, where, absl::StrCat(number, " is beyond float32's range (+-3.4028235e+38)"));
+    }
+    values->push_back(static_cast<float>(number));
     return absl::OkStatus();
   }
   if (value.kind_case() != Value::kListValue ||
@@ -143,6 +185,15 @@ absl::StatusOr<v1::Layer> LayerFromJson(const Value& value, const std::string& p
     return JsonError(path, where, "expected a string \"type\"");
   }
   const std::string type = absl::AsciiStrToLower(type_it->second.string_value());
+  const std::vector<absl::string_view> keys = LayerKeys(type);
+  const bool known_type = keys.size() > 1 || type == "relu" || type == "tanh" || type == "sigmoid" ||
+                          type == "identity" || type == "flatten";
+  for (const auto& [key, ignored] : object.fields()) {
+    if (known_type && std::find(keys.begin(), keys.end(), key) == keys.end()) {
+      return JsonError(path, absl::StrCat(where, ".", key),
+                       absl::StrCat("unknown key for a ", type, " layer (its keys: ", absl::StrJoin(keys, ", "), ")"));
+    }
+  }
   const std::vector<std::pair<std::string, v1::ActivationKind>> activations = {
       {"relu", v1::ACTIVATION_KIND_RELU},       {"leaky_relu", v1::ACTIVATION_KIND_LEAKY_RELU},
       {"tanh", v1::ACTIVATION_KIND_TANH},       {"sigmoid", v1::ACTIVATION_KIND_SIGMOID},
@@ -205,12 +256,16 @@ absl::Status Emit(absl::string_view name, const client::Tensor& tensor, const st
 }  // namespace
 
 absl::StatusOr<v1::Network> ReadNetworkJson(const std::string& path) {
-  std::ifstream file(path);
-  if (!file) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::stringstream text;
-  text << file.rdbuf();
+  absl::StatusOr<std::string> text = ReadTextFile(path, kMaxNetworkJsonBytes);
+  if (!text.ok()) return text.status();
+  // protobuf's JSON parser slows down faster than quadratically with nesting (100000 levels ran
+  // for minutes): deeper than any network needs is refused before it parses.
+  if (const int depth = JsonNesting(*text); depth > kMaxJsonNesting) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": JSON nested ", depth, " levels deep, more than the ",
+                                                   kMaxJsonNesting, " a network needs (tensors have at most 5 axes)"));
+  }
   Value root;
-  const auto parsed = google::protobuf::util::JsonStringToMessage(text.str(), &root);
+  const auto parsed = google::protobuf::util::JsonStringToMessage(*text, &root);
   if (!parsed.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON: ", parsed.ToString()));
   if (root.kind_case() != Value::kStructValue) return JsonError(path, "top level", "expected an object");
   const auto& fields = root.struct_value().fields();

@@ -1,5 +1,7 @@
 #include "client/cli/flag_values.h"
 
+#include <cmath>
+
 #include <string>
 
 #include "absl/strings/ascii.h"
@@ -41,6 +43,12 @@ absl::StatusOr<std::vector<int64_t>> ParseIntList(absl::string_view flag, absl::
     values.push_back(value);
   }
   return values;
+}
+
+absl::Status CheckPositive(absl::string_view flag, double value) {
+  if (std::isfinite(value) && value > 0) return absl::OkStatus();
+  return UsageError(absl::StrCat("--", flag, " must be a finite number > 0, got ", value,
+                                 " (leave the flag out for its default)"));
 }
 
 absl::StatusOr<Grid> ParseGrid(absl::string_view flag, absl::string_view text) {

@@ -35,6 +35,11 @@ absl::StatusOr<Grid> ParseGrid(absl::string_view flag, absl::string_view text);
 // A comma-separated list of integers ("5,3,0"); empty lists and non-integers are usage errors.
 absl::StatusOr<std::vector<int64_t>> ParseIntList(absl::string_view flag, absl::string_view text);
 
+// OK when `value` is a finite number > 0; else a usage error naming --`flag`. For flags whose 0
+// would reach the server as "use the default" (--base, --coefficient, ...): an explicit 0 is a
+// mistake to report, not a request for the default.
+absl::Status CheckPositive(absl::string_view flag, double value);
+
 // "interleaved" or "split" (case-insensitive).
 absl::StatusOr<v1::SinusoidalLayout> ParseLayout(absl::string_view text);
 // "interleaved" or "half_split" (case-insensitive); errors name --`flag`.

@@ -1,5 +1,6 @@
 #include "client/cli/logistic_commands.h"
 
+#include <cmath>
 #include <utility>
 #include <vector>
 
@@ -81,11 +82,20 @@ std::string KindName(v1::ModelKind kind) {
 }
 
 std::string InfoLine(const v1::ModelInfo& info) {
-  return absl::StrCat(info.name(), "  ", KindName(info.kind()), "  classes=", info.num_classes(),
-                      " features=", info.num_features(), "  bytes=", info.file_bytes(), "  created=",
-                      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ",
-                                       absl::FromUnixMicros(static_cast<int64_t>(info.created_unix_seconds() * 1e6)),
-                                       absl::UTCTimeZone()));
+  // A logistic model has classes and features, a discriminator its per-sample input shape.
+  const std::string what =
+      info.kind() == v1::MODEL_KIND_DISCRIMINATOR
+          ? absl::StrCat("input_shape=[", absl::StrJoin(info.input_shape(), ", "), "]")
+          : absl::StrCat("classes=", info.num_classes(), " features=", info.num_features());
+  // absl::FromUnixSeconds(double) saturates to +-infinity instead of an out-of-range integer cast.
+  const double seconds = info.created_unix_seconds();
+  const std::string created =
+      std::isfinite(seconds) && std::abs(seconds) < 1e15
+          ? absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMicros(static_cast<int64_t>(seconds * 1e6)),
+                             absl::UTCTimeZone())
+          : absl::StrCat("(out of range: ", seconds, " s)");
+  return absl::StrCat(info.name(), "  ", KindName(info.kind()), "  ", what, "  bytes=", info.file_bytes(),
+                      "  created=", created);
 }
 
 }  // namespace
@@ -219,7 +229,12 @@ absl::Status RunModels(const ModelsArgs& args, const Connection& connection, std
   absl::StatusOr<v1::GetResponse> got = models.Get(args.model_name, connection.call);
   if (!got.ok()) return got.status();
   out << InfoLine(got->info()) << "\n";
-  if (!got->has_logistic()) return absl::OkStatus();
+  if (!got->has_logistic()) {
+    if (args.output.empty()) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat("--output: \"", args.model_name, "\" is a ",
+                                                      KindName(got->info().kind()),
+                                                      "; only logistic models have weights to write"));
+  }
   absl::StatusOr<client::LogisticModel> model = client::FromProto(got->logistic());
   if (!model.ok()) return model.status();
   return EmitModel(*model, args.output, out);

@@ -47,6 +47,7 @@ absl::StatusOr<v1::EmbeddingDimensionRequest> BuildEmbeddingDimRequest(const Emb
   }
   v1::EmbeddingDimensionRequest request;
   request.set_vocab_size(*args.vocab_size);
+  if (absl::Status positive = CheckPositive("coefficient", args.coefficient); !positive.ok()) return positive;
   request.set_coefficient(args.coefficient);
   return request;
 }

@@ -136,8 +136,11 @@ cmp -s "$WORK_DIR/before_g.npy" "$WORK_DIR/after_g.npy" || fail "input gradients
 pass "Score by name after a restart is byte-identical"
 expect_ok "models list" models list --kind=discriminator
 grep -q "^cnn  discriminator" "$WORK_DIR/out" || fail "models list: $(cat "$WORK_DIR/out")"
-grep -q "^linear  discriminator" "$WORK_DIR/out" || fail "models list: $(cat "$WORK_DIR/out")"
-pass "models list shows both discriminators"
+grep -q "^linear  discriminator  input_shape=\[2\]  bytes=" "$WORK_DIR/out" || fail "models list: $(cat "$WORK_DIR/out")"
+pass "models list shows both discriminators, with their input shapes"
+expect_failure 1 "--output: \"linear\" is a discriminator" "models get --output of a discriminator" -- \
+  models get --model_name=linear --output="$WORK_DIR/no.npy"
+[[ ! -e "$WORK_DIR/no.npy" ]] || fail "models get wrote a file for a discriminator"
 
 # ------------------------------------------------------------------------------------------------
 echo "== failures"
@@ -152,6 +155,17 @@ expect_failure 1 "layers[0].weight: ragged nested list" "register a ragged weigh
 expect_failure 1 "unknown layer type \"swish\"" "register an unknown layer type" -- \
   register --model_name=bad --network="$WORK_DIR/swish.json"
 expect_failure 1 "NOT_FOUND" "register a missing file" -- register --model_name=bad --network="$WORK_DIR/none.json"
+echo '{"input_shape": [2], "layers": [{"type": "leaky_relu", "negative_slope": 0.2}]}' >"$WORK_DIR/slope.json"
+expect_failure 1 "layers[0].negative_slope: unknown key for a leaky_relu layer (its keys: type, alpha)" \
+  "register a layer key the CLI does not know (not silently ignored)" -- register --model_name=bad --network="$WORK_DIR/slope.json"
+echo '{"input_shape": [2], "layers": [{"type": "dense", "weight": [[1e39, 4.0]], "bias": [1.0]}]}' >"$WORK_DIR/huge.json"
+expect_failure 1 "layers[0].weight: 1e+39 is beyond float32's range" "register a weight beyond float32" -- \
+  register --model_name=bad --network="$WORK_DIR/huge.json"
+"$PYTHON" -c "n = 100000; print('{\"input_shape\": [2], \"layers\": [{\"type\": \"dense\", \"weight\": ' + '[' * n + '1' + ']' * n + ', \"bias\": [1.0]}]}')" \
+  >"$WORK_DIR/deep.json"
+expect_failure 1 "JSON nested 100003 levels deep" "register a deeply nested file (refused before parsing, not minutes of it)" -- \
+  register --model_name=bad --network="$WORK_DIR/deep.json"
+expect_failure 1 "FAILED_PRECONDITION" "register a directory" -- register --model_name=bad --network="$WORK_DIR"
 expect_failure 2 "exactly one of --model_name" "score with both sources (usage error)" -- \
   score --model_name=linear --network="$WORK_DIR/linear.json" --inputs="$WORK_DIR/x.npy"
 expect_failure 2 "--normalization=l2: expected" "score --normalization=l2 (usage error)" -- \

@@ -378,6 +378,10 @@ for help in "--address=127.0.0.1:1 help" "--helpfull" "--helpshort" "--help=atte
 done
 pass "help, --helpfull, --helpshort, --help=attend, attend --help and -h print the usage and exit 0"
 "$PYTHON" -c "import numpy as np; np.save('$WORK_DIR/zeros.npy', np.zeros((2, 2), np.float32))"
+expect_failure 2 "--base must be a finite number > 0" "an explicit --base=0 (not the default in disguise)" -- \
+  sinusoidal --length=2 --dim=4 --base=0
+expect_failure 2 "--kind=2d needs --grid=HxW" "rope --kind=2d without a grid or positions (usage error)" -- \
+  rope --input="$WORK_DIR/zeros.npy" --kind=2d
 ln -s /dev/zero "$WORK_DIR/endless.npy"
 expect_failure 1 "bad magic" "a .npy name over an endless device (refused by its first bytes)" -- \
   attend --query="$WORK_DIR/endless.npy" --key="$WORK_DIR/zeros.npy" --value="$WORK_DIR/zeros.npy"
