@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include <filesystem>
 #include <utility>
@@ -88,13 +89,16 @@ int JsonNesting(absl::string_view text) {
   return deepest;
 }
 
-// The keys a layer object of `type` may have: anything else (a misspelt "paddding", PyTorch's
-// "negative_slope" for "alpha") is refused rather than silently ignored.
-std::vector<absl::string_view> LayerKeys(absl::string_view type) {
-  if (type == "leaky_relu" || type == "elu") return {"type", "alpha"};
-  if (type == "dense" || type == "linear") return {"type", "weight", "bias"};
-  if (type == "conv2d") return {"type", "weight", "bias", "stride", "padding"};
-  return {"type"};
+// The keys a layer object of `type` may have (nullopt for an unknown type): anything else (a
+// misspelt "paddding", PyTorch's "negative_slope" for "alpha") is refused, not silently ignored.
+std::optional<std::vector<absl::string_view>> LayerKeys(absl::string_view type) {
+  if (type == "leaky_relu" || type == "elu") return {{"type", "alpha"}};
+  if (type == "dense" || type == "linear") return {{"type", "weight", "bias"}};
+  if (type == "conv2d") return {{"type", "weight", "bias", "stride", "padding"}};
+  if (type == "relu" || type == "tanh" || type == "sigmoid" || type == "identity" || type == "flatten") {
+    return {{"type"}};
+  }
+  return std::nullopt;
 }
 
 const char* KindOf(const Value& value) {
@@ -185,13 +189,11 @@ absl::StatusOr<v1::Layer> LayerFromJson(const Value& value, const std::string& p
     return JsonError(path, where, "expected a string \"type\"");
   }
   const std::string type = absl::AsciiStrToLower(type_it->second.string_value());
-  const std::vector<absl::string_view> keys = LayerKeys(type);
-  const bool known_type = keys.size() > 1 || type == "relu" || type == "tanh" || type == "sigmoid" ||
-                          type == "identity" || type == "flatten";
+  const std::optional<std::vector<absl::string_view>> keys = LayerKeys(type);  // An unknown type is reported below.
   for (const auto& [key, ignored] : object.fields()) {
-    if (known_type && std::find(keys.begin(), keys.end(), key) == keys.end()) {
+    if (keys.has_value() && std::find(keys->begin(), keys->end(), key) == keys->end()) {
       return JsonError(path, absl::StrCat(where, ".", key),
-                       absl::StrCat("unknown key for a ", type, " layer (its keys: ", absl::StrJoin(keys, ", "), ")"));
+                       absl::StrCat("unknown key for a ", type, " layer (its keys: ", absl::StrJoin(*keys, ", "), ")"));
     }
   }
   const std::vector<std::pair<std::string, v1::ActivationKind>> activations = {

@@ -87,7 +87,7 @@ std::string InfoLine(const v1::ModelInfo& info) {
       info.kind() == v1::MODEL_KIND_DISCRIMINATOR
           ? absl::StrCat("input_shape=[", absl::StrJoin(info.input_shape(), ", "), "]")
           : absl::StrCat("classes=", info.num_classes(), " features=", info.num_features());
-  // absl::FromUnixSeconds(double) saturates to +-infinity instead of an out-of-range integer cast.
+  // A time beyond int64 microseconds (a damaged or hand-made file) is shown as such, not cast.
   const double seconds = info.created_unix_seconds();
   const std::string created =
       std::isfinite(seconds) && std::abs(seconds) < 1e15
