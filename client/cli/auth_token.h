@@ -15,7 +15,7 @@ namespace cli {
 
 // The first token line of `path`, without surrounding whitespace.
 // Errors (naming --auth_token_file and the path): NOT_FOUND, PERMISSION_DENIED (cannot open),
-// INVALID_ARGUMENT (no token line).
+// FAILED_PRECONDITION (a directory), RESOURCE_EXHAUSTED (over 64 KiB), INVALID_ARGUMENT (no token line).
 absl::StatusOr<std::string> ReadAuthToken(const std::string& path);
 
 }  // namespace cli

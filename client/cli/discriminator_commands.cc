@@ -16,6 +16,7 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "client/cli/flag_values.h"
+#include "client/cli/file_io.h"
 #include "client/cli/npy.h"
 #include "client/cli/table_files.h"
 #include "client/cli/tensor_text.h"

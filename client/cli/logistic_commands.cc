@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "client/cli/file_io.h"
 #include "client/cli/npy.h"
 #include "client/cli/table_files.h"
 #include "client/cli/tensor_text.h"

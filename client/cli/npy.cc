@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "client/cli/file_io.h"
 #include "client/cli/npy_header.h"
 
 namespace primserve {
@@ -79,10 +80,6 @@ void DecodeValues(absl::string_view data, int item_bytes, std::vector<float>* va
     }
   }
 }
-
-struct FileCloser {
-  void operator()(std::FILE* file) const { std::fclose(file); }
-};
 
 }  // namespace
 
@@ -209,23 +206,11 @@ NpyInputFunction StringInput(absl::string_view bytes) {
 }
 
 absl::StatusOr<NpyData> ReadNpyFile(absl::string_view path, NpyHeaderCheck check) {
-  const std::string path_string(path);
-  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path_string.c_str(), "rb"));
-  if (file == nullptr) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot open"));
   // Read in chunks as the header asks, rather than trusting a size from stat: pipes
   // (/dev/stdin) work too, and memory follows what the file really holds.
-  auto read = [&](size_t max_bytes, std::string* out) -> absl::Status {
-    char chunk[1 << 16];
-    while (max_bytes > 0) {
-      const size_t got = std::fread(chunk, 1, std::min(max_bytes, sizeof(chunk)), file.get());
-      if (got == 0) break;
-      out->append(chunk, got);
-      max_bytes -= got;
-    }
-    if (std::ferror(file.get())) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot read"));
-    return absl::OkStatus();
-  };
-  return ReadNpyData(read, path, check);
+  absl::StatusOr<InputFile> file = InputFile::Open(path);
+  if (!file.ok()) return file.status();
+  return ReadNpyData([&](size_t max_bytes, std::string* out) { return file->Read(max_bytes, out); }, path, check);
 }
 
 absl::StatusOr<std::string> SerializeNpy(const client::Tensor& tensor) {
@@ -264,19 +249,6 @@ absl::StatusOr<std::string> SerializeNpy(const client::Tensor& tensor) {
     AppendLittleEndian(bits, 4, &out);
   }
   return out;
-}
-
-absl::Status WriteFileBytes(absl::string_view path, absl::string_view bytes) {
-  const std::string path_string(path);
-  std::FILE* file = std::fopen(path_string.c_str(), "wb");
-  if (file == nullptr) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot open for writing"));
-  const bool written = std::fwrite(bytes.data(), 1, bytes.size(), file) == bytes.size();
-  const int write_errno = errno;
-  // fclose flushes: a full disk may only show up here.
-  if (std::fclose(file) != 0 || !written) {
-    return absl::ErrnoToStatus(written ? errno : write_errno, absl::StrCat(path, ": cannot write"));
-  }
-  return absl::OkStatus();
 }
 
 absl::Status WriteNpy(absl::string_view path, const client::Tensor& tensor) {

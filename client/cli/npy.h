@@ -73,10 +73,6 @@ absl::StatusOr<client::Tensor> ParseNpy(absl::string_view bytes, absl::string_vi
 // number of values differs from the product of the shape.
 absl::StatusOr<std::string> SerializeNpy(const client::Tensor& tensor);
 
-// Writes `bytes` to the file at `path`, replacing it: an errno-derived code naming the path when
-// it cannot be opened, written or flushed (NOT_FOUND, PERMISSION_DENIED, RESOURCE_EXHAUSTED, ...).
-absl::Status WriteFileBytes(absl::string_view path, absl::string_view bytes);
-
 // Writes `tensor` to `path` (replacing it) as SerializeNpy does. INVALID_ARGUMENT as
 // SerializeNpy; an errno-derived code when the file cannot be written.
 absl::Status WriteNpy(absl::string_view path, const client::Tensor& tensor);

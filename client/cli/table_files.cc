@@ -16,16 +16,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "client/cli/file_io.h"
 #include "client/cli/npy.h"
 #include "client/cli/npy_header.h"
 
 namespace primserve {
 namespace cli {
 namespace {
-
-struct FileCloser {
-  void operator()(std::FILE* file) const { std::fclose(file); }
-};
 
 // Text tables larger than this are refused (as .npy they would be 2-3x smaller and read faster);
 // a device such as /dev/zero given by mistake stops here too.
@@ -202,30 +199,6 @@ absl::StatusOr<std::vector<int64_t>> ParseNpyLabels(absl::string_view bytes, abs
   absl::StatusOr<NpyData> array = ReadNpyData(StringInput(bytes), name, LabelItemBytes);
   if (!array.ok()) return array.status();
   return DecodeLabels(*array, name);
-}
-
-absl::StatusOr<std::string> ReadTextFile(absl::string_view path, uint64_t max_bytes) {
-  const std::string path_string(path);
-  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path_string.c_str(), "rb"));
-  if (file == nullptr) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot open"));
-  auto too_large = [&] {
-    return absl::ResourceExhaustedError(
-        absl::StrCat(path, ": larger than the ", max_bytes, " bytes read from a text file (use .npy for data)"));
-  };
-  struct stat info;
-  if (::fstat(::fileno(file.get()), &info) == 0 && S_ISREG(info.st_mode) &&
-      static_cast<uint64_t>(info.st_size) > max_bytes) {
-    return too_large();
-  }
-  std::string bytes;
-  char chunk[1 << 16];
-  size_t read = 0;
-  while ((read = std::fread(chunk, 1, sizeof(chunk), file.get())) > 0) {
-    if (bytes.size() + read > max_bytes) return too_large();
-    bytes.append(chunk, read);
-  }
-  if (std::ferror(file.get())) return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot read"));
-  return bytes;
 }
 
 absl::StatusOr<client::Tensor> ReadFeatures(absl::string_view path) {

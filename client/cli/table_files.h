@@ -32,10 +32,6 @@ namespace primserve {
 namespace cli {
 
 absl::StatusOr<client::Tensor> ReadFeatures(absl::string_view path);
-// A whole text file of at most `max_bytes` (a regular file is measured first; a pipe or device
-// stops as it passes the limit): RESOURCE_EXHAUSTED beyond it, an errno-derived code when the
-// file cannot be read (a directory: FAILED_PRECONDITION).
-absl::StatusOr<std::string> ReadTextFile(absl::string_view path, uint64_t max_bytes);
 absl::StatusOr<std::vector<int64_t>> ReadLabels(absl::string_view path);
 
 // The parsers behind them, on the file's bytes (`name` prefixes messages).
