@@ -202,6 +202,10 @@ absl::StatusOr<v1::AttendRequest> BuildAttendOptions(const AttendArgs& args) {
   if (!args.weights_output.empty() && !args.return_weights) {
     return UsageError("--weights_output needs --return_weights");
   }
+  if (absl::Status distinct = CheckDistinctOutputs("output", args.output, "weights_output", args.weights_output);
+      !distinct.ok()) {
+    return distinct;
+  }
   v1::AttendRequest request;
   absl::StatusOr<v1::AttentionKind> kind = ParseAttentionKind(args.kind);
   if (!kind.ok()) return kind.status();

@@ -24,6 +24,9 @@ absl::StatusOr<std::vector<double>> ParseRealList(absl::string_view flag, absl::
     if (!absl::SimpleAtod(item, &value)) {
       return UsageError(absl::StrCat("--", flag, "=", text, ": \"", item, "\" is not a number"));
     }
+    if (!std::isfinite(value)) {
+      return UsageError(absl::StrCat("--", flag, "=", text, ": \"", item, "\" is not a finite number"));
+    }
     values.push_back(value);
   }
   return values;

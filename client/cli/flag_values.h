@@ -21,7 +21,7 @@ namespace primserve {
 namespace cli {
 
 // A comma-separated list of real numbers ("1,2.5,-3"; spaces around items allowed). Empty
-// lists and empty items are usage errors. NaN / Inf parse and are left to the server to reject.
+// lists, empty items and non-finite values (nan, inf: no position is there) are usage errors.
 absl::StatusOr<std::vector<double>> ParseRealList(absl::string_view flag, absl::string_view text);
 
 struct Grid {

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "client/cli/file_io.h"
 #include "client/cli/npy.h"
+#include "client/cli/output.h"
 #include "client/cli/table_files.h"
 #include "client/cli/tensor_text.h"
 #include "client/cli/usage_error.h"
@@ -156,6 +157,10 @@ absl::Status RunPredict(const PredictArgs& args, const Connection& connection, s
   if (args.features.empty() || args.model_name.empty()) {
     return UsageError("predict needs --features=X.npy|X.csv and --model_name=NAME (a stored model)");
   }
+  if (absl::Status distinct = CheckDistinctOutputs("output", args.output, "labels_output", args.labels_output);
+      !distinct.ok()) {
+    return distinct;
+  }
   absl::StatusOr<client::Tensor> features = ReadFeatures(args.features);
   if (!features.ok()) return features.status();
   if (args.labels_output.empty() && features->shape[0] > kMaxPrintElements) {
@@ -195,7 +200,7 @@ absl::Status CheckModelsArgs(const ModelsArgs& args) {
   }
   if (args.action == "get" || args.action == "delete") {
     if (args.model_name.empty()) return UsageError(absl::StrCat("models ", args.action, " needs --model_name=NAME"));
-    if (!args.kind.empty()) return UsageError(absl::StrCat("--kind does not apply to models ", args.action));
+    if (args.kind.has_value()) return UsageError(absl::StrCat("--kind does not apply to models ", args.action));
     if (args.action == "delete" && !args.output.empty()) return UsageError("--output does not apply to models delete");
     return absl::OkStatus();
   }
@@ -206,9 +211,9 @@ absl::Status CheckModelsArgs(const ModelsArgs& args) {
 absl::Status RunModels(const ModelsArgs& args, const Connection& connection, std::ostream& out) {
   if (absl::Status valid = CheckModelsArgs(args); !valid.ok()) return valid;
   v1::ModelKind kind = v1::MODEL_KIND_UNSPECIFIED;
-  if (!args.kind.empty()) {
+  if (args.kind.has_value()) {
     absl::StatusOr<v1::ModelKind> parsed = ParseName<v1::ModelKind>(
-        "kind", args.kind, {{"logistic", v1::MODEL_KIND_LOGISTIC}, {"discriminator", v1::MODEL_KIND_DISCRIMINATOR}});
+        "kind", *args.kind, {{"logistic", v1::MODEL_KIND_LOGISTIC}, {"discriminator", v1::MODEL_KIND_DISCRIMINATOR}});
     if (!parsed.ok()) return parsed.status();
     kind = *parsed;
   }

@@ -19,6 +19,7 @@
 #define PRIMSERVE_CLIENT_CLI_LOGISTIC_COMMANDS_H_
 
 #include <cstdint>
+#include <optional>
 #include <ostream>
 #include <string>
 
@@ -68,7 +69,7 @@ absl::Status RunPredict(const PredictArgs& args, const Connection& connection, s
 
 struct ModelsArgs {
   std::string action;      // "list", "get" or "delete".
-  std::string kind;        // list: "logistic", "discriminator" or empty (all).
+  std::optional<std::string> kind;  // list: "logistic" or "discriminator"; nullopt: all.
   std::string model_name;  // get, delete: required.
   std::string output;      // get: .npy path for the weights; empty: print them.
 };

@@ -371,8 +371,8 @@ absl::Status RunAttendFromFlags(const std::set<std::string>& given, const primse
   return primserve::cli::RunAttend(args, connection, std::cout);
 }
 
-absl::Status RunLogisticFromFlags(const Command& command, const std::vector<char*>& positional,
-                                  const primserve::cli::Connection& connection) {
+absl::Status RunLogisticFromFlags(const Command& command, const std::set<std::string>& given,
+                                  const std::vector<char*>& positional, const primserve::cli::Connection& connection) {
   if (command.name == "fit") {
     primserve::cli::FitArgs args;
     args.features = absl::GetFlag(FLAGS_features);
@@ -399,7 +399,7 @@ absl::Status RunLogisticFromFlags(const Command& command, const std::vector<char
   }
   primserve::cli::ModelsArgs args;
   args.action = positional.size() > 2 ? positional[2] : "";
-  args.kind = absl::GetFlag(FLAGS_kind);
+  if (given.count("kind")) args.kind = absl::GetFlag(FLAGS_kind);
   args.model_name = absl::GetFlag(FLAGS_model_name);
   args.output = absl::GetFlag(FLAGS_output);
   return primserve::cli::RunModels(args, connection, std::cout);
@@ -409,7 +409,7 @@ absl::Status Run(const Command& command, const std::set<std::string>& given, con
   absl::StatusOr<primserve::cli::Connection> connection = ConnectionFromFlags();
   if (!connection.ok()) return connection.status();
   if (command.name == "fit" || command.name == "predict" || command.name == "models") {
-    return RunLogisticFromFlags(command, positional, *connection);
+    return RunLogisticFromFlags(command, given, positional, *connection);
   }
   if (primserve::cli::IsDiscriminatorCommand(command.name)) {
     return primserve::cli::RunDiscriminatorFromFlags(command.name, given, *connection, std::cout);

@@ -1,6 +1,10 @@
 #include "client/cli/output.h"
 
+#include <filesystem>
+#include <system_error>
+
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "client/cli/npy.h"
 #include "client/cli/tensor_text.h"
@@ -8,6 +12,18 @@
 
 namespace primserve {
 namespace cli {
+
+absl::Status CheckDistinctOutputs(const std::string& flag_a, const std::string& a, const std::string& flag_b,
+                                  const std::string& b) {
+  if (a.empty() || b.empty()) return absl::OkStatus();
+  // weakly_canonical resolves "./o.npy", "dir/../o.npy" and symbolic links to existing files.
+  std::error_code a_error, b_error;
+  const std::filesystem::path a_path = std::filesystem::weakly_canonical(a, a_error);
+  const std::filesystem::path b_path = std::filesystem::weakly_canonical(b, b_error);
+  const bool same = a == b || (!a_error && !b_error && a_path == b_path);
+  if (!same) return absl::OkStatus();
+  return UsageError(absl::StrCat("--", flag_a, "=", a, " and --", flag_b, "=", b, " name the same file"));
+}
 
 absl::Status CheckPrintable(double elements, const std::string& output) {
   if (!output.empty() || elements <= kMaxPrintElements) return absl::OkStatus();

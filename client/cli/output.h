@@ -16,6 +16,11 @@ namespace cli {
 // always fine when `output` (a .npy path) is set.
 absl::Status CheckPrintable(double elements, const std::string& output);
 
+// Refuses (a usage error) two output flags that name the same file (the second write would
+// silently replace the first); either may be empty (not given).
+absl::Status CheckDistinctOutputs(const std::string& flag_a, const std::string& a, const std::string& flag_b,
+                                  const std::string& b);
+
 // Writes `result` to `output` when set (and says so), otherwise prints it as text.
 absl::Status EmitTensor(const client::Tensor& result, const std::string& output, std::ostream& out);
 

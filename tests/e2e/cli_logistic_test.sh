@@ -145,6 +145,10 @@ expect_failure 1 "INVALID_ARGUMENT: name" "models delete .. " -- models delete -
 expect_ok "models delete" models delete --model_name=golden
 grep -q "^deleted golden" "$WORK_DIR/out" || fail "models delete: $(cat "$WORK_DIR/out")"
 expect_failure 1 "NOT_FOUND" "predict after delete" -- predict --features="$WORK_DIR/probe.csv" --model_name=golden
+expect_failure 2 "--kind=: expected logistic or discriminator" "models list --kind= (empty; usage error)" -- \
+  models list --kind=
+expect_failure 2 "name the same file" "predict writing probabilities and labels to one file (usage error)" -- \
+  predict --features="$WORK_DIR/probe.csv" --model_name=golden --output="$WORK_DIR/both" --labels_output="$WORK_DIR/both"
 expect_ok "models list (empty)" models list
 [[ ! -s "$WORK_DIR/out" ]] || fail "models list after delete: $(cat "$WORK_DIR/out")"
 pass "models delete removes the model"

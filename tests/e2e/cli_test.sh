@@ -239,6 +239,12 @@ pass "attend --rope_pairing implies --rope; default query positions are (k_len -
 expect_failure 2 "attend needs --query" "attend without --key (usage error)" -- attend --query="$WORK_DIR/aq.npy"
 expect_failure 2 "--weights_output needs --return_weights" "attend --weights_output alone (usage error)" -- \
   attend "${ATTEND_INPUTS[@]}" --weights_output="$WORK_DIR/w.npy"
+expect_failure 2 "--output=$WORK_DIR/same.npy and --weights_output=$WORK_DIR/./same.npy name the same file" \
+  "attend writing output and weights to one file (usage error)" -- \
+  attend "${ATTEND_INPUTS[@]}" --return_weights --output="$WORK_DIR/same.npy" --weights_output="$WORK_DIR/./same.npy"
+[[ ! -e "$WORK_DIR/same.npy" ]] || fail "the refused attend wrote $WORK_DIR/same.npy"
+expect_failure 2 '--query_positions=nan,1: "nan" is not a finite number' "a NaN position (usage error naming the flag)" -- \
+  attend "${ATTEND_INPUTS[@]}" --rope --query_positions=nan,1
 expect_failure 2 "--grid needs --rope_kind=2d" "attend --grid with a 1-D RoPE (usage error)" -- \
   attend "${ATTEND_INPUTS[@]}" --grid=2x3
 expect_failure 2 "does not apply to attend" "a rope flag given to attend (usage error)" -- \
