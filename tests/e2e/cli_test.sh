@@ -12,76 +12,13 @@
 # on exit.
 set -euo pipefail
 
-if [[ $# -ne 2 ]]; then
-  echo "usage: $0 PRIMSERVE_SERVER PRIMSERVE_CLI" >&2
-  exit 2
-fi
-SERVER=$1
-CLI=$2
-PYTHON=/usr/bin/python3
-
-if ! "$PYTHON" -c 'import numpy' 2>/dev/null; then
-  echo "SKIP: $PYTHON with numpy is needed" >&2
-  exit 77  # CTest SKIP_RETURN_CODE.
-fi
-
-WORK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/primserve_cli_test.XXXXXX")
-SERVER_PID=""
-
-cleanup() {
-  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK_DIR"
-}
-trap cleanup EXIT
-
-fail() {
-  echo "FAIL: $*" >&2
-  if [[ -f "$WORK_DIR/server.log" ]]; then
-    echo "--- server log (last 20 lines) ---" >&2
-    tail -n 20 "$WORK_DIR/server.log" >&2
-  fi
-  exit 1
-}
-
-pass() { echo "ok: $*"; }
-
-# Runs the CLI against the test server; stdout to $WORK_DIR/out, stderr to $WORK_DIR/err; sets RC.
-run_cli() {
-  RC=0
-  "$CLI" --address="127.0.0.1:$PORT" --timeout_seconds=30 "$@" >"$WORK_DIR/out" 2>"$WORK_DIR/err" || RC=$?
-}
-
-# expect_failure EXIT_CODE STDERR_SUBSTRING DESCRIPTION -- CLI ARGS...
-expect_failure() {
-  local code=$1 pattern=$2 what=$3
-  shift 4
-  run_cli "$@"
-  [[ $RC -eq $code ]] || fail "$what: exit $RC, expected $code; stderr: $(cat "$WORK_DIR/err")"
-  grep -qF -- "$pattern" "$WORK_DIR/err" || fail "$what: stderr lacks '$pattern': $(cat "$WORK_DIR/err")"
-  pass "$what: exit $code, stderr has '$pattern'"
-}
+source "$(dirname "$0")/cli_harness.sh" cli_test "$@"
 
 # ------------------------------------------------------------------------------------------------
 echo "== starting $SERVER"
-PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-"$SERVER" --address="127.0.0.1:$PORT" --model_dir="$WORK_DIR/models" >"$WORK_DIR/server.log" 2>&1 &
-SERVER_PID=$!
-
-serving=false
-for _ in $(seq 100); do  # 100 x 0.2 s: at most ~20 s (plus the 1 s call deadlines).
-  kill -0 "$SERVER_PID" 2>/dev/null || fail "the server exited during start-up"
-  if "$CLI" --address="127.0.0.1:$PORT" --timeout_seconds=1 health >"$WORK_DIR/out" 2>/dev/null; then
-    serving=true
-    break
-  fi
-  sleep 0.2
-done
-$serving || fail "health never reported SERVING on port $PORT"
+start_server
+run_cli health
+[[ $RC -eq 0 ]] || fail "health exited $RC: $(cat "$WORK_DIR/err")"
 [[ "$(cat "$WORK_DIR/out")" == "SERVING" ]] || fail "health printed '$(cat "$WORK_DIR/out")'"
 pass "health prints SERVING and exits 0 (port $PORT)"
 
