@@ -147,8 +147,8 @@ bool IsPiecewiseLinear(const Network& network);
 // layer; Dense needs a flat input and weight [out, in] with in = the previous output's size;
 // Conv2d needs [C, H, W] input, weight [out, C, kh, kw], stride >= 1, padding >= 0 and a kernel
 // that fits the padded input; bias [out]; values.size() equal to each shape's element count;
-// every weight and bias finite; activation kind specified, alpha finite (ELU: >= 0); the last
-// output one element per sample. Messages name the layer and the mismatch, e.g.
+// every weight and bias finite; activation kind specified, alpha finite in float32 (ELU: >= 0);
+// the last output one element per sample. Messages name the layer and the mismatch, e.g.
 //   "layers[2] (Dense): weight is [16, 30], expected in = 32 from the previous layer's output [32]".
 // Errors: INVALID_ARGUMENT; RESOURCE_EXHAUSTED when a per-sample activation exceeds
 // kDefaultMaxElements.

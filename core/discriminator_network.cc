@@ -1,5 +1,6 @@
 // Validation and shape inference of a discriminator Network (core/discriminator.h).
 #include <cmath>
+#include <limits>
 #include <string>
 #include <utility>
 #include <variant>
@@ -99,6 +100,9 @@ absl::StatusOr<Shape> ConvOutput(const Conv2dLayer& conv, const Shape& in, size_
   return Shape{w.dim(0), (padded_h - w.dim(2)) / conv.stride + 1, (padded_w - w.dim(3)) / conv.stride + 1};
 }
 
+// The kernels compute in float32: an alpha beyond its range (1e39) would become Inf there.
+bool IsFloat32Finite(double value) { return std::abs(value) <= std::numeric_limits<float>::max(); }
+
 absl::Status CheckActivation(const ActivationLayer& act, const std::string& name) {
   switch (act.kind) {
     case ActivationKind::kRelu:
@@ -107,11 +111,13 @@ absl::Status CheckActivation(const ActivationLayer& act, const std::string& name
     case ActivationKind::kIdentity:
       return absl::OkStatus();
     case ActivationKind::kLeakyRelu:
-      if (!std::isfinite(act.alpha)) return Invalid(name, absl::StrCat("alpha is ", act.alpha, ", expected finite"));
+      if (!IsFloat32Finite(act.alpha)) {
+        return Invalid(name, absl::StrCat("alpha is ", act.alpha, ", expected finite in float32"));
+      }
       return absl::OkStatus();
     case ActivationKind::kElu:
-      if (!std::isfinite(act.alpha) || act.alpha < 0) {
-        return Invalid(name, absl::StrCat("alpha is ", act.alpha, ", expected finite and >= 0 for ELU"));
+      if (!IsFloat32Finite(act.alpha) || act.alpha < 0) {
+        return Invalid(name, absl::StrCat("alpha is ", act.alpha, ", expected finite in float32 and >= 0 for ELU"));
       }
       return absl::OkStatus();
     case ActivationKind::kUnspecified:

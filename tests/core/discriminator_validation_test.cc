@@ -90,7 +90,12 @@ TEST(DiscriminatorValidation, ErrorsNameTheLayerAndTheMismatch) {
       {"leaky alpha NaN", [](Network& n) { n.layers[1] = Act(ActivationKind::kLeakyRelu, NAN); }, C::kInvalidArgument,
        {"layers[1] (Activation): alpha is nan"}},
       {"elu alpha negative", [](Network& n) { n.layers[4] = Act(ActivationKind::kElu, -1); }, C::kInvalidArgument,
-       {"layers[4] (Activation): alpha is -1, expected finite and >= 0 for ELU"}},
+       {"layers[4] (Activation): alpha is -1, expected finite in float32 and >= 0 for ELU"}},
+      // Finite in double, Inf once the kernels' float32 holds it.
+      {"leaky alpha beyond float32", [](Network& n) { n.layers[1] = Act(ActivationKind::kLeakyRelu, 1e39); },
+       C::kInvalidArgument, {"layers[1] (Activation): alpha is 1e+39, expected finite in float32"}},
+      {"elu alpha beyond float32", [](Network& n) { n.layers[4] = Act(ActivationKind::kElu, 4e38); },
+       C::kInvalidArgument, {"layers[4] (Activation): alpha is 4e+38, expected finite in float32"}},
       {"no layers", [](Network& n) { n.layers.clear(); }, C::kInvalidArgument, {"layers: expected at least one layer"}},
       {"input rank 0", [](Network& n) { n.input_shape = {}; }, C::kInvalidArgument, {"input_shape: expected 1 to 3"}},
       {"input rank 4", [](Network& n) { n.input_shape = {1, 3, 6, 6}; }, C::kInvalidArgument,
