@@ -23,7 +23,7 @@
 #include "primserve/client/health.h"
 #include "primserve/client/logistic_regression.h"
 #include "primserve/client/models.h"
-#include "tests/e2e/reflection_subset.grpc.pb.h"
+#include "tests/e2e/reflection_client.h"
 #include "tests/e2e/server_process.h"
 
 namespace primserve {
@@ -121,20 +121,9 @@ TEST(DiscriminatorE2E, HealthAndReflectionNameTheService) {
   absl::StatusOr<client::ServingStatus> status = health.Check("primserve.v1.Discriminator");
   ASSERT_TRUE(status.ok()) << status.status();
   EXPECT_EQ(*status, HealthStatus::SERVING);
-  auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(Channel(server->address()));
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  auto stream = stub->ServerReflectionInfo(&context);
-  grpc::reflection::v1alpha::ServerReflectionRequest request;
-  request.set_list_services("*");
-  ASSERT_TRUE(stream->Write(request));
-  grpc::reflection::v1alpha::ServerReflectionResponse response;
-  ASSERT_TRUE(stream->Read(&response));
-  stream->WritesDone();
-  std::vector<std::string> names;
-  for (const auto& service : response.list_services_response().service()) names.push_back(service.name());
-  EXPECT_THAT(names, Contains("primserve.v1.Discriminator"));
-  EXPECT_TRUE(stream->Finish().ok());
+  absl::StatusOr<std::vector<std::string>> names = testing::ListedServices(Channel(server->address()));
+  ASSERT_TRUE(names.ok()) << names.status();
+  EXPECT_THAT(*names, Contains("primserve.v1.Discriminator"));
 }
 
 TEST(DiscriminatorE2E, ReflectionDescribesHealthAndTheServices) {
@@ -142,22 +131,11 @@ TEST(DiscriminatorE2E, ReflectionDescribesHealthAndTheServices) {
   // listed but not described ("Symbol not found"): its generated descriptor was not linked in.
   absl::StatusOr<ServerProcess> server = StartServer();
   ASSERT_TRUE(server.ok()) << server.status();
-  auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(Channel(server->address()));
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  auto stream = stub->ServerReflectionInfo(&context);
   for (const char* symbol : {"grpc.health.v1.Health", "primserve.v1.Attention", "primserve.v1.Discriminator"}) {
-    SCOPED_TRACE(symbol);
-    grpc::reflection::v1alpha::ServerReflectionRequest request;
-    request.set_file_containing_symbol(symbol);
-    ASSERT_TRUE(stream->Write(request));
-    grpc::reflection::v1alpha::ServerReflectionResponse response;
-    ASSERT_TRUE(stream->Read(&response));
-    EXPECT_FALSE(response.has_error_response()) << response.error_response().error_message();
-    EXPECT_GT(response.file_descriptor_response().file_descriptor_proto_size(), 0);
+    EXPECT_TRUE(testing::DescribesSymbol(Channel(server->address()), symbol).ok()) << symbol;
   }
-  stream->WritesDone();
-  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(testing::DescribesSymbol(Channel(server->address()), "no.such.Service").code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST(DiscriminatorE2E, MathGoldensOverTheWire) {

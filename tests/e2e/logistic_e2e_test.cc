@@ -24,7 +24,7 @@
 #include "primserve/client/health.h"
 #include "primserve/client/logistic_regression.h"
 #include "primserve/client/models.h"
-#include "tests/e2e/reflection_subset.grpc.pb.h"
+#include "tests/e2e/reflection_client.h"
 #include "tests/e2e/server_process.h"
 #include "tests/server/model_dir_files.h"
 
@@ -110,21 +110,10 @@ TEST(LogisticE2E, HealthAndReflectionNameTheNewServices) {
     ASSERT_TRUE(status.ok()) << status.status();
     EXPECT_EQ(*status, HealthStatus::SERVING);
   }
-  auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(Channel(server->address()));
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  auto stream = stub->ServerReflectionInfo(&context);
-  grpc::reflection::v1alpha::ServerReflectionRequest request;
-  request.set_list_services("*");
-  ASSERT_TRUE(stream->Write(request));
-  grpc::reflection::v1alpha::ServerReflectionResponse response;
-  ASSERT_TRUE(stream->Read(&response));
-  stream->WritesDone();
-  std::vector<std::string> names;
-  for (const auto& service : response.list_services_response().service()) names.push_back(service.name());
-  EXPECT_THAT(names, Contains("primserve.v1.LogisticRegression"));
-  EXPECT_THAT(names, Contains("primserve.v1.Models"));
-  EXPECT_TRUE(stream->Finish().ok());
+  absl::StatusOr<std::vector<std::string>> names = testing::ListedServices(Channel(server->address()));
+  ASSERT_TRUE(names.ok()) << names.status();
+  EXPECT_THAT(*names, Contains("primserve.v1.LogisticRegression"));
+  EXPECT_THAT(*names, Contains("primserve.v1.Models"));
 }
 
 TEST(LogisticE2E, GoldenAndBadInputsOverTheWire) {

@@ -22,7 +22,7 @@
 #include "primserve/client/health.h"
 #include "primserve/client/position_encoding.h"
 #include "tests/e2e/metrics_scrape.h"
-#include "tests/e2e/reflection_subset.grpc.pb.h"
+#include "tests/e2e/reflection_client.h"
 #include "tests/e2e/server_channel.h"
 #include "tests/e2e/server_process.h"
 
@@ -59,22 +59,11 @@ TEST_F(ServerE2ETest, HealthIsServingForTheServerAndEachService) {
 }
 
 TEST_F(ServerE2ETest, ReflectionListsTheServices) {
-  auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(Channel(*server_));
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  auto stream = stub->ServerReflectionInfo(&context);
-  grpc::reflection::v1alpha::ServerReflectionRequest request;
-  request.set_list_services("*");
-  ASSERT_TRUE(stream->Write(request));
-  grpc::reflection::v1alpha::ServerReflectionResponse response;
-  ASSERT_TRUE(stream->Read(&response));
-  stream->WritesDone();
-  std::vector<std::string> names;
-  for (const auto& service : response.list_services_response().service()) names.push_back(service.name());
-  EXPECT_THAT(names, Contains("primserve.v1.PositionEncoding"));
-  EXPECT_THAT(names, Contains("primserve.v1.Attention"));
-  EXPECT_THAT(names, Contains("grpc.health.v1.Health"));
-  EXPECT_TRUE(stream->Finish().ok());
+  absl::StatusOr<std::vector<std::string>> names = testing::ListedServices(Channel(*server_));
+  ASSERT_TRUE(names.ok()) << names.status();
+  EXPECT_THAT(*names, Contains("primserve.v1.PositionEncoding"));
+  EXPECT_THAT(*names, Contains("primserve.v1.Attention"));
+  EXPECT_THAT(*names, Contains("grpc.health.v1.Health"));
 }
 
 TEST_F(ServerE2ETest, GoldensOverTheWire) {

@@ -14,7 +14,7 @@
 #include "primserve/client/channel.h"
 #include "primserve/client/health.h"
 #include "primserve/client/toolkit.h"
-#include "tests/e2e/reflection_subset.grpc.pb.h"
+#include "tests/e2e/reflection_client.h"
 #include "tests/e2e/server_channel.h"
 #include "tests/e2e/server_process.h"
 
@@ -48,20 +48,9 @@ TEST_F(ToolkitE2ETest, HealthAndReflectionKnowTheService) {
   ASSERT_TRUE(status.ok()) << status.status();
   EXPECT_EQ(*status, grpc::health::v1::HealthCheckResponse::SERVING);
 
-  auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(Channel(*server_));
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  auto stream = stub->ServerReflectionInfo(&context);
-  grpc::reflection::v1alpha::ServerReflectionRequest request;
-  request.set_list_services("*");
-  ASSERT_TRUE(stream->Write(request));
-  grpc::reflection::v1alpha::ServerReflectionResponse response;
-  ASSERT_TRUE(stream->Read(&response));
-  stream->WritesDone();
-  std::vector<std::string> names;
-  for (const auto& service : response.list_services_response().service()) names.push_back(service.name());
-  EXPECT_THAT(names, Contains("primserve.v1.Toolkit"));
-  EXPECT_TRUE(stream->Finish().ok());
+  absl::StatusOr<std::vector<std::string>> names = testing::ListedServices(Channel(*server_));
+  ASSERT_TRUE(names.ok()) << names.status();
+  EXPECT_THAT(*names, Contains("primserve.v1.Toolkit"));
 }
 
 TEST_F(ToolkitE2ETest, EmbeddingDimensionGoldens) {
