@@ -8,7 +8,6 @@ Exit status 1 if the peak exceeds 1 GiB or the output is not finite.
 
     PYTHONPATH=build/python /usr/bin/python3 bench/attention_server_memory.py [build/server/primserve-server]
 """
-import os
 import socket
 import subprocess
 import sys

@@ -192,7 +192,6 @@ def main():
     load = read_csv(os.path.join(res, "load.csv"))
     python_rows = read_csv(os.path.join(res, "python.csv"))
     suites = {s: load_suite(os.path.join(res, f"{s}.json")) for s in SUITES}
-    repeats = max(1, len(runs_by_label(load, "small")))
 
     add("# primserve performance report")
     add("")

@@ -14,6 +14,7 @@ PACKAGES=(
   prometheus-cpp-dev
   libjemalloc-dev   # primserve-server's malloc: reused, huge-page-backed buffers for large tensors (server/allocator.h)
   python3 python3-grpcio python3-protobuf python3-numpy
+  python3-pyflakes   # the python_lint test: undefined names and unused imports in our Python
   openssl
 )
 

@@ -21,7 +21,7 @@ import numpy as np
 from primserve.auth import BearerToken, tls_credentials
 from primserve.discriminator import DiscriminatorMethods
 from primserve.logistic import LogisticMethods
-from primserve.tensors import as_integer, as_integers, from_tensor, to_tensor
+from primserve.tensors import as_enum, as_integer, as_integers, from_tensor, to_tensor
 from primserve.toolkit import ToolkitMethods
 from primserve.v1 import attention_pb2 as at_pb2
 from primserve.v1 import attention_pb2_grpc as at_grpc
@@ -92,15 +92,6 @@ class Error(Exception):
         return f"{self.code.name}: {self.message}"
 
 
-def _enum(table, value, what):
-    """Maps a case-insensitive name (or an enum number) to the proto enum value."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value)
-    try:
-        return table[str(value).lower()]
-    except KeyError:
-        raise ValueError(f"{what} must be one of {sorted(table)}, got {value!r}") from None
-
 
 def _channel_int(value, what):
     """An integer channel argument: >= 0, clamped to INT_MAX as the C++ client does (gRPC's
@@ -135,8 +126,8 @@ def _rope_spec(rope):
         raise ValueError(f"rope: unknown keys {unknown}; expected some of {list(_ROPE_KEYS)}")
     height, width = _grid(rope.get("grid"), "rope grid")
     return at_pb2.RopeSpec(
-        kind=_enum(_KINDS, rope.get("kind", "1d"), "rope kind"),
-        pairing=_enum(_PAIRINGS, rope.get("pairing", "interleaved"), "rope pairing"),
+        kind=as_enum(_KINDS, rope.get("kind", "1d"), "rope kind"),
+        pairing=as_enum(_PAIRINGS, rope.get("pairing", "interleaved"), "rope pairing"),
         base=float(rope.get("base", 0)), rotary_dim=as_integer(rope.get("rotary_dim", 0), "rope rotary_dim"),
         query_positions=_reals(rope.get("query_positions")),
         key_positions=_reals(rope.get("key_positions")), grid_height=height, grid_width=width)
@@ -369,7 +360,7 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
         request = pe_pb2.SinusoidalRequest(
             length=0 if length is None else as_integer(length, "length"), positions=_reals(positions),
             dim=as_integer(dim, "dim"), base=float(base),
-            layout=_enum(_LAYOUTS, layout, "layout"))
+            layout=as_enum(_LAYOUTS, layout, "layout"))
         return from_tensor(self._call(self._position_encoding.Sinusoidal, request, timeout).output)
 
     def apply_rope(self, x, kind="1d", pairing="interleaved", positions=None, positions_x=None,
@@ -390,8 +381,8 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
         """
         height, width = _grid(grid, "grid")
         request = pe_pb2.ApplyRopeRequest(
-            input=to_tensor(x), kind=_enum(_KINDS, kind, "kind"),
-            pairing=_enum(_PAIRINGS, pairing, "pairing"), positions=_reals(positions),
+            input=to_tensor(x), kind=as_enum(_KINDS, kind, "kind"),
+            pairing=as_enum(_PAIRINGS, pairing, "pairing"), positions=_reals(positions),
             positions_x=_reals(positions_x), positions_y=_reals(positions_y),
             grid_height=height, grid_width=width, base=float(base),
             rotary_dim=as_integer(rotary_dim, "rotary_dim"),
@@ -421,10 +412,10 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
         """
         request = at_pb2.AttendRequest(
             query=to_tensor(query), key=to_tensor(key), value=to_tensor(value),
-            kind=_enum(_ATTENTION_KINDS, kind, "kind"), causal=bool(causal),
+            kind=as_enum(_ATTENTION_KINDS, kind, "kind"), causal=bool(causal),
             key_lengths=as_integers(key_lengths, "key_lengths"),
             scale=float(scale), return_weights=bool(return_weights),
-            compute_precision=_enum(_PRECISIONS, precision, "precision"))
+            compute_precision=as_enum(_PRECISIONS, precision, "precision"))
         if bias is not None:
             request.bias.CopyFrom(to_tensor(bias))
         if rope is not None and rope is not False:

@@ -28,7 +28,7 @@ Without torch, describe the layers next to a ``state_dict`` of arrays::
 
 import numpy as np
 
-from primserve.tensors import as_integer, as_integers, from_tensor, to_tensor
+from primserve.tensors import as_enum, as_integer, as_integers, from_tensor, to_tensor
 from primserve.v1 import discriminator_pb2 as d_pb2
 from primserve.v1 import discriminator_pb2_grpc as d_grpc
 from primserve.v1 import tensor_pb2
@@ -44,14 +44,6 @@ _ACTIVATIONS = {"relu": d_pb2.ACTIVATION_KIND_RELU, "leaky_relu": d_pb2.ACTIVATI
                 "tanh": d_pb2.ACTIVATION_KIND_TANH, "sigmoid": d_pb2.ACTIVATION_KIND_SIGMOID,
                 "elu": d_pb2.ACTIVATION_KIND_ELU, "identity": d_pb2.ACTIVATION_KIND_IDENTITY}
 
-
-def _choice(table, value, what):
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value)
-    try:
-        return table[str(value).lower()]
-    except KeyError:
-        raise ValueError(f"{what} must be one of {sorted(table)}, got {value!r}") from None
 
 
 def _array(value):
@@ -76,7 +68,7 @@ def _conv2d(weight, bias, stride=1, padding=0, where="conv2d"):
 
 
 def _activation(kind, alpha=None):
-    activation = d_pb2.Activation(kind=_choice(_ACTIVATIONS, kind, "activation"))
+    activation = d_pb2.Activation(kind=as_enum(_ACTIVATIONS, kind, "activation"))
     if alpha is not None:
         activation.alpha = float(alpha)
     return d_pb2.Layer(activation=activation)
@@ -213,7 +205,7 @@ class DiscriminatorMethods:
 
     @staticmethod
     def _options(request, normalization, epsilon):
-        request.normalization = _choice(_NORMALIZATIONS, normalization, "normalization")
+        request.normalization = as_enum(_NORMALIZATIONS, normalization, "normalization")
         if epsilon is not None:  # Sent only when given: the server rejects it without GRAN.
             request.epsilon = float(epsilon)
 
@@ -238,7 +230,7 @@ class DiscriminatorMethods:
         """
         request = d_pb2.ScoreRequest(inputs=to_tensor(np.asarray(inputs, dtype=np.float32)),
                                      return_input_gradient=bool(return_input_gradient),
-                                     compute_precision=_choice(_PRECISIONS, precision, "precision"))
+                                     compute_precision=as_enum(_PRECISIONS, precision, "precision"))
         self._source(request, model_name, network, input_shape)
         self._options(request, normalization, epsilon)
         response = self._call(self._discriminator.Score, request, timeout)
@@ -255,7 +247,7 @@ class DiscriminatorMethods:
         is "hinge", "wasserstein" or "bce" (with logits), as in the official GN-GAN code."""
         request = d_pb2.LossesRequest(real_inputs=to_tensor(np.asarray(real_inputs, dtype=np.float32)),
                                       fake_inputs=to_tensor(np.asarray(fake_inputs, dtype=np.float32)),
-                                      loss=_choice(_LOSSES, loss, "loss"))
+                                      loss=as_enum(_LOSSES, loss, "loss"))
         self._source(request, model_name, network, input_shape)
         self._options(request, normalization, epsilon)
         response = self._call(self._discriminator.Losses, request, timeout)

@@ -22,7 +22,7 @@ import concurrent.futures
 
 import numpy as np
 
-from primserve.tensors import as_integer, from_tensor, to_tensor
+from primserve.tensors import as_enum, as_integer, from_tensor, to_tensor
 from primserve.v1 import logistic_regression_pb2 as lr_pb2
 from primserve.v1 import logistic_regression_pb2_grpc as lr_grpc
 from primserve.v1 import models_pb2
@@ -36,14 +36,6 @@ _MODEL_KINDS = {"logistic": models_pb2.MODEL_KIND_LOGISTIC,
                 "discriminator": models_pb2.MODEL_KIND_DISCRIMINATOR}
 _KIND_NAMES = {value: name for name, value in _MODEL_KINDS.items()}
 
-
-def _choice(table, value, what):
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value)
-    try:
-        return table[str(value).lower()]
-    except KeyError:
-        raise ValueError(f"{what} must be one of {sorted(table)}, got {value!r}") from None
 
 
 def _labels(labels):
@@ -124,11 +116,11 @@ class LogisticMethods:
     @staticmethod
     def _fit_options(num_classes=0, covariance="pooled_within", ridge=0.0, solver="analytic", l2=0.0,
                      max_iterations=0, gradient_tolerance=0.0, model_name=None):
-        solver_value = _choice(_SOLVERS, solver, "solver")
+        solver_value = as_enum(_SOLVERS, solver, "solver")
         return lr_pb2.FitRequest(
             num_classes=as_integer(num_classes, "num_classes"),
             # The covariance belongs to the analytic solver; the server rejects it with the other.
-            covariance=(_choice(_COVARIANCES, covariance, "covariance")
+            covariance=(as_enum(_COVARIANCES, covariance, "covariance")
                         if solver_value != lr_pb2.SOLVER_MAXIMUM_LIKELIHOOD else 0),
             ridge=float(ridge), solver=solver_value, l2=float(l2),
             max_iterations=as_integer(max_iterations, "max_iterations"),
@@ -201,7 +193,7 @@ class LogisticMethods:
         """The analytic fit of several shards' statistics, merged exactly: ``(model, report)``."""
         request = lr_pb2.FitFromStatisticsRequest(
             statistics=list(statistics), num_classes=as_integer(num_classes, "num_classes"),
-            covariance=_choice(_COVARIANCES, covariance, "covariance"), ridge=float(ridge),
+            covariance=as_enum(_COVARIANCES, covariance, "covariance"), ridge=float(ridge),
             model_name=model_name or "")
         response = self._call(self._logistic.FitFromStatistics, request, timeout)
         return _model(response.model), _report(response.report)
@@ -246,7 +238,7 @@ class LogisticMethods:
         num_classes), sorted by name. Files the server could not load are in ``unreadable``:
         ``list_models()`` returns ``(models, unreadable)`` with ``unreadable`` a list of
         ``(file, reason)``."""
-        request = models_pb2.ListRequest(kind=0 if kind is None else _choice(_MODEL_KINDS, kind, "kind"))
+        request = models_pb2.ListRequest(kind=0 if kind is None else as_enum(_MODEL_KINDS, kind, "kind"))
         response = self._call(self._models.List, request, timeout)
         return ([_info(info) for info in response.models],
                 [(u.file, u.reason) for u in response.unreadable])

@@ -12,7 +12,8 @@ Example::
            [3., 4., 5.]], dtype=float32)
 
 It also holds ``as_integer`` and ``as_integers``, the check every integer argument of the package
-goes through (no silent truncation of 4.7 to 4, no bools as counts).
+goes through (no silent truncation of 4.7 to 4, no bools as counts), and ``as_enum``, which maps
+the names of enum arguments ("half_split", "bf16") to their wire values.
 """
 
 import operator
@@ -21,7 +22,7 @@ import numpy as np
 
 from primserve.v1 import tensor_pb2
 
-__all__ = ["to_tensor", "from_tensor", "as_integer", "as_integers"]
+__all__ = ["to_tensor", "from_tensor", "as_integer", "as_integers", "as_enum"]
 
 _FLOAT32_LE = np.dtype("<f4")
 _INT64_MIN, _INT64_MAX = -2**63, 2**63 - 1
@@ -73,6 +74,17 @@ def as_integers(values, what):
     if values is None:
         return []
     return [as_integer(n, f"{what}[{i}]") for i, n in enumerate(np.ravel(np.asarray(values, dtype=object)))]
+
+
+def as_enum(table, value, what):
+    """Maps a case-insensitive name in ``table`` (or an enum number, passed on) to the proto enum
+    value; ValueError naming ``what`` and the names otherwise."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    try:
+        return table[str(value).lower()]
+    except KeyError:
+        raise ValueError(f"{what} must be one of {sorted(table)}, got {value!r}") from None
 
 
 def to_tensor(array):

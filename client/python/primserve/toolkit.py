@@ -15,9 +15,7 @@ Example::
     (array([-8.,  0.], dtype=float32), 0.5)
 """
 
-import numpy as np
-
-from primserve.tensors import as_integer, as_integers, from_tensor, to_tensor
+from primserve.tensors import as_enum, as_integer, as_integers, from_tensor, to_tensor
 from primserve.v1 import toolkit_pb2 as tk_pb2
 from primserve.v1 import toolkit_pb2_grpc as tk_grpc
 
@@ -37,15 +35,6 @@ _SCHEMES = {
 _MODES = {"task_free": tk_pb2.CHILD_TUNING_MODE_TASK_FREE, "task_driven": tk_pb2.CHILD_TUNING_MODE_TASK_DRIVEN}
 _UINT64_MAX = 2**64 - 1  # Seeds are uint64 on the wire.
 
-
-def _choice(table, value, what):
-    """Maps a case-insensitive name (or an enum number) to the proto enum value."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value)
-    try:
-        return table[str(value).lower()]
-    except KeyError:
-        raise ValueError(f"{what} must be one of {sorted(table)}, got {value!r}") from None
 
 
 class ToolkitMethods:
@@ -96,8 +85,8 @@ class ToolkitMethods:
             scheme = "lecun" if stddev is None else "stddev"
         request = tk_pb2.InitializeParametersRequest(
             shape=as_integers(shape, "shape"),
-            distribution=_choice(_DISTRIBUTIONS, distribution, "distribution"),
-            scheme=_choice(_SCHEMES, scheme, "scheme"),
+            distribution=as_enum(_DISTRIBUTIONS, distribution, "distribution"),
+            scheme=as_enum(_SCHEMES, scheme, "scheme"),
             stddev=0.0 if stddev is None else float(stddev),
             fan_in=as_integer(fan_in, "fan_in"), fan_out=as_integer(fan_out, "fan_out"),
             seed=as_integer(seed, "seed", minimum=0, maximum=_UINT64_MAX))
@@ -127,7 +116,7 @@ class ToolkitMethods:
         if mode is None:
             mode = "task_free" if fisher is None else "task_driven"
         request = tk_pb2.ChildTuningMaskRequest(
-            gradient=to_tensor(gradient), mode=_choice(_MODES, mode, "mode"),
+            gradient=to_tensor(gradient), mode=as_enum(_MODES, mode, "mode"),
             keep_probability=float(keep_probability), rescale=bool(rescale),
             seed=as_integer(seed, "seed", minimum=0, maximum=_UINT64_MAX))
         if fisher is not None:
