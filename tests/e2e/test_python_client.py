@@ -14,31 +14,17 @@ Environment: PRIMSERVE_SERVER (server binary; default build/server/primserve-ser
 PRIMSERVE_PYTHON_DIR (package root used when `primserve` is not importable; default build/python).
 """
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
 import unittest
 from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-try:
-    import primserve
-except ImportError:
-    sys.path.insert(0, os.environ.get("PRIMSERVE_PYTHON_DIR", str(REPO_ROOT / "build" / "python")))
-    import primserve
+from primserve_test_server import Server, primserve
 import grpc
 
 from primserve.v1 import tensor_pb2
 
-SERVER = os.environ.get("PRIMSERVE_SERVER", str(REPO_ROOT / "build" / "server" / "primserve-server"))
-STARTUP_SECONDS = 30.0
-SHUTDOWN_SECONDS = 30.0
 # Numbers on the wire are float32; references are float64.
 ATOL = 2e-6
 RTOL = 2e-6
@@ -120,12 +106,6 @@ def attention_ref(q, k, v, kind="softmax", causal=False, key_lengths=None, bias=
     return weights @ v, weights
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # ---------------------------------------------------------------------------------------------
 
 class TensorConversionTest(unittest.TestCase):
@@ -188,60 +168,16 @@ class PythonClientTest(unittest.TestCase):
     """The client against a live server, one server per test."""
 
     def setUp(self):
-        if not os.access(SERVER, os.X_OK):
-            self.fail(f"server binary not found: {SERVER} (build primserve-server or set PRIMSERVE_SERVER)")
         tmp = tempfile.TemporaryDirectory(prefix="primserve-e2e-")
         self.addCleanup(tmp.cleanup)
         self.tmpdir = Path(tmp.name)
-        for attempt in range(3):  # a free port can be taken between probe and bind: retry
-            if self._start_server():
-                return
-        self.fail(f"server did not start:\n{self._server_log()}")
-
-    def _start_server(self):
-        port = free_port()
-        self.log = open(self.tmpdir / "server.log", "wb")
-        self.server = subprocess.Popen(
-            [SERVER, f"--address=127.0.0.1:{port}", f"--model_dir={self.tmpdir / 'models'}"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + STARTUP_SECONDS
-        # Connect only once the port accepts: a channel that fails early backs off for seconds.
-        while time.monotonic() < deadline and self.server.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.02)
-        self.client = primserve.Client(f"127.0.0.1:{port}", timeout=30)
-        while time.monotonic() < deadline and self.server.poll() is None:
-            try:
-                if self.client.health(timeout=1) == "SERVING":
-                    return True
-            except primserve.Error:
-                pass
-            time.sleep(0.05)
-        self.client.close()
-        if self.server.poll() is None:
-            self.server.kill()
-        self.server.wait()
-        self.log.close()
-        return False
-
-    def _server_log(self):
-        return (self.tmpdir / "server.log").read_text(errors="replace")[-4000:]
+        self.server = Server(self.tmpdir / "models", self.tmpdir / "server.log")
+        self.addCleanup(lambda: self.server.process.poll() is None and self.server.stop())
+        self.client = primserve.Client(self.server.address, timeout=30)
 
     def tearDown(self):
         self.client.close()
-        self.server.send_signal(signal.SIGTERM)
-        try:
-            code = self.server.wait(timeout=SHUTDOWN_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.server.kill()
-            self.server.wait()
-            self.fail(f"server ignored SIGTERM for {SHUTDOWN_SECONDS}s:\n{self._server_log()}")
-        finally:
-            self.log.close()
-        self.assertEqual(code, 0, f"server exit code after SIGTERM:\n{self._server_log()}")
+        self.assertEqual(self.server.stop(), 0, f"server exit code after SIGTERM:\n{self.server.log_text()}")
 
     def assertClose(self, actual, expected, atol=ATOL, rtol=RTOL):
         self.assertIsInstance(actual, np.ndarray)

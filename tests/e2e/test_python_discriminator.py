@@ -14,24 +14,14 @@ Environment: PRIMSERVE_SERVER (server binary; default build/server/primserve-ser
 PRIMSERVE_PYTHON_DIR (package root used when `primserve` is not importable; default build/python).
 """
 
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import unittest
 from pathlib import Path
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-try:
-    import primserve
-except ImportError:
-    sys.path.insert(0, os.environ.get("PRIMSERVE_PYTHON_DIR", str(REPO_ROOT / "build" / "python")))
-    import primserve
+from primserve_test_server import Server, primserve
 import grpc
 from primserve.discriminator import network_from_state_dict
 
@@ -39,64 +29,6 @@ try:
     import torch
 except ImportError:
     torch = None
-
-SERVER = os.environ.get("PRIMSERVE_SERVER", str(REPO_ROOT / "build" / "server" / "primserve-server"))
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """primserve-server on a free port; stop() sends SIGTERM and returns the exit code."""
-
-    def __init__(self, model_dir, log_path):
-        for _ in range(3):  # A free port can be taken between probe and bind: retry.
-            self.port = free_port()
-            self.log_path = log_path
-            self.log = open(log_path, "wb")
-            self.process = subprocess.Popen(
-                [SERVER, f"--address=127.0.0.1:{self.port}", f"--model_dir={model_dir}"],
-                stdout=self.log, stderr=subprocess.STDOUT)
-            if self._wait_serving():
-                return
-            self.process.kill()
-            self.process.wait()
-            self.log.close()
-        raise RuntimeError(f"server did not start:\n{Path(log_path).read_text(errors='replace')}")
-
-    @property
-    def address(self):
-        return f"127.0.0.1:{self.port}"
-
-    def _wait_serving(self):
-        deadline = time.monotonic() + 30
-        # Wait for the port first: a gRPC channel that fails to connect backs off for seconds.
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.02)
-        with primserve.Client(self.address) as client:
-            while time.monotonic() < deadline and self.process.poll() is None:
-                try:
-                    if client.health(timeout=1) == "SERVING":
-                        return True
-                except primserve.Error:
-                    pass
-                time.sleep(0.05)
-        return False
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        finally:
-            self.log.close()
 
 
 def tanh_mlp(seed, features=5, hidden=7):
@@ -159,8 +91,6 @@ class NetworkConversionTest(unittest.TestCase):
 
 class PythonDiscriminatorTest(unittest.TestCase):
     def setUp(self):
-        if not os.access(SERVER, os.X_OK):
-            self.fail(f"server binary not found: {SERVER} (build primserve-server or set PRIMSERVE_SERVER)")
         tmp = tempfile.TemporaryDirectory(prefix="primserve-e2e-discriminator-")
         self.addCleanup(tmp.cleanup)
         self.tmp = Path(tmp.name)

@@ -8,7 +8,6 @@ arguments (private_key / certificate_chain) reach a server that requires client 
 Environment: PRIMSERVE_SERVER (server binary; default build/server/primserve-server).
 """
 
-import os
 import shutil
 import socket
 import subprocess
@@ -19,17 +18,8 @@ from pathlib import Path
 
 import grpc
 
-import primserve
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVER = os.environ.get("PRIMSERVE_SERVER", str(REPO_ROOT / "build" / "server" / "primserve-server"))
+from primserve_test_server import SERVER, free_port, primserve
 TOKEN = "py-token-123"
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_certificates(d):

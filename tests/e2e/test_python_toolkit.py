@@ -119,8 +119,6 @@ class ToolkitClientTest(unittest.TestCase):
     """The Toolkit calls against a live server, one server per test (test_python_client's fixture)."""
 
     setUp = base.PythonClientTest.setUp
-    _start_server = base.PythonClientTest._start_server
-    _server_log = base.PythonClientTest._server_log
     tearDown = base.PythonClientTest.tearDown
 
     def assertCode(self, code, text, call, *args, **kwargs):
