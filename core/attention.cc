@@ -265,10 +265,9 @@ bool ConvertInputs(Problem& p, uint16_t* copies) {
   return finite;
 }
 
-}  // namespace
-
-absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, const Tensor& value,
-                                       const AttentionOptions& options) {
+// Attend without the overflow redo (see Attend).
+absl::StatusOr<AttentionResult> AttendOnce(const Tensor& query, const Tensor& key, const Tensor& value,
+                                           const AttentionOptions& options) {
   RETURN_IF_ERROR(CheckRank4(query, "query", "[batch, num_heads, q_len, head_dim]"));
   RETURN_IF_ERROR(CheckRank4(key, "key", "[batch, num_kv_heads, k_len, head_dim]"));
   RETURN_IF_ERROR(CheckRank4(value, "value", "[batch, num_kv_heads, k_len, value_dim]"));
@@ -416,6 +415,57 @@ absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, c
   }
 
   RETURN_IF_ERROR(linear ? attention_internal::RunLinear(p) : attention_internal::RunSoftmax(p));
+  return result;
+}
+
+bool AllFiniteInParallel(absl::Span<const float> values) {
+  const int64_t n = static_cast<int64_t>(values.size());
+  std::atomic<bool> finite{true};
+  ParallelForRange(n, n >= (int64_t{1} << 18), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      if (!std::isfinite(values[static_cast<size_t>(i)])) {
+        finite.store(false, std::memory_order_relaxed);
+        return;
+      }
+    }
+  });
+  return finite.load();
+}
+
+}  // namespace
+
+absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, const Tensor& value,
+                                       const AttentionOptions& options) {
+  ASSIGN_OR_RETURN(AttentionResult result, AttendOnce(query, key, value, options));
+  // SOFTMAX accumulates sum_j p_j v_j (p_j <= 1) before dividing by sum_j p_j (>= 1): with values
+  // near float32's maximum over k_len that sum overflows although the answer, a convex
+  // combination of values, is finite. (The inputs, the logits and LINEAR's sums are checked
+  // before and inside the kernels, so nothing else leaves a non-finite output.) Those elements
+  // are computed again with the values scaled down by a power of two, exactly, and scaled back;
+  // the others keep their first, unscaled result.
+  if (options.kind != AttentionKind::kSoftmax || AllFiniteInParallel(result.output.values)) return result;
+  float max_abs = 0.0f;
+  for (float x : value.values) max_abs = std::max(max_abs, std::abs(x));
+  const int64_t k_len = key.dim(2);
+  // 2^-shift * max_abs * k_len <= float32's maximum / 4.
+  const int shift = std::max(
+      1, static_cast<int>(std::ceil(std::log2(static_cast<double>(max_abs) * static_cast<double>(k_len) /
+                                              (std::numeric_limits<float>::max() / 4.0)))));
+  Tensor scaled = value;
+  for (float& x : scaled.values) x = std::ldexp(x, -shift);
+  AttentionOptions again_options = options;
+  again_options.return_weights = false;  // The probabilities do not depend on the values.
+  ASSIGN_OR_RETURN(AttentionResult again, AttendOnce(query, key, scaled, again_options));
+  for (size_t i = 0; i < result.output.values.size(); ++i) {
+    float& out = result.output.values[i];
+    if (std::isfinite(out)) continue;
+    out = std::ldexp(again.output.values[i], shift);
+    if (!std::isfinite(out)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "output[", i, "]: a weighted mean of values up to ", NumberToString(max_abs),
+          " in magnitude rounds beyond float32's maximum"));
+    }
+  }
   return result;
 }
 

@@ -19,7 +19,9 @@
 //
 // Masks: with `causal`, query i sees keys j <= i + (k_len - q_len) (bottom-right aligned, as in
 // FlashAttention); `key_lengths[b]` masks keys j >= key_lengths[b] of batch b. A query row that
-// sees no key yields zeros (and zero weights), never NaN.
+// sees no key yields zeros (and zero weights), never NaN. Values near float32's maximum give
+// their finite weighted mean (the elements whose running sum overflowed are computed again with
+// the values scaled by a power of two).
 //
 // RoPE: `rope` rotates q and k inside the call with the PositionEncoding core. Empty key
 // positions mean 0..k_len-1, empty query positions (k_len-q_len)..(k_len-1). A 2-D RoPE takes
@@ -97,7 +99,8 @@ struct AttentionResult {
 // as in RopeTable::Create); RESOURCE_EXHAUSTED (weights above max_weight_elements, or any
 // tensor above max_elements); INVALID_ARGUMENT also when a visible SOFTMAX logit scale q.k + bias
 // overflows float32 in base 2 (above about 2.4e38, float's maximum over log2 e), including an
-// overflowed q.k against a -Inf bias; UNIMPLEMENTED (BF16 with LINEAR, or where this CPU has no
+// overflowed q.k against a -Inf bias, or an output element (a weighted mean of values) that
+// rounds past float32's maximum; UNIMPLEMENTED (BF16 with LINEAR, or where this CPU has no
 // native bfloat16 kernels, HasNativeBf16() false);
 // CANCELLED (options.cancelled returned true).
 absl::StatusOr<AttentionResult> Attend(const Tensor& query, const Tensor& key, const Tensor& value,

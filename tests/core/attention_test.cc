@@ -1130,6 +1130,44 @@ TEST(AttentionStabilityTest, HugeFiniteBiasIsNotAMask) {
   }
 }
 
+TEST(AttentionStabilityTest, ValuesNearFloatMaxGiveTheirWeightedMean) {
+  // The output is a convex combination of values, so it is finite whenever they are; the
+  // kernel's unnormalised sum of p_j v_j is not (it overflowed to +Inf here before).
+  const Tensor q0 = Tensor::Zeros({1, 1, 1, 4});
+  const Tensor k0 = Tensor::Zeros({1, 1, 2, 4});
+  ASSERT_OK_AND_ASSIGN(AttentionResult two, Attend(q0, k0, MakeTensor({1, 1, 2, 1}, {2e38f, 2e38f}), {}));
+  EXPECT_EQ(two.output.values[0], 2e38f);  // Power-of-two scaling is exact.
+
+  // Batch 0: values of 1e35 over 4096 keys (their sum passes float's maximum); batch 1: values of
+  // order 1, whose outputs must be exactly what they are without the large batch beside them.
+  const int64_t lk = 4096;
+  const Tensor q = RandomTensor({2, 2, 7, 8}, 21);
+  const Tensor k = RandomTensor({2, 1, lk, 8}, 22);
+  Tensor v = RandomTensor({2, 1, lk, 3}, 23);
+  for (int64_t i = 0; i < lk * 3; ++i) v.values[i] = v.values[i] >= 0 ? 1e35f : -0.9e35f;
+  for (bool causal : {false, true}) {
+    SCOPED_TRACE(causal ? "causal" : "not causal");
+    AttentionOptions options;
+    options.causal = causal;
+    options.return_weights = true;
+    ASSERT_OK_AND_ASSIGN(AttentionResult r, Attend(q, k, v, options));
+    const Reference ref = ReferenceAttend(q, k, v, options);
+    double err = 0, weight_err = 0;
+    EXPECT_TRUE(MatchesReference(r, ref, DimsOf(q, k, v), true, &err, &weight_err));
+    Report(absl::StrCat("values near float max", causal ? " causal" : ""), err, ref.tolerance, ref.max_abs_value);
+    for (float x : r.output.values) ASSERT_TRUE(std::isfinite(x));
+
+    Tensor q1 = Tensor::Zeros({1, 2, 7, 8}), k1 = Tensor::Zeros({1, 1, lk, 8}), v1 = Tensor::Zeros({1, 1, lk, 3});
+    std::copy(q.values.begin() + 2 * 7 * 8, q.values.end(), q1.values.begin());
+    std::copy(k.values.begin() + lk * 8, k.values.end(), k1.values.begin());
+    std::copy(v.values.begin() + lk * 3, v.values.end(), v1.values.begin());
+    options.return_weights = false;
+    ASSERT_OK_AND_ASSIGN(AttentionResult alone, Attend(q1, k1, v1, options));
+    EXPECT_TRUE(std::equal(alone.output.values.begin(), alone.output.values.end(),
+                           r.output.values.begin() + 2 * 7 * 3));
+  }
+}
+
 TEST(AttentionStabilityTest, FullyMaskedRowsAreExactZeros) {
   // Every way a row can see nothing, with weights: key_lengths 0; causal with Lq > Lk (the first
   // Lq - Lk rows); a bias row of -Inf; a bias -Inf exactly where key_lengths leaves keys open.
