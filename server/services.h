@@ -3,6 +3,7 @@
 #ifndef PRIMSERVE_SERVER_SERVICES_H_
 #define PRIMSERVE_SERVER_SERVICES_H_
 
+#include "absl/strings/str_cat.h"
 #include "grpcpp/server_context.h"
 #include "primserve/v1/attention.grpc.pb.h"
 #include "primserve/v1/logistic_regression.grpc.pb.h"
@@ -69,32 +70,17 @@ class AttentionService final : public v1::Attention::Service {
 class LogisticRegressionService final : public v1::LogisticRegression::Service {
  public:
   LogisticRegressionService(Limits limits, ModelStore* store, Serving* serving)
-      : limits_(limits), store_(*store), serving_(*serving) {}
+      : limits_(limits), store_(*store), serving_(*serving) {
+    MarkMethodStreamed(MethodIndex(v1::LogisticRegression::service_full_name(), "FitStream"),
+                       RawStreamHandler([this](grpc::ServerContext* context, RawStream* stream) {
+                         return ServeFitStream(context, stream);
+                       }));
+  }
 
   grpc::Status Fit(grpc::ServerContext* context, const v1::FitRequest* request, v1::FitResponse* response) override {
     return Serve(serving_, context, {"primserve.v1.LogisticRegression/Fit", true}, *request, response, [&] {
       return HandleFit(limits_, &store_, *request, response, CallCancellation::For(context));
     });
-  }
-
-  grpc::Status FitStream(grpc::ServerContext* context, grpc::ServerReader<v1::FitRequest>* reader,
-                         v1::FitResponse* response) override {
-    // The compute slot is held while a message is folded in, not while the client sends the
-    // next one: a slow stream must not keep the workers from other calls.
-    CallScope call(serving_, context, {"primserve.v1.LogisticRegression/FitStream", true}, 0);
-    absl::Status status = call.Begin();
-    if (status.ok()) {
-      const FitMessageReader read = StreamReader(context, reader);
-      status = HandleFitStream(
-          limits_, &store_,
-          [&](v1::FitRequest* message) -> absl::StatusOr<bool> {
-            absl::StatusOr<bool> more = call.WithoutSlot([&] { return read(message); });
-            if (more.ok() && *more) call.AddReceivedBytes(static_cast<int64_t>(message->ByteSizeLong()));
-            return more;
-          },
-          response, CallCancellation::For(context));
-    }
-    return call.End(status, status.ok() ? static_cast<int64_t>(response->ByteSizeLong()) : 0);
   }
 
   grpc::Status ComputeStatistics(grpc::ServerContext* context, const v1::ComputeStatisticsRequest* request,
@@ -113,13 +99,54 @@ class LogisticRegressionService final : public v1::LogisticRegression::Service {
   }
 
  private:
+  // The stream's messages are parsed here (see RawStream): one that does not parse fails the fit.
+  grpc::Status ServeFitStream(grpc::ServerContext* context, RawStream* stream) {
+    // The compute slot is held while a message is folded in, not while the client sends the
+    // next one: a slow stream must not keep the workers from other calls.
+    CallScope call(serving_, context, {"primserve.v1.LogisticRegression/FitStream", true}, 0);
+    v1::FitResponse response;
+    absl::Status status = call.Begin();
+    if (status.ok()) {
+      const FitMessageReader read = StreamReader(context, stream);
+      status = HandleFitStream(
+          limits_, &store_,
+          [&](v1::FitRequest* message) -> absl::StatusOr<bool> {
+            absl::StatusOr<bool> more = call.WithoutSlot([&] { return read(message); });
+            if (more.ok() && *more) call.AddReceivedBytes(static_cast<int64_t>(message->ByteSizeLong()));
+            return more;
+          },
+          &response, CallCancellation::For(context));
+    }
+    grpc::ByteBuffer wire;
+    if (status.ok()) {
+      bool own_buffer = false;
+      const grpc::Status serialized = grpc::SerializationTraits<v1::FitResponse>::Serialize(response, &wire, &own_buffer);
+      if (!serialized.ok()) status = absl::InternalError(absl::StrCat("FitStream: ", serialized.error_message()));
+    }
+    const grpc::Status wire_status = call.End(status, status.ok() ? static_cast<int64_t>(wire.Length()) : 0);
+    if (wire_status.ok() && !stream->Write(wire)) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the response could not be sent (the call ended)");
+    }
+    return wire_status;
+  }
+
   // Read() is also false when the client cancelled: that must fail the fit, not end the data.
-  static FitMessageReader StreamReader(grpc::ServerContext* context, grpc::ServerReader<v1::FitRequest>* reader) {
-    return [context, reader](v1::FitRequest* message) -> absl::StatusOr<bool> {
-      if (reader->Read(message)) return true;
-      if (!context->IsCancelled()) return false;
-      return absl::CancelledError("FitStream: the stream broke off (cancelled, or its deadline passed) before its end; "
-                                  "nothing was fitted or stored");
+  static FitMessageReader StreamReader(grpc::ServerContext* context, RawStream* stream) {
+    return [context, stream, count = int64_t{0}](v1::FitRequest* message) mutable -> absl::StatusOr<bool> {
+      grpc::ByteBuffer wire;
+      if (!stream->Read(&wire)) {
+        if (!context->IsCancelled()) return false;
+        return absl::CancelledError(
+            "FitStream: the stream broke off (cancelled, or its deadline passed) before its end; "
+            "nothing was fitted or stored");
+      }
+      ++count;
+      if (!grpc::SerializationTraits<v1::FitRequest>::Deserialize(&wire, message).ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("FitStream message ", count,
+                                                       ": cannot parse the bytes as a primserve.v1.FitRequest; "
+                                                       "nothing was fitted or stored"));
+      }
+      return true;
     };
   }
 

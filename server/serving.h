@@ -145,6 +145,16 @@ grpc::internal::MethodHandler* PooledHandler(Function function) {
   return new grpc::internal::StreamedUnaryHandler<grpc::ByteBuffer, grpc::ByteBuffer>(std::move(function));
 }
 
+// The same for a client-streaming method read as wire bytes (a raw stream; the handler parses
+// each message and writes the one response): ServerReader<Message>::Read returns false for a
+// message that does not parse as for the end of the stream, so a bad message in the middle of
+// a stream would end it, unnoticed.
+using RawStream = grpc::ServerReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>;
+template <typename Function>
+grpc::internal::MethodHandler* RawStreamHandler(Function function) {
+  return new grpc::internal::TemplatedBidiStreamingHandler<RawStream, false>(std::move(function));
+}
+
 }  // namespace primserve
 
 #endif  // PRIMSERVE_SERVER_SERVING_H_

@@ -128,6 +128,30 @@ class PythonLogisticTest(unittest.TestCase):
             time.sleep(0.05)
         self.assertEqual(self.server.log_text().count("FitStream OK"), 1, self.server.log_text()[-3000:])
 
+    def test_fit_stream_message_that_does_not_parse_fails_the_fit(self):
+        # A gRPC ServerReader reads such a message as the end of the stream: the server fitted and
+        # stored the rows before it, and answered OK.
+        from primserve.tensors import to_tensor
+        from primserve.v1 import logistic_regression_pb2 as lr_pb2
+        x, y = gaussians(300, 3, 2, 6)
+        first = lr_pb2.FitRequest(features=to_tensor(x[:100]), labels=y[:100].tolist(), model_name="cut")
+        second = lr_pb2.FitRequest(features=to_tensor(x[100:]), labels=y[100:].tolist()).SerializeToString()
+        with grpc.insecure_channel(self.server.address) as channel:
+            fit_stream = channel.stream_unary("/primserve.v1.LogisticRegression/FitStream",
+                                              request_serializer=lambda b: b,
+                                              response_deserializer=lr_pb2.FitResponse.FromString)
+            for bad in (second[:len(second) // 2], b"\xff\xff"):
+                with self.subTest(bad=bad[:8]):
+                    with self.assertRaises(grpc.RpcError) as ctx:
+                        fit_stream(iter([first.SerializeToString(), bad, second]), timeout=30)
+                    self.assertEqual(ctx.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+                    self.assertIn("FitStream message 2: cannot parse", ctx.exception.details())
+            self.assertEqual(self.client.list_models(), ([], []))
+            # The same messages, whole, fit all 300 rows.
+            response = fit_stream(iter([first.SerializeToString(), second]), timeout=30)
+        self.assertEqual(response.report.samples, 300)
+        self.assertEqual([m["name"] for m in self.client.list_models()[0]], ["cut"])
+
     def test_integer_arguments_and_labels_are_never_wrapped_or_truncated(self):
         # uint64 labels >= 2**63 wrapped to negative numbers (the server saw -9223372036854775803).
         big = np.array([0, 0, 0, 1, 1, 2**63 + 5], dtype=np.uint64)
