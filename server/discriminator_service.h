@@ -15,12 +15,15 @@
 
 namespace primserve {
 
-class DiscriminatorService final : public v1::Discriminator::Service {
+class DiscriminatorService final : public ParsedService<v1::Discriminator> {
  public:
   // Compiled networks of models the store no longer holds (deleted or replaced, here or through
   // another replica) are dropped as soon as the store lets them go.
   DiscriminatorService(Limits limits, ModelStore* store, Serving* serving)
       : limits_(limits), store_(*store), serving_(*serving) {
+    ParseRequests(serving_, "Register", &DiscriminatorService::Register);
+    ParseRequests(serving_, "Score", &DiscriminatorService::Score);
+    ParseRequests(serving_, "Losses", &DiscriminatorService::Losses);
     store_.SetChangeListener([this] { cache_.DropGone(); });
   }
   ~DiscriminatorService() override { store_.SetChangeListener(nullptr); }

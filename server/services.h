@@ -22,9 +22,10 @@
 namespace primserve {
 
 // ApplyRope's messages come from a pool (message_pool.h): its tensors are often tens of MiB.
-class PositionEncodingService final : public v1::PositionEncoding::Service {
+class PositionEncodingService final : public ParsedService<v1::PositionEncoding> {
  public:
   PositionEncodingService(Limits limits, Serving* serving) : limits_(limits), serving_(*serving) {
+    ParseRequests(serving_, "Sinusoidal", &PositionEncodingService::Sinusoidal);
     MarkMethodStreamed(MethodIndex(v1::PositionEncoding::service_full_name(), "ApplyRope"),
                        PooledHandler([this](grpc::ServerContext* context, PooledStream* stream) {
                          return ServePooled(serving_, context, {"primserve.v1.PositionEncoding/ApplyRope", true},
@@ -46,9 +47,12 @@ class PositionEncodingService final : public v1::PositionEncoding::Service {
   MessagePool<v1::ApplyRopeRequest, v1::ApplyRopeResponse> rope_messages_{2, "input", "output"};
 };
 
-class AttentionService final : public v1::Attention::Service {
+class AttentionService final : public ParsedService<v1::Attention> {
  public:
-  AttentionService(Limits limits, Serving* serving) : limits_(limits), serving_(*serving) {}
+  AttentionService(Limits limits, Serving* serving) : limits_(limits), serving_(*serving) {
+    ParseRequests(serving_, "Attend", &AttentionService::Attend);
+    ParseRequests(serving_, "EstimateCost", &AttentionService::EstimateCost);
+  }
 
   grpc::Status Attend(grpc::ServerContext* context, const v1::AttendRequest* request,
                       v1::AttendResponse* response) override {
@@ -67,10 +71,14 @@ class AttentionService final : public v1::Attention::Service {
 
 // FitStream reads the stream inside its handler, one message at a time, holding a compute slot
 // only between reads.
-class LogisticRegressionService final : public v1::LogisticRegression::Service {
+class LogisticRegressionService final : public ParsedService<v1::LogisticRegression> {
  public:
   LogisticRegressionService(Limits limits, ModelStore* store, Serving* serving)
       : limits_(limits), store_(*store), serving_(*serving) {
+    ParseRequests(serving_, "Fit", &LogisticRegressionService::Fit);
+    ParseRequests(serving_, "ComputeStatistics", &LogisticRegressionService::ComputeStatistics);
+    ParseRequests(serving_, "FitFromStatistics", &LogisticRegressionService::FitFromStatistics);
+    ParseRequests(serving_, "Predict", &LogisticRegressionService::Predict);
     MarkMethodStreamed(MethodIndex(v1::LogisticRegression::service_full_name(), "FitStream"),
                        RawStreamHandler([this](grpc::ServerContext* context, RawStream* stream) {
                          return ServeFitStream(context, stream);
@@ -155,9 +163,13 @@ class LogisticRegressionService final : public v1::LogisticRegression::Service {
   Serving& serving_;
 };
 
-class ModelsService final : public v1::Models::Service {
+class ModelsService final : public ParsedService<v1::Models> {
  public:
-  ModelsService(ModelStore* store, Serving* serving) : store_(*store), serving_(*serving) {}
+  ModelsService(ModelStore* store, Serving* serving) : store_(*store), serving_(*serving) {
+    ParseRequests(serving_, "List", &ModelsService::List);
+    ParseRequests(serving_, "Get", &ModelsService::Get);
+    ParseRequests(serving_, "Delete", &ModelsService::Delete);
+  }
 
   grpc::Status List(grpc::ServerContext* context, const v1::ListRequest* request, v1::ListResponse* response) override {
     return Serve(serving_, context, {"primserve.v1.Models/List", false}, *request, response, [&] { return HandleListModels(store_, *request, response); });

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <random>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "google/protobuf/descriptor.h"
 #include "core/parallel.h"
@@ -133,6 +134,21 @@ grpc::Status CallScope::End(const absl::Status& handler_status, int64_t response
                                    status.ok() ? "" : ": ", status.ok() ? "" : wire.error_message()));
   }
   return wire;
+}
+
+grpc::Status RefuseUnparsed(Serving& serving, grpc::ServerContext* context, const Method& method, int64_t bytes,
+                            const std::string& type) {
+  CallScope call(serving, context, method, bytes);
+  return call.End(absl::InvalidArgumentError(absl::StrCat("the request's ", bytes, " bytes do not parse as a ", type,
+                                                          " message")),
+                  0);
+}
+
+grpc::Status RecordUnreceived(Serving& serving, grpc::ServerContext* context, const Method& method) {
+  CallScope call(serving, context, method, 0);
+  return call.End(absl::ResourceExhaustedError("the request message was not received: larger than "
+                                               "--max_message_bytes, or the client cancelled while sending it"),
+                  0);
 }
 
 int MethodIndex(const std::string& service_full_name, const std::string& method) {

@@ -108,6 +108,16 @@ grpc::Status Serve(Serving& serving, grpc::ServerContext* context, const Method&
   return call.End(status, status.ok() ? static_cast<int64_t>(response->ByteSizeLong()) : 0);
 }
 
+// The answer to request bytes that do not parse as `type`: INVALID_ARGUMENT naming the type, with
+// the metrics and the log line of any call. (gRPC's generated handlers answer INTERNAL with no
+// message and call nothing of ours, so such calls were neither counted nor logged.)
+grpc::Status RefuseUnparsed(Serving& serving, grpc::ServerContext* context, const Method& method, int64_t bytes,
+                            const std::string& type);
+// Records a call whose request never arrived: gRPC refused it as larger than --max_message_bytes
+// (the client sees RESOURCE_EXHAUSTED, which is what the metrics count), or the client
+// cancelled while sending it. The returned status reaches nobody: the call is over.
+grpc::Status RecordUnreceived(Serving& serving, grpc::ServerContext* context, const Method& method);
+
 // Serve for a method whose handler gets the request's wire bytes (RegisterPooled below; the
 // same unary call on the wire): the request is parsed into a message leased from `pool`
 // (message_pool.h says why), served as above with handler(request, response), and the response
@@ -117,11 +127,10 @@ grpc::Status ServePooled(Serving& serving, grpc::ServerContext* context, const M
                          grpc::ServerUnaryStreamer<grpc::ByteBuffer, grpc::ByteBuffer>* stream,
                          MessagePool<Request, Response>& pool, const Handler& handler) {
   grpc::ByteBuffer wire;
-  // A failed read is a call already over: nobody reads the status.
-  if (!stream->Read(&wire)) return grpc::Status(grpc::StatusCode::CANCELLED, "the request could not be read");
+  if (!stream->Read(&wire)) return RecordUnreceived(serving, context, method);
   typename MessagePool<Request, Response>::Lease lease = pool.Acquire();
-  // INTERNAL, as gRPC's own unary handler answers a request it cannot parse.
-  if (!lease.Parse(wire)) return grpc::Status(grpc::StatusCode::INTERNAL, "cannot parse the request message");
+  const auto bytes = static_cast<int64_t>(wire.Length());
+  if (!lease.Parse(wire)) return RefuseUnparsed(serving, context, method, bytes, Request::descriptor()->full_name());
   wire.Clear();  // The parsed copy is all the call needs; free the received slices now.
   Request& request = lease.request();
   Response& response = lease.response();
@@ -144,6 +153,50 @@ template <typename Function>
 grpc::internal::MethodHandler* PooledHandler(Function function) {
   return new grpc::internal::StreamedUnaryHandler<grpc::ByteBuffer, grpc::ByteBuffer>(std::move(function));
 }
+
+// A unary method whose request is parsed by us rather than by gRPC's generated handler (see
+// RefuseUnparsed), then served by `method`, the service's override of the generated method, as
+// the generated handler would. `full_name` is "package.Service/Method".
+template <typename ServiceType, typename Request, typename Response>
+grpc::internal::MethodHandler* ParsingHandler(
+    Serving& serving, ServiceType* service, std::string full_name,
+    grpc::Status (ServiceType::*method)(grpc::ServerContext*, const Request*, Response*)) {
+  return new grpc::internal::StreamedUnaryHandler<grpc::ByteBuffer, grpc::ByteBuffer>(
+      [&serving, service, method, full_name = std::move(full_name)](grpc::ServerContext* context, PooledStream* stream) {
+        grpc::ByteBuffer wire;
+        if (!stream->Read(&wire)) return RecordUnreceived(serving, context, {full_name.c_str(), false});
+        const auto bytes = static_cast<int64_t>(wire.Length());
+        Request request;
+        if (!grpc::SerializationTraits<Request>::Deserialize(&wire, &request).ok()) {
+          return RefuseUnparsed(serving, context, {full_name.c_str(), false}, bytes, Request::descriptor()->full_name());
+        }
+        Response response;
+        grpc::Status status = (service->*method)(context, &request, &response);
+        if (!status.ok()) return status;
+        bool own_buffer = false;
+        status = grpc::SerializationTraits<Response>::Serialize(response, &wire, &own_buffer);
+        if (status.ok() && !stream->Write(wire)) {
+          return grpc::Status(grpc::StatusCode::CANCELLED, "the response could not be sent (the call ended)");
+        }
+        return status;
+      });
+}
+
+// The base of our service classes: `Generated` is a generated service (v1::Attention), whose
+// Service the class implements. A constructor calls ParseRequests(serving, "Method", &Class::Method)
+// for each unary method it overrides, so that its requests go through ParsingHandler.
+template <typename Generated>
+class ParsedService : public Generated::Service {
+ protected:
+  template <typename Self, typename Request, typename Response>
+  void ParseRequests(Serving& serving, const char* name,
+                     grpc::Status (Self::*method)(grpc::ServerContext*, const Request*, Response*)) {
+    this->MarkMethodStreamed(
+        MethodIndex(Generated::service_full_name(), name),
+        ParsingHandler(serving, static_cast<Self*>(this), std::string(Generated::service_full_name()) + "/" + name,
+                       method));
+  }
+};
 
 // The same for a client-streaming method read as wire bytes (a raw stream; the handler parses
 // each message and writes the one response): ServerReader<Message>::Read returns false for a

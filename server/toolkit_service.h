@@ -12,9 +12,13 @@
 
 namespace primserve {
 
-class ToolkitService final : public v1::Toolkit::Service {
+class ToolkitService final : public ParsedService<v1::Toolkit> {
  public:
-  ToolkitService(Limits limits, Serving* serving) : limits_(limits), serving_(*serving) {}
+  ToolkitService(Limits limits, Serving* serving) : limits_(limits), serving_(*serving) {
+    ParseRequests(serving_, "EmbeddingDimension", &ToolkitService::EmbeddingDimension);
+    ParseRequests(serving_, "InitializeParameters", &ToolkitService::InitializeParameters);
+    ParseRequests(serving_, "ChildTuningMask", &ToolkitService::ChildTuningMask);
+  }
 
   grpc::Status EmbeddingDimension(grpc::ServerContext* context, const v1::EmbeddingDimensionRequest* request,
                                   v1::EmbeddingDimensionResponse* response) override {

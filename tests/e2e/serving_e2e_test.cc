@@ -23,7 +23,16 @@
 #include "primserve/client/diagnostics.h"
 #include "primserve/client/health.h"
 #include "primserve/client/position_encoding.h"
+#include "primserve/v1/attention.pb.h"
+#include "primserve/v1/diagnostics.pb.h"
+#include "primserve/v1/discriminator.pb.h"
+#include "primserve/v1/logistic_regression.pb.h"
+#include "primserve/v1/models.pb.h"
 #include "primserve/v1/position_encoding.grpc.pb.h"
+#include "primserve/v1/toolkit.pb.h"
+#include "google/protobuf/descriptor.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "tests/e2e/generic_call.h"
 #include "tests/e2e/metrics_scrape.h"
 #include "tests/e2e/server_channel.h"
 #include "tests/e2e/server_process.h"
@@ -257,6 +266,55 @@ TEST(Observability, MetricsCountGoodAndBadCallsPerCode) {
   EXPECT_GT(Sample(response, "process_open_fds"), 0);
   EXPECT_GT(Sample(response, "primserve_heap_allocated_bytes"), 0);
   EXPECT_THAT(HttpGet(metrics_port, "/nothing"), HasSubstr("404"));
+}
+
+TEST(Observability, UnparseableAndOversizedRequestsAreRefusedCountedAndLogged) {
+  // gRPC's generated handlers answered bytes that do not parse with INTERNAL and no message, and
+  // neither those calls nor requests over --max_message_bytes reached the metrics or the log.
+  const int metrics_port = FreePort();
+  absl::StatusOr<ServerProcess> server = ServerProcess::Start(
+      ServerBinary(), {absl::StrCat("--metrics_address=127.0.0.1:", metrics_port), "--max_message_bytes=65536"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  grpc::GenericStub stub(Channel(*server));
+  const std::string garbage = "\xff\xff\xff";
+  int methods = 0;
+  // One message of each proto file: its descriptor names the file's service.
+  for (const google::protobuf::Descriptor* message :
+       {v1::SinusoidalRequest::descriptor(), v1::AttendRequest::descriptor(), v1::FitRequest::descriptor(),
+        v1::ListRequest::descriptor(), v1::ScoreRequest::descriptor(), v1::EmbeddingDimensionRequest::descriptor(),
+        v1::EchoRequest::descriptor()}) {
+    ASSERT_EQ(message->file()->service_count(), 1) << message->file()->name();
+    const google::protobuf::ServiceDescriptor* service = message->file()->service(0);
+    for (int i = 0; i < service->method_count(); ++i) {
+      const google::protobuf::MethodDescriptor* method = service->method(i);
+      if (method->client_streaming()) continue;  // FitStream: the Python client test sends it bad messages.
+      SCOPED_TRACE(method->full_name());
+      ++methods;
+      const std::string path = absl::StrCat("/", service->full_name(), "/", method->name());
+      const grpc::Status unparsed = testing::GenericCall(stub, path, garbage);
+      EXPECT_EQ(unparsed.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+      EXPECT_EQ(unparsed.error_message(), absl::StrCat("the request's 3 bytes do not parse as a ",
+                                                       method->input_type()->full_name(), " message"));
+      EXPECT_EQ(testing::GenericCall(stub, path, std::string(100000, 'x')).error_code(),
+                grpc::StatusCode::RESOURCE_EXHAUSTED);
+    }
+  }
+  EXPECT_EQ(methods, 18);
+  const std::string metrics = HttpGet(metrics_port, "/metrics");
+  for (const char* method : {"PositionEncoding/ApplyRope", "Attention/Attend", "LogisticRegression/Predict",
+                             "Models/Get", "Discriminator/Score", "Toolkit/ChildTuningMask", "Diagnostics/Echo"}) {
+    EXPECT_EQ(Sample(metrics, RequestsSeries(method, "INVALID_ARGUMENT")), 1) << method;
+    EXPECT_EQ(Sample(metrics, RequestsSeries(method, "RESOURCE_EXHAUSTED")), 1) << method;
+  }
+  absl::SleepFor(absl::Milliseconds(100));
+  const std::string log = server->Log();
+  EXPECT_THAT(log, HasSubstr("rpc primserve.v1.Attention/Attend INVALID_ARGUMENT"));
+  EXPECT_THAT(log, HasSubstr("the request's 3 bytes do not parse as a primserve.v1.AttendRequest message"));
+  EXPECT_THAT(log, HasSubstr("rpc primserve.v1.Toolkit/EmbeddingDimension RESOURCE_EXHAUSTED"));
+  EXPECT_THAT(log, HasSubstr("the request message was not received: larger than --max_message_bytes"));
+  // The server still serves.
+  client::PositionEncodingClient rope(Channel(*server));
+  EXPECT_TRUE(rope.Sinusoidal(2, 4).ok());
 }
 
 TEST(Observability, EveryCallHasALogLineWithItsRequestId) {
