@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <random>
 #include <set>
 #include <system_error>
@@ -108,7 +109,7 @@ int ReadInto(int fd, char* out, size_t size, size_t* got) {
 // The whole file at `path`, or a reason it cannot be read. Its header is read and checked
 // before the rest is allocated, so a large file that is not a model costs 32 bytes; a FIFO or a
 // device put in the model's place (O_NONBLOCK: opening one does not wait) is refused.
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
+absl::StatusOr<std::string> ReadFile(const std::string& path, int64_t max_bytes) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     const int error = errno;  // NOT_FOUND: deleted (by another replica) after it was listed.
@@ -122,9 +123,9 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   struct stat info;
   if (::fstat(fd, &info) != 0) return absl::UnavailableError(absl::StrCat("cannot stat: ", std::strerror(errno)));
   if (!S_ISREG(info.st_mode)) return absl::DataLossError("not a regular file");
-  if (info.st_size > ModelStore::kMaxFileBytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("file has ", info.st_size, " bytes, more than the ", ModelStore::kMaxFileBytes, " allowed"));
+  if (info.st_size > max_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat("file has ", info.st_size, " bytes, more than the ", max_bytes,
+                                                     " a model file may have (--max_message_bytes + 1 MiB)"));
   }
   std::string bytes(std::min<size_t>(static_cast<size_t>(info.st_size), ModelStore::kHeaderBytes), '\0');
   size_t got = 0;
@@ -234,7 +235,8 @@ std::string RandomTempPrefix() {
   return absl::StrCat(absl::Hex(bits, absl::kZeroPad16));
 }
 
-ModelStore::ModelStore(std::string dir) : dir_(std::move(dir)), temp_prefix_(RandomTempPrefix()) {}
+ModelStore::ModelStore(std::string dir, int64_t max_file_bytes)
+    : dir_(std::move(dir)), max_file_bytes_(max_file_bytes), temp_prefix_(RandomTempPrefix()) {}
 
 int ModelStore::LockFd() {
   // Writers of every process on the volume take an flock on this file (see VolumeLock), made by
@@ -284,13 +286,13 @@ ModelStore::VolumeLock::~VolumeLock() {
   if (fd_ >= 0) ::flock(fd_, LOCK_UN);
 }
 
-absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& dir, int64_t max_file_bytes) {
   std::error_code error;
   std::filesystem::create_directories(dir, error);
   if (error) {
     return absl::FailedPreconditionError(absl::StrCat("model_dir: cannot create \"", dir, "\": ", error.message()));
   }
-  std::unique_ptr<ModelStore> store(new ModelStore(dir));
+  std::unique_ptr<ModelStore> store(new ModelStore(dir, max_file_bytes));
   DIR* listing = ::opendir(dir.c_str());
   if (listing == nullptr) {
     return absl::FailedPreconditionError(
@@ -374,7 +376,8 @@ void ModelStore::Load(const std::string& file_name, const struct stat& info, uin
   };
   if (!S_ISREG(info.st_mode)) return skip("not a regular file", true);
   if (absl::Status valid = ValidateName(name, "file name"); !valid.ok()) return skip(valid.message(), true);
-  absl::StatusOr<std::string> bytes = ReadFile(path);
+  files_read_.fetch_add(1, std::memory_order_relaxed);
+  absl::StatusOr<std::string> bytes = ReadFile(path, max_file_bytes_);
   if (bytes.status().code() == absl::StatusCode::kNotFound) {  // Deleted since the stat.
     ChangeNotice notice(*this);
     absl::MutexLock lock(&mu_);
@@ -426,7 +429,9 @@ ModelStore::EntryPtr ModelStore::Refresh(absl::string_view name) const {
     return nullptr;
   }
   const FileVersion version = VersionOf(info);
-  {
+  // Whether the map already answers for this version of the file: with its entry, or with
+  // nullptr when the file is known unreadable (look it up); nullopt when the file must be read.
+  auto known = [&]() -> std::optional<EntryPtr> {
     absl::ReaderMutexLock lock(&mu_);
     auto found = entries_.find(name);
     if (found != entries_.end() && found->second->version == version) return found->second;  // The usual case.
@@ -437,9 +442,13 @@ ModelStore::EntryPtr ModelStore::Refresh(absl::string_view name) const {
     auto unreadable = unreadable_.find(file_name);
     if (unreadable != unreadable_.end() && unreadable->second.version == version &&
         absl::Now() < unreadable->second.retry_after) {
-      return nullptr;
+      return EntryPtr(nullptr);
     }
-  }
+    return std::nullopt;
+  };
+  if (std::optional<EntryPtr> entry = known()) return *entry;
+  absl::MutexLock loading(&load_mu_);
+  if (std::optional<EntryPtr> entry = known()) return *entry;  // Read by a lookup that held the lock first.
   Load(file_name, info, generation);  // New, or replaced through another replica.
   return nullptr;
 }
@@ -455,6 +464,11 @@ absl::Status ModelStore::Put(absl::string_view name, v1::StoredModel model, absl
   auto entry = std::make_shared<Entry>();
   entry->name = std::string(name);
   const std::string bytes = EncodeFile(model);
+  if (static_cast<int64_t>(bytes.size()) > max_file_bytes_) {  // It could not be loaded again.
+    return absl::ResourceExhaustedError(absl::StrCat(field, ": the model's file would have ", bytes.size(),
+                                                     " bytes, more than the ", max_file_bytes_,
+                                                     " a model file may have (--max_message_bytes + 1 MiB)"));
+  }
   entry->model = std::move(model);
   entry->file_bytes = static_cast<int64_t>(bytes.size());
 

@@ -39,7 +39,8 @@
 // means another process deleted the model. List rescans the directory.
 //
 // Thread-safe. Readers stat the file and take a short lock on the in-memory map; they read a
-// file only when it changed. Writers (Put, Delete) are serialised with each other.
+// file only when it changed, and then one of them reads it while the others wait for it.
+// Writers (Put, Delete) are serialised with each other.
 //
 // Example:
 //   ASSIGN_OR_RETURN(std::unique_ptr<ModelStore> store, ModelStore::Open("models"));
@@ -53,6 +54,7 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -75,8 +77,11 @@ class ModelStore {
   static constexpr size_t kMaxNameBytes = 128;
   static constexpr size_t kHeaderBytes = 32;
   static constexpr uint32_t kFormatVersion = 1;
-  // Larger files are not loaded (reported unreadable): no model the server can fit comes close.
-  static constexpr int64_t kMaxFileBytes = int64_t{1} << 31;
+  // Open's default for the largest model file stored or loaded (larger files are reported
+  // unreadable, read no further than their header): the server passes its --max_message_bytes
+  // plus kFileOverheadBytes, since a model that does not fit a message cannot be sent by Get.
+  static constexpr int64_t kFileOverheadBytes = int64_t{1} << 20;
+  static constexpr int64_t kDefaultMaxFileBytes = (int64_t{64} << 20) + kFileOverheadBytes;
   // How long a file that could not be read (not one whose bytes are wrong) waits for its next try.
   static constexpr absl::Duration kReadRetryInterval = absl::Seconds(1);
   // The writers' lock file in the directory (made by the first Put or Delete; see VolumeLock).
@@ -106,8 +111,9 @@ class ModelStore {
 
   // Creates `dir` if missing, removes stale temporary files and loads every model file.
   // FAILED_PRECONDITION when the directory cannot be created or listed. Unloadable model files
-  // are not errors (see unreadable()).
-  static absl::StatusOr<std::unique_ptr<ModelStore>> Open(const std::string& dir);
+  // are not errors (see unreadable()). Files over `max_file_bytes` are neither loaded nor written.
+  static absl::StatusOr<std::unique_ptr<ModelStore>> Open(const std::string& dir,
+                                                           int64_t max_file_bytes = kDefaultMaxFileBytes);
 
   // OK for [A-Za-z0-9._-]{1,128} other than "." and ".."; otherwise INVALID_ARGUMENT naming
   // `field`, e.g. `model_name: expected [A-Za-z0-9._-]{1,128}, not "." or "..", got "../x"`.
@@ -152,12 +158,16 @@ class ModelStore {
   // must not call the store. Empty clears it. Set while no call runs.
   void SetChangeListener(std::function<void()> listener);
 
+  // How many times a model file has been read (by Open, Get, List, Put): once per version of a
+  // file, however many lookups want that version at the same time.
+  int64_t files_read() const { return files_read_.load(std::memory_order_relaxed); }
+
   // Model files that could not be loaded when last looked at (by Open, Get or List) and were
   // not replaced or deleted since, sorted by file name.
   std::vector<Unreadable> unreadable() const;
 
  private:
-  explicit ModelStore(std::string dir);
+  ModelStore(std::string dir, int64_t max_file_bytes);
 
   std::string PathOf(absl::string_view name) const;
   // Reads `file_name` (a *.model file whose stat is `info`) into the map, or records it as
@@ -172,8 +182,14 @@ class ModelStore {
   EntryPtr Refresh(absl::string_view name) const;
 
   const std::string dir_;
+  const int64_t max_file_bytes_;
+  // Held while a file is read into the map, so that lookups arriving together for a file that
+  // changed read it once (the others find it loaded), and the memory of one load is in use at a
+  // time. Lookups of unchanged files never take it.
+  mutable absl::Mutex load_mu_;
+  mutable std::atomic<int64_t> files_read_{0};
   // Serialises writers (file operations plus the map update), so the map always matches the
-  // last rename. Lock order: write_mu_, then mu_.
+  // last rename. Lock order: write_mu_, then load_mu_, then mu_.
   absl::Mutex write_mu_;
   mutable absl::Mutex mu_;
   // Mutable: readers update the map when another process changed the directory.

@@ -84,7 +84,8 @@ absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOption
         raw->RecordRefusal(path, code, message);
       });
   if (!credentials.ok()) return credentials.status();
-  absl::StatusOr<std::unique_ptr<ModelStore>> model_store = ModelStore::Open(options.model_dir);
+  absl::StatusOr<std::unique_ptr<ModelStore>> model_store = ModelStore::Open(
+      options.model_dir, options.max_message_bytes + ModelStore::kFileOverheadBytes);
   if (!model_store.ok()) return model_store.status();
   SetComputeThreads(options.compute_threads);
   SetIdleWorkspaceBudget(options.max_idle_workspace_bytes);

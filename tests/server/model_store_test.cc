@@ -536,8 +536,10 @@ TEST_F(ModelStoreTest, JunkFilesAreRefusedByTheirHeaderAndFifosDoNotBlock) {
   ASSERT_EQ(::mkfifo((dir_ / "pipe.model").c_str(), 0644), 0);
   rusage before;
   ::getrusage(RUSAGE_SELF, &before);
-  std::unique_ptr<ModelStore> store = Open();
-  ASSERT_NE(store, nullptr);
+  // A limit above the file's size: the header, not the size, refuses it.
+  absl::StatusOr<std::unique_ptr<ModelStore>> opened = ModelStore::Open(dir_.string(), int64_t{2} << 30);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  std::unique_ptr<ModelStore> store = *std::move(opened);
   EXPECT_EQ(store->Get("junk").status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(store->Get("pipe").status().code(), absl::StatusCode::kFailedPrecondition);
   rusage after;
@@ -547,6 +549,68 @@ TEST_F(ModelStoreTest, JunkFilesAreRefusedByTheirHeaderAndFifosDoNotBlock) {
   for (const ModelStore::Unreadable& u : store->unreadable()) reasons += u.file + ": " + u.reason + "\n";
   EXPECT_THAT(reasons, HasSubstr("junk.model: bad magic"));
   EXPECT_THAT(reasons, HasSubstr("pipe.model: not a regular file"));
+}
+
+// A model file may have --max_message_bytes + 1 MiB (what Get could send): a larger one, even
+// with a valid header announcing its size, is refused by that size before it is read (each
+// lookup read it whole, up to 2 GiB), and Put refuses to write one.
+TEST_F(ModelStoreTest, FilesOverTheSizeLimitAreNeitherReadNorWritten) {
+  fs::create_directories(dir_);
+  const int64_t size = int64_t{1} << 30;
+  std::string header = ModelStore::EncodeFile(Logistic(2, 2, 1.0f)).substr(0, ModelStore::kHeaderBytes);
+  const uint64_t payload = static_cast<uint64_t>(size) - ModelStore::kHeaderBytes;
+  for (int i = 0; i < 8; ++i) header[16 + i] = static_cast<char>((payload >> (8 * i)) & 0xff);
+  WriteAll(dir_ / "huge.model", header);
+  fs::resize_file(dir_ / "huge.model", static_cast<std::uintmax_t>(size));  // Sparse.
+  ASSERT_TRUE(ModelStore::CheckHeader(header, static_cast<uint64_t>(size)).ok());  // Only the size gives it away.
+  rusage before;
+  ::getrusage(RUSAGE_SELF, &before);
+  absl::StatusOr<std::unique_ptr<ModelStore>> store = ModelStore::Open(dir_.string(), 64 << 10);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ((*store)->Get("huge").status().code(), absl::StatusCode::kFailedPrecondition);
+  rusage after;
+  ::getrusage(RUSAGE_SELF, &after);
+  EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 16 * 1024) << "KiB of peak resident memory";
+  ASSERT_EQ((*store)->unreadable().size(), 1u);
+  EXPECT_THAT((*store)->unreadable()[0].reason, HasSubstr("file has 1073741824 bytes, more than the 65536"));
+
+  EXPECT_TRUE((*store)->Put("small", Logistic(2, 3, 1.0f)).ok());
+  const absl::Status big = (*store)->Put("big", Logistic(10, 2000, 1.0f), "model_name");  // 80 KB of weights.
+  EXPECT_EQ(big.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(big.message()), HasSubstr("model_name: the model's file would have"));
+  EXPECT_FALSE(fs::exists(dir_ / "big.model"));
+  EXPECT_THAT(Names(**store), ElementsAre("small"));
+}
+
+// Lookups arriving together for a file replaced through another replica read it once.
+TEST_F(ModelStoreTest, ConcurrentLookupsOfAChangedFileReadItOnce) {
+  std::unique_ptr<ModelStore> store = Open();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Put("shared", Logistic(2, 4, 1.0f)).ok());
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE(round);
+    // Another replica's write (a new inode renamed into place) of a 4 MB model: long enough to
+    // read that the lookups below overlap.
+    const v1::StoredModel model = Logistic(10, 100000, 2.0f + round);
+    WriteAll(dir_ / "shared.model.tmp", ModelStore::EncodeFile(model));
+    fs::rename(dir_ / "shared.model.tmp", dir_ / "shared.model");
+    const int64_t reads_before = store->files_read();
+    std::atomic<int> ready{0}, good{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back([&] {
+        ready.fetch_add(1);
+        while (ready.load() < 8) std::this_thread::yield();
+        absl::StatusOr<ModelStore::EntryPtr> entry = store->Get("shared");
+        if (entry.ok() && (*entry)->model.logistic().weights().values(0) == model.logistic().weights().values(0)) {
+          good.fetch_add(1);
+        }
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+    EXPECT_EQ(good.load(), 8);
+    EXPECT_EQ(store->files_read() - reads_before, 1);
+  }
 }
 
 // The listener (the discriminator cache drops compiled networks with it) hears of every model
