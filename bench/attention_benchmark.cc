@@ -193,6 +193,30 @@ void BM_AttentionLinear(benchmark::State& state) {
   state.SetLabel("vs:matmul (softmax-equivalent FLOPs)");
 }
 
+// LINEAR decoding (one query row) against 4096 keys, with `group` query heads on one key/value
+// head (multi-query attention). Rate: query heads per second. The group shares phi(K) and the
+// state phi(K)^T V, so a head of a large group costs far less than a lone head, whose call
+// builds the state for it alone; the ratio to the lone head shows how much (about 1 when every
+// query head rebuilt the state).
+void BM_AttentionLinearSharedKv(benchmark::State& state) {
+  const int64_t group = state.range(0), keys = 4096;
+  SetComputeThreads(0);
+  const Tensor q = Random({1, group, 1, kHeadDim}, 1), k = Random({1, 1, keys, kHeadDim}, 2),
+               v = Random({1, 1, keys, kHeadDim}, 3);
+  AttentionOptions options;
+  options.kind = AttentionKind::kLinear;
+  for (auto _ : state) {
+    absl::StatusOr<AttentionResult> result = Attend(q, k, v, options);
+    if (!result.ok()) {
+      state.SkipWithError(std::string(result.status().message()).c_str());
+      return;
+    }
+    benchmark::DoNotOptimize(result->output.values.data());
+  }
+  SetRate(state, static_cast<double>(group));
+  state.SetLabel(group == 1 ? "baseline:linear_lone_head (query heads/s)" : "vs:linear_lone_head (query heads/s)");
+}
+
 // The best unfused path: per head, S = q k^T * scale (matmul), P = softmax(S) (softmax
 // primitive, in place), O = P v (matmul), with the [L, L] score matrix materialised. Heads run
 // one after another, each primitive on all threads.
@@ -427,6 +451,7 @@ BENCHMARK(BM_AttentionPaired)->Apply([](auto* b) {
   b->Iterations(1)->Repetitions(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 });
 BENCHMARK(BM_AttentionLinear)->Apply([](auto* b) { Lengths(b, {256, 512, 1024, 2048, 4096, 8192}); });
+BENCHMARK(BM_AttentionLinearSharedKv)->ArgName("group")->Arg(1)->Arg(64)->Arg(512)->UseRealTime()->Unit(benchmark::kMillisecond);
 // The peak again after the suite: a shared machine drifts, and the ratios use the higher reading
 // (bench_util.h), never a low one that would flatter them.
 BENCHMARK(BM_OneDnnMatmulAtEnd)->Arg(2048)->UseRealTime()->Unit(benchmark::kMillisecond);
