@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <list>
 #include <memory>
 #include <tuple>
@@ -437,10 +438,21 @@ absl::Status ApplyRope(absl::Span<const float> input, absl::Span<const int64_t> 
                                                      " when there is nothing to rotate"));
   }
   ASSIGN_OR_RETURN(std::shared_ptr<const RopeTable> table, RopeTable::Shared(spec, seq_len, dim));
-  RETURN_IF_ERROR(CheckFinite(input, "input"));
+  ASSIGN_OR_RETURN(const float max_abs, CheckFiniteMaxAbs(input, "input"));
   const int64_t slice = seq_len * dim;
   const int64_t num_slices = slice == 0 ? 0 : count / slice;
   table->Apply(input.data(), output.data(), num_slices);
+  // A rotated pair keeps its length, so a component can grow by up to sqrt(2): only inputs
+  // within that of float's maximum can overflow, and only then is the output scanned.
+  if (max_abs > std::numeric_limits<float>::max() / 2) {
+    for (size_t i = 0; i < output.size(); ++i) {
+      if (!std::isfinite(output[i])) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "input: rotating values up to ", NumberToString(max_abs),
+            " in magnitude overflows float32 (output[", i, "]); scale the input down"));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -1,5 +1,6 @@
 #include "core/tensor.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -87,6 +88,20 @@ absl::Status CheckFinite(absl::Span<const float> values, absl::string_view field
 
 absl::Status CheckFinite(absl::Span<const double> values, absl::string_view field) {
   return CheckFiniteImpl(values, field);
+}
+
+absl::StatusOr<float> CheckFiniteMaxAbs(absl::Span<const float> values, absl::string_view field) {
+  // The magnitude's bits order like the magnitudes; +-Inf is 0x7f800000 and NaNs lie above it.
+  uint32_t max_bits = 0;
+  for (float v : values) {
+    uint32_t bits;
+    std::memcpy(&bits, &v, sizeof bits);
+    max_bits = std::max(max_bits, bits & 0x7fffffffu);
+  }
+  if (max_bits >= 0x7f800000u) return CheckFiniteImpl(values, field);
+  float max_abs;
+  std::memcpy(&max_abs, &max_bits, sizeof max_abs);
+  return max_abs;
 }
 
 }  // namespace primserve

@@ -56,6 +56,8 @@ std::string ShapeToString(absl::Span<const int64_t> shape);
 // INVALID_ARGUMENT naming `field` and the first offending index unless every value is finite.
 absl::Status CheckFinite(absl::Span<const float> values, absl::string_view field);
 absl::Status CheckFinite(absl::Span<const double> values, absl::string_view field);
+// CheckFinite that also returns the largest magnitude (0 for no values), in the same one pass.
+absl::StatusOr<float> CheckFiniteMaxAbs(absl::Span<const float> values, absl::string_view field);
 
 }  // namespace primserve
 

@@ -1235,6 +1235,28 @@ TEST(RopeBadInputTest, AnEmptyInputWithAHugeSeqLenIsRefusedBeforeAllocating) {
   EXPECT_TRUE(ApplyRope({}, std::vector<int64_t>{0, 16, 24}, RopeSpec{}, {}).ok());
 }
 
+TEST(RopeBadInputTest, ARotationBeyondFloatMaxIsRefusedNotReturnedAsInf) {
+  // [x, y] = [3.4e38, 3.4e38] at position 1: x cos 1 - y sin 1 is about -1.0e38, but x sin 1 +
+  // y cos 1 is about 4.7e38, past float's maximum (it came back as +Inf).
+  const float big = 3.4e38f;
+  std::vector<float> out(4);
+  const absl::Status status =
+      ApplyRope(std::vector<float>{big, big, big, big}, std::vector<int64_t>{2, 2}, RopeSpec{}, absl::MakeSpan(out));
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("overflows float32 (output[3])"));
+  // As large, where no component grows: position 0 is the identity (the output is scanned, and
+  // passes).
+  ASSERT_TRUE(
+      ApplyRope(std::vector<float>{big, big}, std::vector<int64_t>{1, 2}, RopeSpec{}, absl::MakeSpan(out.data(), 2)).ok());
+  EXPECT_EQ(out[0], big);
+  // Half of float's maximum never overflows, whatever the angle (a component grows by sqrt(2) at most).
+  const float half = std::numeric_limits<float>::max() / 2;
+  std::vector<float> in(2 * 64, half);
+  std::vector<float> rotated(in.size());
+  ASSERT_TRUE(ApplyRope(in, std::vector<int64_t>{64, 2}, RopeSpec{}, absl::MakeSpan(rotated)).ok());
+  for (float x : rotated) EXPECT_TRUE(std::isfinite(x));
+}
+
 TEST(RopeBadInputTest, NegativeExtentsInCreate) {
   const absl::StatusOr<RopeTable> table = RopeTable::Create(RopeSpec{}, -1, 4);
   ASSERT_FALSE(table.ok());
