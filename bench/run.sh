@@ -95,6 +95,9 @@ load() {
 }
 
 if [[ $E2E -eq 1 ]]; then
+  echo "== attention at L = 16384 through the server: peak resident memory"
+  PYTHONPATH="$BUILD_DIR/python" "$PYTHON" "$ROOT/bench/attention_server_memory.py" \
+    "$BUILD_DIR/server/primserve-server" | tee "$OUT_DIR/attention_memory.txt"
   rm -f "$OUT_DIR/load.csv" "$OUT_DIR/python.csv" "$OUT_DIR/servers.txt" "$OUT_DIR/socket.csv" "$OUT_DIR/ab.csv"
   BIG=$((200 << 20))
   # Small calls: two single-threaded compute workers, so that concurrent small calls are not

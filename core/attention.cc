@@ -303,6 +303,11 @@ absl::StatusOr<AttentionResult> AttendOnce(const Tensor& query, const Tensor& ke
     return absl::InvalidArgumentError(absl::StrCat(
         "scale: expected a number in [0, 3.4028235e38] (float32; 0 means 1/sqrt(head_dim)), got ", NumberToString(options.scale)));
   }
+  if (linear && options.scale != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "scale: LINEAR attention has no logits to scale (phi(q) . phi(k), phi = elu + 1); leave it 0, got ",
+        NumberToString(options.scale)));
+  }
   RETURN_IF_ERROR(CheckPrecision(options.precision, options.kind));
   if (!options.key_lengths.empty()) {
     if (static_cast<int64_t>(options.key_lengths.size()) != p.batch) {

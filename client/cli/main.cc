@@ -73,7 +73,7 @@ ABSL_FLAG(std::string, value, "", "attend: .npy file [batch, kv_heads, k_len, va
 ABSL_FLAG(bool, causal, false, "attend: query i sees keys j <= i + (k_len - q_len)");
 ABSL_FLAG(std::string, key_lengths, "", "attend: comma-separated valid key counts, one per batch");
 ABSL_FLAG(std::string, bias, "", "attend: .npy file added to the logits (broadcastable; -inf masks)");
-ABSL_FLAG(double, scale, 0, "attend: logit scale (0: 1/sqrt(head_dim))");
+ABSL_FLAG(double, scale, 0, "attend: logit scale (0: 1/sqrt(head_dim)); softmax only");
 ABSL_FLAG(std::string, precision, "f32", "attend, score: f32 or bf16");
 ABSL_FLAG(bool, rope, false,
           "attend: rotate query and key by RoPE (implied by --rope_kind, --rope_pairing, --rope_base, "

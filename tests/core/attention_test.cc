@@ -1273,6 +1273,12 @@ TEST(AttentionBadInputTest, CodeAndArgumentName) {
       {"scale NaN", q, k, v, opts([](AttentionOptions& o) { o.scale = std::nan(""); }), {}, {"scale"}},
       {"scale +Inf", q, k, v,
        opts([](AttentionOptions& o) { o.scale = std::numeric_limits<double>::infinity(); }), {}, {"scale"}},
+      {"scale with LINEAR", q, k, v,
+       opts([](AttentionOptions& o) {
+         o.kind = AttentionKind::kLinear;
+         o.scale = 0.125;
+       }),
+       {}, {"scale", "LINEAR"}},
       // Non-finite values.
       {"query NaN", q, k, v, base, {}, {"query"}, kIA, Poison::kQuery, 17, kNaN},
       {"key +Inf", q, k, v, base, {}, {"key"}, kIA, Poison::kKey, 95, kInf},

@@ -399,7 +399,7 @@ class Client(LogisticMethods, ToolkitMethods, DiscriminatorMethods):
         (phi = elu + 1). ``causal`` masks keys j > i + (Lk - Lq); ``key_lengths`` (one per
         batch) masks padding keys j >= key_lengths[b]; a row that sees no key is zeros.
         ``bias`` (softmax only) is added to the scaled logits and broadcasts to [B, H, Lq, Lk]
-        (``-inf`` masks). ``scale`` 0 means 1/sqrt(D). ``rope`` rotates query and key first:
+        (``-inf`` masks). ``scale`` (softmax only) 0 means 1/sqrt(D). ``rope`` rotates query and key first:
         ``True`` for the 1-D defaults or a dict with any of ``kind`` ('1d'/'2d'), ``pairing``,
         ``base``, ``rotary_dim``, ``query_positions``, ``key_positions``, ``grid=(h, w)``
         (2-D). ``precision`` is ``'f32'`` or ``'bf16'``.
