@@ -7,9 +7,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "core/attention_internal.h"
 #include "core/attention_online_softmax.h"
 #include "core/dnnl_context.h"
@@ -77,9 +80,36 @@ absl::Status CheckBiasValues(const Tensor& bias) {
   return absl::OkStatus();
 }
 
-absl::Status Prefix(const absl::Status& status, absl::string_view prefix) {
+// RopeTable's messages name ApplyRope's fields (positions, grid_height, seq_len, ...); Attend's
+// are rope.query_positions / rope.key_positions, rope.grid_*, and its lengths are q_len and k_len.
+// Renames the message's leading field (and its length) for the table of the keys or the queries.
+absl::Status InAttendTerms(const absl::Status& status, bool keys) {
   if (status.ok()) return status;
-  return absl::Status(status.code(), absl::StrCat(prefix, status.message()));
+  static constexpr std::pair<absl::string_view, absl::string_view> kFields[] = {
+      {"grid_height, grid_width", "rope.grid_height, rope.grid_width"},
+      {"positions_x", "rope.grid_height"},  // Query positions derived from the grid.
+      {"positions_y", "rope.grid_width"},
+      {"grid_height", "rope.grid_height"},
+      {"grid_width", "rope.grid_width"},
+      {"rotary_dim", "rope.rotary_dim"},
+      {"base", "rope.base"},
+      {"kind", "rope.kind"},
+  };
+  absl::string_view message = status.message();
+  std::string renamed;
+  for (const auto& [from, to] : kFields) {
+    if (absl::StartsWith(message, from) && message.size() > from.size() &&
+        (message[from.size()] == ':' || message[from.size()] == '[')) {
+      renamed = absl::StrCat(to, message.substr(from.size()));
+      break;
+    }
+  }
+  if (renamed.empty() && absl::StartsWith(message, "positions") && message.size() > 9 &&
+      (message[9] == ':' || message[9] == '[')) {
+    renamed = absl::StrCat(keys ? "rope.key_positions" : "rope.query_positions", message.substr(9));
+  }
+  if (renamed.empty()) renamed = absl::StrCat("rope (", keys ? "keys" : "queries", "): ", message);
+  return absl::Status(status.code(), absl::StrReplaceAll(renamed, {{"seq_len", keys ? "k_len" : "q_len"}}));
 }
 
 // The RoPE tables for queries ([q_len] positions) and keys ([k_len]).
@@ -151,11 +181,11 @@ absl::StatusOr<RopeTables> BuildRopeTables(const AttentionRope& rope, int64_t q_
   }
   RopeTables tables;
   absl::StatusOr<std::shared_ptr<const RopeTable>> k_table = RopeTable::Shared(k_spec, k_len, head_dim);
-  if (!k_table.ok()) return Prefix(k_table.status(), "rope (keys): ");
+  if (!k_table.ok()) return InAttendTerms(k_table.status(), /*keys=*/true);
   tables.k = *std::move(k_table);
   if (q_len == 0) return tables;  // No query to rotate (a 2-D grid has no positions to give it).
   absl::StatusOr<std::shared_ptr<const RopeTable>> q_table = RopeTable::Shared(q_spec, q_len, head_dim);
-  if (!q_table.ok()) return Prefix(q_table.status(), "rope (queries): ");
+  if (!q_table.ok()) return InAttendTerms(q_table.status(), /*keys=*/false);
   tables.q = *std::move(q_table);
   return tables;
 }

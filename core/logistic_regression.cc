@@ -158,10 +158,12 @@ absl::StatusOr<LogisticModel> FitAnalytic(const SufficientStatistics& s, const A
     return absl::FailedPreconditionError(absl::StrFormat(
         "covariance: the %s covariance%s is %s (reciprocal condition estimate %.3g of its unit-diagonal "
         "form, need >= %g): features are collinear, or dim = %d exceeds what N = %d samples determine; "
-        "set ridge > 0 (adds ridge * I) or drop redundant features",
+        "%s or drop redundant features",
         covariance_name, options.ridge > 0 ? absl::StrCat(" + ridge * I (ridge = ", NumberToString(options.ridge), ")") : "",
         llt.info() != Eigen::Success ? "not positive definite" : "numerically singular", rcond,
-        kMinCovarianceRcond, d, static_cast<int64_t>(n)));
+        kMinCovarianceRcond, d, static_cast<int64_t>(n),
+        options.ridge > 0 ? "set a larger ridge (it counts relative to the features' variances)"
+                          : "set ridge > 0 (adds ridge * I)"));
   }
   // Solve Sigma w_c^T = (mu_c - mu)^T for all classes at once (d x K right-hand sides).
   Eigen::MatrixXd rhs = inv_sqrt_diag.asDiagonal() * centred.transpose();

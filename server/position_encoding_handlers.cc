@@ -51,8 +51,8 @@ absl::Status HandleSinusoidal(const Limits& limits, const v1::SinusoidalRequest&
   Tensor table;
   if (request.positions_size() > 0) {
     if (request.length() != 0 && request.length() != request.positions_size()) {
-      return absl::InvalidArgumentError(absl::StrCat("length: expected 0 or positions_size() = ",
-                                                     request.positions_size(), " when positions are given, got ",
+      return absl::InvalidArgumentError(absl::StrCat("length: expected 0 or the number of positions (",
+                                                     request.positions_size(), ") when positions are given, got ",
                                                      request.length()));
     }
     ASSIGN_OR_RETURN(table, SinusoidalTable(request.positions(), options));

@@ -1332,7 +1332,7 @@ TEST(AttentionBadInputTest, CodeAndArgumentName) {
          o.rope = AttentionRope{};
          o.rope->rotary_dim = 3;
        }),
-       {}, {"rotary_dim"}},
+       {}, {"rope.rotary_dim:", "[2, 8]"}},
       {"rope query_positions wrong length", q, k, v,
        opts([](AttentionOptions& o) {
          o.rope = AttentionRope{};
@@ -1350,12 +1350,25 @@ TEST(AttentionBadInputTest, CodeAndArgumentName) {
          o.rope = AttentionRope{};
          o.rope->key_positions = {0, 1, std::nan(""), 3, 4, 5};
        }),
-       {}, {"key", "positions[2]"}},
+       {}, {"rope.key_positions[2]:"}},
+      {"rope query_positions +Inf", q, k, v,
+       opts([](AttentionOptions& o) {
+         o.rope = AttentionRope{};
+         o.rope->query_positions = {0, std::numeric_limits<double>::infinity(), 2, 3, 4};
+       }),
+       {}, {"rope.query_positions[1]:"}},
+      {"rope key position overflows with base < 1", q, k, v,
+       opts([](AttentionOptions& o) {
+         o.rope = AttentionRope{};
+         o.rope->base = 1e-300;
+         o.rope->key_positions = {0, 1, 2, 3, 1e300, 5};
+       }),
+       {}, {"rope.key_positions[4]:", "overflows"}},
       {"rope base 0", q, k, v, opts([](AttentionOptions& o) {
          o.rope = AttentionRope{};
          o.rope->base = 0;
        }),
-       {}, {"base"}},
+       {}, {"rope.base:"}},
       {"rope 2-D grid does not cover k_len", q, k, v,
        opts([](AttentionOptions& o) {
          o.rope = AttentionRope{};
@@ -1363,7 +1376,7 @@ TEST(AttentionBadInputTest, CodeAndArgumentName) {
          o.rope->grid_height = 2;
          o.rope->grid_width = 2;
        }),
-       {}, {"grid"}},
+       {}, {"rope.grid_height, rope.grid_width:", "k_len = 6", "2 x 2"}},
       {"rope 2-D head_dim not a multiple of 4", {2, 4, 5, 6}, {2, 2, 6, 6}, v,
        opts([](AttentionOptions& o) {
          o.rope = AttentionRope{};

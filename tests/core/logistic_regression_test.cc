@@ -22,6 +22,7 @@ namespace {
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 using logistic_test::Data;
 using logistic_test::Fit;
@@ -492,6 +493,18 @@ TEST(LogisticSingular, FailedPreconditionThenRidgeFixes) {
       }
     }
   }
+}
+
+// A ridge that is set but too small to make dim > N determined asks for a larger one, not for
+// "ridge > 0" (the probe's message).
+TEST(LogisticSingular, ARidgeTooSmallAsksForALargerOne) {
+  const Data data = MakeGaussian(6, 10, 2, 43);
+  absl::StatusOr<LogisticModel> model = Fit(data, Covariance::kTotal, 1e-14);
+  ASSERT_FALSE(model.ok());
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kFailedPrecondition) << model.status();
+  EXPECT_THAT(std::string(model.status().message()),
+              AllOf(HasSubstr("ridge = 1e-14"), HasSubstr("set a larger ridge"), Not(HasSubstr("ridge > 0"))))
+      << model.status();
 }
 
 // A feature constant within each class but not across them has zero pooled-within variance. A

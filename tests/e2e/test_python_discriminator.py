@@ -184,12 +184,14 @@ class PythonDiscriminatorTest(unittest.TestCase):
         self.client = primserve.Client(self.server.address, timeout=60)
         models, unreadable = self.client.list_models(kind="discriminator")
         self.assertEqual([m["name"] for m in models], ["mlp"])
+        self.assertEqual(models[0]["input_shape"], [5])
         self.assertEqual(unreadable, [])
         after = self.client.score(x, model_name="mlp", return_input_gradient=True)
         for key in before:
             np.testing.assert_array_equal(after[key], before[key])
         info, network = self.client.get_model("mlp")
         self.assertEqual(info["kind"], "discriminator")
+        self.assertEqual(info["input_shape"], [5])
         self.assertEqual(len(network.layers), 3)
 
         real, fake = x[:9], 3.0 * x[9:]

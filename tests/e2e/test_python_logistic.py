@@ -226,6 +226,7 @@ class PythonLogisticTest(unittest.TestCase):
         models, unreadable = self.client.list_models()
         self.assertEqual([m["name"] for m in models], ["kept"])
         self.assertEqual((models[0]["num_classes"], models[0]["num_features"]), (3, 5))
+        self.assertEqual(models[0]["input_shape"], [])
         self.assertEqual(unreadable, [])
         after, labels_after = self.client.predict(x[:20], model_name="kept")
         np.testing.assert_array_equal(after, before)

@@ -87,7 +87,8 @@ def _model_message(model):
 def _info(info):
     return {"name": info.name, "kind": _KIND_NAMES.get(info.kind, str(info.kind)),
             "file_bytes": info.file_bytes, "created_unix_seconds": info.created_unix_seconds,
-            "num_features": info.num_features, "num_classes": info.num_classes}
+            "num_features": info.num_features, "num_classes": info.num_classes,
+            "input_shape": list(info.input_shape)}
 
 
 class LogisticMethods:
@@ -235,9 +236,9 @@ class LogisticMethods:
 
     def list_models(self, kind=None, timeout=None):
         """Stored models as dicts (name, kind, file_bytes, created_unix_seconds, num_features,
-        num_classes), sorted by name. Files the server could not load are in ``unreadable``:
-        ``list_models()`` returns ``(models, unreadable)`` with ``unreadable`` a list of
-        ``(file, reason)``."""
+        num_classes, input_shape: a discriminator's per-sample shape), sorted by name. Files the
+        server could not load are in ``unreadable``: ``list_models()`` returns
+        ``(models, unreadable)`` with ``unreadable`` a list of ``(file, reason)``."""
         request = models_pb2.ListRequest(kind=0 if kind is None else as_enum(_MODEL_KINDS, kind, "kind"))
         response = self._call(self._models.List, request, timeout)
         return ([_info(info) for info in response.models],
