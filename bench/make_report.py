@@ -179,9 +179,10 @@ def add_linear_crossover(add, att):
     add("")
     add("Su's multiplication counts per head (MATH.md 6): the quadratic term of softmax attention is")
     add("2 n^2 d, linear attention with head size m d costs 2 n m^2 d^2, so linear attention is predicted")
-    add(f"to win above n = m^2 d: {head_dim} at the benchmark's m = 1 (d = {head_dim}), and Su's n > 16 d ="
-        f" {16 * head_dim} with a 4x head size. Measured: the L where linear attention's time falls below the")
-    add("fused softmax kernel's (log-log interpolation of the time ratio between the measured lengths).")
+    add(f"to win above n = m^2 d: {head_dim} at the benchmark's m = 1 (d = {head_dim}), and Su's")
+    add(f"n > 16 d = {16 * head_dim} with a 4x head size. Measured: the L where linear attention's time falls")
+    add("below the fused softmax kernel's (log-log interpolation of the time ratio between the measured")
+    add("lengths).")
     add("")
     add("| causal | time linear / softmax by L | measured crossover | predicted (m = 1) |")
     add("|---|---|---|---|")
