@@ -235,8 +235,11 @@ std::string RandomTempPrefix() {
   return absl::StrCat(absl::Hex(bits, absl::kZeroPad16));
 }
 
-ModelStore::ModelStore(std::string dir, int64_t max_file_bytes)
-    : dir_(std::move(dir)), max_file_bytes_(max_file_bytes), temp_prefix_(RandomTempPrefix()) {}
+ModelStore::ModelStore(std::string dir, int64_t max_file_bytes, ContentCheck check)
+    : dir_(std::move(dir)),
+      max_file_bytes_(max_file_bytes),
+      check_(std::move(check)),
+      temp_prefix_(RandomTempPrefix()) {}
 
 int ModelStore::LockFd() {
   // Writers of every process on the volume take an flock on this file (see VolumeLock), made by
@@ -286,13 +289,14 @@ ModelStore::VolumeLock::~VolumeLock() {
   if (fd_ >= 0) ::flock(fd_, LOCK_UN);
 }
 
-absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& dir, int64_t max_file_bytes) {
+absl::StatusOr<std::unique_ptr<ModelStore>> ModelStore::Open(const std::string& dir, int64_t max_file_bytes,
+                                                             ContentCheck check) {
   std::error_code error;
   std::filesystem::create_directories(dir, error);
   if (error) {
     return absl::FailedPreconditionError(absl::StrCat("model_dir: cannot create \"", dir, "\": ", error.message()));
   }
-  std::unique_ptr<ModelStore> store(new ModelStore(dir, max_file_bytes));
+  std::unique_ptr<ModelStore> store(new ModelStore(dir, max_file_bytes, std::move(check)));
   DIR* listing = ::opendir(dir.c_str());
   if (listing == nullptr) {
     return absl::FailedPreconditionError(
@@ -389,6 +393,11 @@ void ModelStore::Load(const std::string& file_name, const struct stat& info, uin
   if (!bytes.ok()) return skip(bytes.status().message(), bytes.status().code() != absl::StatusCode::kUnavailable);
   absl::StatusOr<v1::StoredModel> model = DecodeFile(*bytes);
   if (!model.ok()) return skip(model.status().message(), true);
+  if (check_ != nullptr) {
+    if (absl::Status valid = check_(*model); !valid.ok()) {
+      return skip(absl::StrCat("invalid model: ", valid.message()), true);
+    }
+  }
   auto entry = std::make_shared<Entry>();
   entry->name = std::string(name);
   entry->model = *std::move(model);

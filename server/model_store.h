@@ -109,11 +109,17 @@ class ModelStore {
     std::string reason;
   };
 
+  // Checks a decoded model's contents (shapes, values, limits: what the calls that use it would
+  // refuse). A file whose model fails it is unreadable like a corrupt one, so that List, Get and
+  // the calls that use the model agree about it.
+  using ContentCheck = std::function<absl::Status(const v1::StoredModel&)>;
+
   // Creates `dir` if missing, removes stale temporary files and loads every model file.
   // FAILED_PRECONDITION when the directory cannot be created or listed. Unloadable model files
   // are not errors (see unreadable()). Files over `max_file_bytes` are neither loaded nor written.
   static absl::StatusOr<std::unique_ptr<ModelStore>> Open(const std::string& dir,
-                                                           int64_t max_file_bytes = kDefaultMaxFileBytes);
+                                                           int64_t max_file_bytes = kDefaultMaxFileBytes,
+                                                           ContentCheck check = nullptr);
 
   // OK for [A-Za-z0-9._-]{1,128} other than "." and ".."; otherwise INVALID_ARGUMENT naming
   // `field`, e.g. `model_name: expected [A-Za-z0-9._-]{1,128}, not "." or "..", got "../x"`.
@@ -167,7 +173,7 @@ class ModelStore {
   std::vector<Unreadable> unreadable() const;
 
  private:
-  ModelStore(std::string dir, int64_t max_file_bytes);
+  ModelStore(std::string dir, int64_t max_file_bytes, ContentCheck check);
 
   std::string PathOf(absl::string_view name) const;
   // Reads `file_name` (a *.model file whose stat is `info`) into the map, or records it as
@@ -183,6 +189,7 @@ class ModelStore {
 
   const std::string dir_;
   const int64_t max_file_bytes_;
+  const ContentCheck check_;
   // Held while a file is read into the map, so that lookups arriving together for a file that
   // changed read it once (the others find it loaded), and the memory of one load is in use at a
   // time. Lookups of unchanged files never take it.

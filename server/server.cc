@@ -23,10 +23,27 @@
 #include "server/services.h"
 #include "server/toolkit_service.h"
 #include "server/diagnostics_service.h"
+#include "server/discriminator_conversion.h"
 #include "server/discriminator_service.h"
+#include "server/logistic_conversion.h"
 
 namespace primserve {
 namespace {
+
+// A stored model as the calls that use it (Predict, Score) check it, so that Models.List does
+// not list as healthy a file whose checksum holds but whose model those calls refuse.
+absl::Status CheckStoredModel(const v1::StoredModel& model, const Limits& limits) {
+  switch (model.kind()) {
+    case v1::MODEL_KIND_LOGISTIC:
+      if (!model.has_logistic()) return absl::InvalidArgumentError("a logistic model holds no LogisticModel");
+      return LogisticModelFromProto(model.logistic(), "model", limits).status();
+    case v1::MODEL_KIND_DISCRIMINATOR:
+      if (!model.has_discriminator()) return absl::InvalidArgumentError("a discriminator holds no network");
+      return NetworkFromProto(model.discriminator(), "network", limits).status();
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("unknown model kind ", model.kind()));
+  }
+}
 
 // After a drain, how long new calls are still refused with UNAVAILABLE before the listener
 // closes (see Shutdown).
@@ -84,8 +101,10 @@ absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOption
         raw->RecordRefusal(path, code, message);
       });
   if (!credentials.ok()) return credentials.status();
-  absl::StatusOr<std::unique_ptr<ModelStore>> model_store = ModelStore::Open(
-      options.model_dir, options.max_message_bytes + ModelStore::kFileOverheadBytes);
+  const Limits limits = Limits::ForMessageBytes(options.max_message_bytes, options.max_attention_weights);
+  absl::StatusOr<std::unique_ptr<ModelStore>> model_store =
+      ModelStore::Open(options.model_dir, options.max_message_bytes + ModelStore::kFileOverheadBytes,
+                       [limits](const v1::StoredModel& model) { return CheckStoredModel(model, limits); });
   if (!model_store.ok()) return model_store.status();
   SetComputeThreads(options.compute_threads);
   SetIdleWorkspaceBudget(options.max_idle_workspace_bytes);
@@ -101,7 +120,6 @@ absl::StatusOr<std::unique_ptr<PrimServer>> PrimServer::Start(const ServerOption
     if (!metrics_port.ok()) return metrics_port.status();
     server->metrics_port_ = *metrics_port;
   }
-  const Limits limits = Limits::ForMessageBytes(options.max_message_bytes, options.max_attention_weights);
   server->services_.push_back(std::make_unique<PositionEncodingService>(limits, serving));
   server->services_.push_back(std::make_unique<AttentionService>(limits, serving));
   server->services_.push_back(

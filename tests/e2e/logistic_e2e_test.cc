@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -24,6 +25,7 @@
 #include "primserve/client/health.h"
 #include "primserve/client/logistic_regression.h"
 #include "primserve/client/models.h"
+#include "server/model_store.h"
 #include "tests/e2e/reflection_client.h"
 #include "tests/e2e/server_process.h"
 #include "tests/server/model_dir_files.h"
@@ -32,6 +34,7 @@ namespace primserve {
 namespace {
 
 namespace fs = std::filesystem;
+using ::testing::AllOf;
 using ::testing::Contains;
 using ::testing::HasSubstr;
 using testing::ServerBinary;
@@ -256,6 +259,51 @@ TEST(LogisticE2E, ATruncatedModelFileDoesNotStopTheServer) {
   options.set_model_name("broken");
   ASSERT_TRUE(logistic.Fit(data.features, data.labels, options).ok());
   EXPECT_TRUE(logistic.Predict(data.features, "broken").ok());
+}
+
+// A file with a sound header and checksum whose model Predict would refuse (4 biases for 3
+// classes: written by hand or by another build) is listed as unreadable with the reason, not as a
+// healthy model, and Predict by its name says the same.
+TEST(LogisticE2E, AModelFileWithAValidChecksumButAnInvalidModelIsListedUnreadable) {
+  const Data data = Gaussians(200, 3, 3, 4);
+  absl::StatusOr<ServerProcess> first = StartServer();
+  ASSERT_TRUE(first.ok()) << first.status();
+  {
+    client::LogisticRegressionClient logistic(Channel(first->address()));
+    v1::FitRequest options;
+    options.set_model_name("good");
+    ASSERT_TRUE(logistic.Fit(data.features, data.labels, options).ok());
+  }
+  Stop(*first);
+  const fs::path dir(first->model_dir());
+  std::ifstream in(dir / "good.model", std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  absl::StatusOr<v1::StoredModel> stored = ModelStore::DecodeFile(bytes);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  v1::Tensor* bias = stored->mutable_logistic()->mutable_bias();
+  ASSERT_EQ(bias->shape_size(), 1);
+  ASSERT_EQ(bias->shape(0), 3);
+  ASSERT_EQ(bias->data().size(), 3 * sizeof(float));
+  bias->set_shape(0, 4);  // A well-formed tensor of 4 biases for 3 classes.
+  bias->mutable_data()->append(sizeof(float), '\0');
+  std::ofstream(dir / "skewed.model", std::ios::binary) << ModelStore::EncodeFile(*stored);
+
+  absl::StatusOr<ServerProcess> second = StartServer({absl::StrCat("--model_dir=", first->model_dir())});
+  ASSERT_TRUE(second.ok()) << second.status();
+  client::ModelsClient models(Channel(second->address()));
+  absl::StatusOr<v1::ListResponse> list = models.List();
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->models_size(), 1);
+  EXPECT_EQ(list->models(0).name(), "good");
+  ASSERT_EQ(list->unreadable_size(), 1);
+  EXPECT_EQ(list->unreadable(0).file(), "skewed.model");
+  EXPECT_THAT(list->unreadable(0).reason(), AllOf(HasSubstr("invalid model"), HasSubstr("bias")));
+  EXPECT_EQ(models.Get("skewed").status().code(), absl::StatusCode::kFailedPrecondition);
+  client::LogisticRegressionClient logistic(Channel(second->address()));
+  EXPECT_TRUE(logistic.Predict(data.features, "good").ok());
+  const absl::Status refused = logistic.Predict(data.features, "skewed").status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.message()), AllOf(HasSubstr("skewed.model"), HasSubstr("bias")));
 }
 
 TEST(LogisticE2E, PathTraversalNamesAreRejected) {

@@ -267,6 +267,50 @@ TEST_F(ModelStoreTest, CorruptFilesAreSkippedAndReportedNotFatal) {
   EXPECT_THAT(Names(*Open()), ElementsAre("good", "truncated"));
 }
 
+// A file whose checksum holds but whose model the content check refuses (written by hand, or
+// by another build) is unreadable like a corrupt one: not listed, Get says why, and a later
+// valid file of that name is served.
+TEST_F(ModelStoreTest, AModelFailingTheContentCheckIsUnreadableNotListed) {
+  {
+    std::unique_ptr<ModelStore> store = Open();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Put("good", Logistic(3, 4, 1)).ok());
+  }
+  v1::StoredModel bad = Logistic(3, 4, 1);
+  bad.mutable_logistic()->mutable_bias()->add_values(7.0f);  // 4 biases for 3 classes.
+  WriteAll(dir_ / "bad.model", ModelStore::EncodeFile(bad));
+  int checks = 0;
+  auto check = [&checks](const v1::StoredModel& model) {
+    ++checks;
+    const auto& logistic = model.logistic();
+    if (logistic.bias().values_size() != logistic.weights().shape(0)) {
+      return absl::InvalidArgumentError(absl::StrCat("model.bias: expected ", logistic.weights().shape(0),
+                                                     " values, got ", logistic.bias().values_size()));
+    }
+    return absl::OkStatus();
+  };
+  absl::StatusOr<std::unique_ptr<ModelStore>> opened =
+      ModelStore::Open(dir_.string(), ModelStore::kDefaultMaxFileBytes, check);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  ModelStore& store = **opened;
+  EXPECT_EQ(checks, 2);
+  EXPECT_THAT(Names(store), ElementsAre("good"));
+  ASSERT_EQ(store.unreadable().size(), 1u);
+  EXPECT_EQ(store.unreadable()[0].file, "bad.model");
+  EXPECT_EQ(store.unreadable()[0].reason, "invalid model: model.bias: expected 3 values, got 4");
+  const absl::Status get = store.Get("bad", "model_name").status();
+  EXPECT_EQ(get.code(), absl::StatusCode::kFailedPrecondition) << get;
+  EXPECT_THAT(std::string(get.message()), HasSubstr("model.bias: expected 3 values, got 4"));
+  EXPECT_EQ(checks, 2);  // Not checked again until the file changes.
+  // Fixed on disk (another replica, or by hand): read, checked and served.
+  WriteAll(dir_ / "bad.model", ModelStore::EncodeFile(Logistic(3, 4, 2)));
+  absl::StatusOr<ModelStore::EntryPtr> fixed = store.Get("bad", "model_name");
+  ASSERT_TRUE(fixed.ok()) << fixed.status();
+  EXPECT_TRUE(SameModel((*fixed)->model, Logistic(3, 4, 2)));
+  EXPECT_THAT(store.unreadable(), IsEmpty());
+  EXPECT_EQ(checks, 3);
+}
+
 TEST_F(ModelStoreTest, AModelOfAnotherKindIsNotReplaced) {
   std::unique_ptr<ModelStore> store = Open();
   ASSERT_NE(store, nullptr);
