@@ -38,12 +38,16 @@ absl::Status CheckFitInputs(const SufficientStatistics& s, const AnalyticFitOpti
   if (s.dim < 1) {
     return absl::InvalidArgumentError(absl::StrCat("features.shape: expected dim >= 1 features, got dim = ", s.dim));
   }
+  const int64_t n = s.num_samples();
+  if (n == 0) {
+    return absl::InvalidArgumentError(
+        "samples: N = 0, nothing to fit; a classifier needs samples of two or more classes");
+  }
   if (s.num_classes < 2) {
     return absl::InvalidArgumentError(absl::StrCat(
         "num_classes: expected at least 2 classes, got ", s.num_classes,
         " (labels hold a single class; a classifier needs samples of two or more)"));
   }
-  const int64_t n = s.num_samples();
   if (n < s.num_classes) {
     return absl::InvalidArgumentError(
         absl::StrCat("labels: expected at least num_classes = ", s.num_classes, " samples, got N = ", n));

@@ -50,6 +50,7 @@ absl::StatusOr<LabelledShape> ValidateLabelledFeatures(const Tensor& features,
     return absl::InvalidArgumentError(absl::StrCat("num_classes: expected >= 0 (0 = infer), got ", num_classes));
   }
   int64_t max_label = -1;
+  size_t max_at = 0;
   for (size_t i = 0; i < labels.size(); ++i) {
     const int64_t label = labels[i];
     if (label < 0 || (num_classes > 0 && label >= num_classes)) {
@@ -57,10 +58,19 @@ absl::StatusOr<LabelledShape> ValidateLabelledFeatures(const Tensor& features,
           num_classes > 0 ? absl::StrCat("labels[", i, "]: expected a class in [0, ", num_classes, "), got ", label)
                           : absl::StrCat("labels[", i, "]: expected a class >= 0, got ", label));
     }
-    max_label = std::max(max_label, label);
+    if (label > max_label) {
+      max_label = label;
+      max_at = i;
+    }
+  }
+  // Sizes are checked before anything of size K x dim or dim x dim is allocated. An inferred K
+  // is the largest label + 1: a huge label is named (and never incremented past int64).
+  if (num_classes == 0 && max_label >= kDefaultMaxElements / shape.dim) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "labels[", max_at, "]: class ", max_label, " makes num_classes (inferred: largest label + 1) x ", shape.dim,
+        " features exceed the limit of ", kDefaultMaxElements, " statistics elements; labels must be 0..K-1"));
   }
   shape.num_classes = num_classes > 0 ? num_classes : max_label + 1;
-  // Sizes are checked before anything of size K x dim or dim x dim is allocated.
   if (shape.num_classes > kDefaultMaxElements / shape.dim) {
     return absl::ResourceExhaustedError(absl::StrCat("num_classes: ", shape.num_classes, " classes x ", shape.dim,
                                                      " features exceed the limit of ", kDefaultMaxElements,

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "core/number_format.h"
@@ -107,17 +108,31 @@ absl::Status CheckStatisticsSize(const Limits& limits, double num_classes, doubl
   const double max_bytes = static_cast<double>(limits.max_elements) * sizeof(float);
   const double statistics_bytes = 8.0 * (dim * dim + 2.0 * num_classes * dim + num_classes);
   if (statistics_bytes <= max_bytes) return absl::OkStatus();
-  return absl::ResourceExhaustedError(absl::StrCat(
-      field, ": ", num_classes, " classes x ", dim, " features need ", statistics_bytes,
-      " bytes of statistics (a d x d scatter and K x d sums in double), more than the ", max_bytes,
-      "-byte message limit"));
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "%s: %.0f classes x %.0f features need %.4g bytes of statistics (a d x d scatter and K x d sums in double), "
+      "more than the %.0f-byte message limit",
+      field, num_classes, dim, statistics_bytes, max_bytes));
 }
 
+// Names what makes the statistics too large: d (features.shape) when the d x d scatter alone
+// does not fit, otherwise K: num_classes, or the largest label when K is inferred from it.
 absl::Status CheckFeaturesSize(const Limits& limits, const Tensor& features, int64_t num_classes,
                                absl::Span<const int64_t> labels) {
   if (features.rank() != 2) return absl::OkStatus();  // The core names the shape problem.
-  return CheckStatisticsSize(limits, ClassesFor(num_classes, labels), static_cast<double>(features.dim(1)),
-                             "features.shape");
+  const double dim = static_cast<double>(features.dim(1));
+  const double max_bytes = static_cast<double>(limits.max_elements) * sizeof(float);
+  if (8.0 * dim * dim > max_bytes) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "features.shape: %.0f features need a %.0f x %.0f scatter matrix in double, %.4g bytes, more than the "
+        "%.0f-byte message limit",
+        dim, dim, dim, 8.0 * dim * dim, max_bytes));
+  }
+  std::string field = "num_classes";
+  if (num_classes <= 0 && !labels.empty()) {
+    const auto largest = std::max_element(labels.begin(), labels.end());
+    field = absl::StrCat("labels[", largest - labels.begin(), "] (num_classes inferred as the largest label + 1)");
+  }
+  return CheckStatisticsSize(limits, ClassesFor(num_classes, labels), dim, field);
 }
 
 absl::Span<const int64_t> LabelsOf(const google::protobuf::RepeatedField<int64_t>& labels) {

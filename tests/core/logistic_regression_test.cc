@@ -444,6 +444,24 @@ TEST(LogisticStreaming, SampleCountsBeyondTwoToThe53AreRefusedBeforeTheyOverflow
   EXPECT_THAT(std::string(invalid.message()), ::testing::HasSubstr("counts[1]"));
 }
 
+// An inferred K (largest label + 1) that is too large names the label; INT64_MAX is not
+// incremented (no signed overflow for UBSan to find). N = 0 says so, not "a single class".
+TEST(LogisticBadInput, AHugeLabelIsNamedAndNoSamplesIsSaidPlainly) {
+  const Tensor x = MakeTensor(3, 2, {1, 2, 3, 4, 5, 6});
+  for (int64_t huge : {int64_t{1} << 40, std::numeric_limits<int64_t>::max()}) {
+    SCOPED_TRACE(huge);
+    const std::vector<int64_t> labels = {0, 1, huge};
+    const absl::Status status = ComputeStatistics(x, labels, 0).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+    EXPECT_THAT(std::string(status.message()), AllOf(HasSubstr("labels[2]: class "), HasSubstr("inferred")));
+  }
+  absl::StatusOr<SufficientStatistics> none = ComputeStatistics(MakeTensor(0, 2, {}), {}, 0);
+  ASSERT_TRUE(none.ok()) << none.status();
+  const absl::Status empty = FitAnalytic(*none, AnalyticFitOptions{}).status();
+  EXPECT_EQ(empty.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(empty.message()), AllOf(HasSubstr("N = 0"), Not(HasSubstr("single class"))));
+}
+
 // ----- singular covariance ----------------------------------------------------------------------
 
 TEST(LogisticSingular, FailedPreconditionThenRidgeFixes) {

@@ -263,7 +263,7 @@ TEST_F(LogisticHandlersTest, BadFitRequestsGetPreciseStatusesAndStoreNothing) {
        absl::StatusCode::kFailedPrecondition, "ridge"},
       {"label of 10^12 with K inferred (before allocating)",
        [](v1::FitRequest* r) { r->set_labels(0, int64_t{1} << 40); }, absl::StatusCode::kResourceExhausted,
-       "features.shape"},
+       "labels[0] (num_classes inferred as the largest label + 1)"},
   };
   for (const BadFit& c : cases) {
     SCOPED_TRACE(c.name);
@@ -290,7 +290,22 @@ TEST_F(LogisticHandlersTest, AWideFitIsRefusedBeforeTheScatterIsAllocated) {
   v1::FitResponse response;
   const absl::Status status = HandleFit(small, store_.get(), request, &response);
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(std::string(status.message()), HasSubstr("features.shape: 2 classes x 400 features"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("features.shape: 400 features need a 400 x 400 scatter matrix"));
+}
+
+// A huge label with num_classes inferred is named, not the features' shape (a probe's finding).
+TEST_F(LogisticHandlersTest, AHugeInferredClassCountNamesTheLabel) {
+  v1::FitRequest request;
+  *request.mutable_features() = Wire({3, 2}, {1, 2, 3, 4, 5, 6});
+  for (int64_t label : {int64_t{0}, int64_t{1} << 40, int64_t{1}}) request.add_labels(label);
+  v1::FitResponse response;
+  absl::Status status = HandleFit(limits_, store_.get(), request, &response);
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("labels[1] (num_classes inferred as the largest label + 1): "));
+  request.set_num_classes(int64_t{1} << 40);
+  status = HandleFit(limits_, store_.get(), request, &response);
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("num_classes: "));
 }
 
 TEST_F(LogisticHandlersTest, FitStreamOnAnyChunkingEqualsFit) {
