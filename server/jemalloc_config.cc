@@ -26,21 +26,26 @@
 //                          resident memory falls back within the minute after a burst.
 // background_thread:true   purging by jemalloc's own thread, on time: an idle server's
 //                          resident memory falls back without waiting for its next allocation.
-// narenas:1                one arena for every thread (small allocations still come from each
-//                          thread's cache). With jemalloc's default of 4 per core, successive
-//                          large calls ran on gRPC threads bound to different arenas, and each
-//                          arena kept its own freed tensors for dirty_decay_ms instead of the
-//                          next call reusing them: L = 16384 Attend calls (96 MiB request)
-//                          took the server from 456 to 1290 MiB over five calls; with one arena
-//                          it stays at 377-392 MiB, and 64 MiB ApplyRope peaks at 405 MiB, not
-//                          710-770. Small-call throughput at 8 clients was unchanged within the
-//                          run-to-run noise (3 alternating rounds, 13-19k calls/s either way).
+// narenas:1                (primserve-server only) one arena for every thread (small
+//                          allocations still come from each thread's cache). With jemalloc's
+//                          default of 4 per core, successive large calls ran on gRPC threads
+//                          bound to different arenas, and each arena kept its own freed tensors
+//                          for dirty_decay_ms instead of the next call reusing them: L = 16384
+//                          Attend calls (96 MiB request) took the server from 456 to 1290 MiB
+//                          over five calls; with one arena it stays at 377-394 MiB, and 64 MiB
+//                          ApplyRope peaks at 405 MiB, not 640-760, at the same GB/s (3
+//                          alternating rounds; small calls at 8 clients unchanged within noise).
+//                          The load generator keeps the default: one arena there cost 10-15% of
+//                          its 64 MiB throughput, and its memory is no target.
 //
 // lg_extent_max_active_fit and dirty_decay_ms, measured together on 64 MiB ApplyRope (bench/report.md, "Transport: before and
 // after"): server page faults per call ~600 -> ~5, 0.66-0.78 -> 1.25-1.57 GB/s.
 extern "C" {
 // NOLINTNEXTLINE: the name and type are jemalloc's interface.
 const char* malloc_conf =
-    "thp:always,oversize_threshold:0,lg_extent_max_active_fit:20,dirty_decay_ms:60000,background_thread:true,"
-    "narenas:1";
+    "thp:always,oversize_threshold:0,lg_extent_max_active_fit:20,dirty_decay_ms:60000,background_thread:true"
+#ifdef PRIMSERVE_JEMALLOC_ONE_ARENA
+    ",narenas:1"
+#endif
+    ;
 }
