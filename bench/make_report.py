@@ -550,9 +550,10 @@ def main():
     if os.path.exists(memory_path):
         add("## Attention at L = 16384 through the server: peak resident memory")
         add("")
-        add("`bench/attention_server_memory.py`: a fresh server, one B = 1, H = 8, L = 16384, D = 64 SOFTMAX")
-        add("`Attend` non-causal then causal; VmHWM of the server process (the materialised score matrices")
-        add("alone would be 8.6 GB). Target: peak under 1 GiB.")
+        add("`bench/attention_server_memory.py`: a fresh server, rounds of one B = 1, H = 8, L = 16384, D = 64")
+        add("SOFTMAX `Attend` non-causal and one causal; VmHWM of the server process after each (the")
+        add("materialised score matrices alone would be 8.6 GB). Targets: peak under 1 GiB, and no growth")
+        add("after the first round beyond half the call's tensor bytes (later calls reuse the memory).")
         add("")
         add("```")
         with open(memory_path) as f:
