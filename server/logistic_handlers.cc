@@ -92,15 +92,6 @@ absl::Status CheckModelName(const std::string& name, const ModelStore* store) {
   return absl::OkStatus();
 }
 
-// K as the core will infer it (num_classes, or the largest label + 1), for the size checks only;
-// label validity is the core's to judge.
-double ClassesFor(int64_t num_classes, absl::Span<const int64_t> labels) {
-  if (num_classes > 0) return static_cast<double>(num_classes);
-  int64_t largest = -1;
-  for (const int64_t label : labels) largest = std::max(largest, label);
-  return static_cast<double>(largest) + 1;
-}
-
 // The statistics (d x d scatter and two K x d matrices of doubles) and the model (K x d floats)
 // must each fit in one message: checked before the core allocates them, so a huge d or K
 // (e.g. a label of 10^12 with num_classes inferred) is RESOURCE_EXHAUSTED, not an allocation.
@@ -127,12 +118,19 @@ absl::Status CheckFeaturesSize(const Limits& limits, const Tensor& features, int
         "%.0f-byte message limit",
         dim, dim, dim, 8.0 * dim * dim, max_bytes));
   }
+  // K as the core will infer it (num_classes, or the largest label + 1), for the size check only;
+  // label validity is the core's to judge. One scan finds the largest label and where it is.
+  double classes = static_cast<double>(num_classes);
   std::string field = "num_classes";
-  if (num_classes <= 0 && !labels.empty()) {
-    const auto largest = std::max_element(labels.begin(), labels.end());
-    field = absl::StrCat("labels[", largest - labels.begin(), "] (num_classes inferred as the largest label + 1)");
+  if (num_classes <= 0) {
+    classes = 0;
+    if (!labels.empty()) {
+      const auto largest = std::max_element(labels.begin(), labels.end());
+      classes = static_cast<double>(*largest) + 1;
+      field = absl::StrCat("labels[", largest - labels.begin(), "] (num_classes inferred as the largest label + 1)");
+    }
   }
-  return CheckStatisticsSize(limits, ClassesFor(num_classes, labels), dim, field);
+  return CheckStatisticsSize(limits, classes, dim, field);
 }
 
 absl::Span<const int64_t> LabelsOf(const google::protobuf::RepeatedField<int64_t>& labels) {
